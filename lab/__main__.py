@@ -1,0 +1,7 @@
+"""``python -m lab`` is the ``wslab`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

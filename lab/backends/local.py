@@ -1,0 +1,160 @@
+"""The embedded default: real proxy binaries as local processes on 127.0.0.1.
+
+One probe server process runs a named listener per topology. Each proxy is
+started from its topology's config template on a free loopback port, in front
+of its listener, with its output kept in a log file under the run folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..client import Endpoint
+from ..observations import ObservationFeed
+from ..probe.provision import websockets_path
+from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail
+from ..proxies import REGISTRY
+from ..topology import Topology
+from . import FAILED, READY, UNAVAILABLE, Deployment, ProbeOptions
+
+HOST = "127.0.0.1"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROBE_STARTUP_TIMEOUT = 20.0
+BIND_ATTEMPTS = 3
+
+
+class LabError(Exception):
+    """The lab itself could not run (as opposed to a topology failing)."""
+
+
+class LocalBackend:
+    """Starts topologies as local processes; :meth:`stop` always cleans up."""
+
+    name = "local"
+
+    def __init__(self, run_dir: Path, probe: ProbeOptions) -> None:
+        self.run_dir = run_dir
+        self.probe = probe
+        self.processes: list[ManagedProcess] = []
+        self.feed = ObservationFeed()
+        self.websockets_version = ""
+
+    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
+        """Start the probe server and every topology; never raises for one topology."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o755)
+        listeners = await self._start_probe([t.name for t in topologies])
+        deployments = await asyncio.gather(
+            *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
+        )
+        return {deployment.topology.name: deployment for deployment in deployments}
+
+    async def _start_probe(self, names: list[str]) -> dict[str, tuple[str, int]]:
+        env = dict(os.environ)
+        paths = [str(PROJECT_ROOT)]
+        extra = await asyncio.to_thread(websockets_path, self.probe.websockets_version)
+        if extra is not None:
+            paths.insert(0, str(extra))
+        env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        argv = [sys.executable, "-m", "lab.probe", "--ping-interval", str(self.probe.ping_interval)]
+        argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:0")]
+        if self.probe.answer_plain_http:
+            argv.append("--answer-plain-http")
+        process = ManagedProcess("probe server", argv, self.run_dir / "probe-server.log", env)
+        self.processes.append(process)
+        await process.start(stdout=asyncio.subprocess.PIPE)
+        assert process.process is not None and process.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.process.stdout.readline(), PROBE_STARTUP_TIMEOUT)
+            ready = json.loads(line)
+        except (TimeoutError, ValueError):
+            raise LabError(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
+        self.websockets_version = ready["websockets"]
+        await self.feed.start(*ready["control"])
+        return {name: (host, port) for name, (host, port) in ready["listeners"].items()}
+
+    async def _deploy(self, topology: Topology, upstream: tuple[str, int]) -> Deployment:
+        if topology.direct:
+            return Deployment(topology, READY, Endpoint(*upstream), version="")
+        kind = REGISTRY[topology.proxy]
+        binary = kind.locate()
+        if binary is None:
+            return Deployment(
+                topology,
+                UNAVAILABLE,
+                detail=f"{kind.executable} not found; install it: {kind.install_hint}",
+            )
+        version = await kind.version(binary)
+        folder = self.run_dir / topology.name
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o755)
+        log_path = folder / f"{topology.proxy}.log"
+        # A free port can be taken between the check and the bind: retry then.
+        for _attempt in range(BIND_ATTEMPTS):
+            port = free_port(HOST)
+            config = folder / topology.config.name  # type: ignore[union-attr]
+            config.write_text(
+                topology.render_config(
+                    {
+                        "WSLAB_LISTEN_HOST": HOST,
+                        "WSLAB_LISTEN_PORT": str(port),
+                        "WSLAB_UPSTREAM_HOST": upstream[0],
+                        "WSLAB_UPSTREAM_PORT": str(upstream[1]),
+                        "WSLAB_RUN_DIR": str(folder),
+                    }
+                )
+            )
+            process = ManagedProcess(
+                topology.name, kind.command(binary, config, folder, HOST, port), log_path
+            )
+            self.processes.append(process)
+            await process.start()
+            try:
+                await process.wait_listening(HOST, port, kind.startup_timeout, kind.ready_by_http)
+            except ProcessFailed as failure:
+                await process.stop()
+                if "Address already in use" in failure.log_tail:
+                    continue
+                return Deployment(
+                    topology,
+                    FAILED,
+                    detail=f"{kind.executable} {failure.reason}",
+                    log_path=log_path,
+                    log_tail=failure.log_tail,
+                    config_path=config,
+                    version=version,
+                )
+            if kind.companion_argv:
+                companion = ManagedProcess(
+                    f"{topology.name} log reader",
+                    kind.companion(binary, config, folder, HOST, port),
+                    log_path,
+                )
+                self.processes.append(companion)
+                await companion.start()
+            return Deployment(
+                topology,
+                READY,
+                Endpoint(HOST, port),
+                log_path=log_path,
+                config_path=config,
+                version=version,
+                handle=process,
+            )
+        return Deployment(topology, FAILED, detail="no free port after retries", log_path=log_path)
+
+    def alive(self, deployment: Deployment) -> bool:
+        """False if the topology's proxy has died since it started."""
+        process = deployment.handle
+        return process is None or process.running
+
+    async def stop(self) -> None:
+        """Stop every process this backend started, even after a failure or Ctrl-C."""
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(self.feed.stop(), 2)
+        await asyncio.gather(*(process.stop() for process in self.processes))

@@ -1,0 +1,252 @@
+"""The ``wslab`` command line: parses arguments and calls into the lab.
+
+Exit codes: 0 every cell met its expectation, 1 some cell did not, 2 usage or
+configuration error (a bad scenario file, an unknown topology), 3 the lab
+itself failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .backends import READY, ProbeOptions
+from .backends.local import LabError, LocalBackend
+from .probe.provision import ProvisionError
+from .reports import terminal
+from .results import ERROR, FAIL
+from .runner import RunOptions, run
+from .scenario import ScenarioError, load_scenarios
+from .topology import Topology, TopologyError, load_topologies
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+def _select(names: list[str] | None) -> list[Topology]:
+    topologies = load_topologies()
+    if not names:
+        return list(topologies.values())
+    unknown = [name for name in names if name not in topologies]
+    if unknown:
+        raise UsageError(f"unknown topology {', '.join(unknown)} (known: {', '.join(topologies)})")
+    return [topologies[name] for name in names]
+
+
+def _probe_options(args: argparse.Namespace) -> ProbeOptions:
+    return ProbeOptions(
+        websockets_version=args.websockets,
+        answer_plain_http=args.answer_plain_http,
+        ping_interval=args.ping_interval,
+    )
+
+
+def _run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+    if args.run_dir:
+        return Path(args.run_dir), False
+    return Path(tempfile.mkdtemp(prefix="wslab-")), True
+
+
+async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    topologies = _select(args.topology)
+    scenarios = load_scenarios(args.scenarios)
+    if args.scenario:
+        scenarios = [s for s in scenarios if s.id in args.scenario]
+        if not scenarios:
+            raise UsageError(f"no scenario matches {', '.join(args.scenario)}")
+    run_dir, temporary = _run_dir(args)
+    backend = LocalBackend(run_dir, _probe_options(args))
+    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    try:
+        result = await run(backend, topologies, scenarios, options)
+    finally:
+        if temporary:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    terminal.render(result, console)
+    if args.json:
+        result.write_json(args.json)
+        console.print(f"results: {args.json}")
+    if not temporary:
+        console.print(f"logs and rendered configs: {run_dir}")
+    counts = result.counts()
+    if counts[ERROR] and not counts[FAIL] and not counts["pass"]:
+        return EXIT_LAB
+    return EXIT_FAILED if counts[FAIL] or counts[ERROR] else EXIT_OK
+
+
+def _describe_event(event: dict[str, Any]) -> str:
+    if event["event"] == "closed":
+        return f"[{event['listener']}] #{event['conn']} closed by {event['closed_by']} (code {event['code']})"
+    request = event["request"]
+    line = (
+        f"{request['method']} {request['target']} {request['version']}"
+        if request
+        else (f"{event['bytes_received']} bytes, no request line")
+    )
+    response = event["response"]
+    outcome = str(response["status"]) if response else "no response"
+    error = f" — {event['error']['text']}" if event["error"] else ""
+    headers = "".join(f"\n    {name}: {value}" for name, value in (request or {}).get("headers", []))
+    return f"[{event['listener']}] #{event['conn']} {line} -> {outcome}{error}{headers}"
+
+
+async def _cmd_up(args: argparse.Namespace, console: Console) -> int:
+    topologies = _select(args.topology)
+    run_dir, temporary = _run_dir(args)
+    backend = LocalBackend(run_dir, _probe_options(args))
+    try:
+        deployments = await backend.start(topologies)
+        console.print(
+            f"websockets {backend.websockets_version} behind {len(topologies)} topologies; logs in {run_dir}"
+        )
+        for deployment in deployments.values():
+            if deployment.status == READY:
+                assert deployment.endpoint is not None
+                console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}")
+            else:
+                console.print(f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}")
+        console.print("What the server receives is printed below. Ctrl-C stops everything.")
+        backend.feed.subscribers.append(lambda event: console.print(_describe_event(event), highlight=False))
+        await asyncio.Event().wait()
+    finally:
+        await backend.stop()
+        if temporary:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return EXIT_OK
+
+
+async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from .proxies import REGISTRY
+
+    console.print("[bold]topologies[/bold] (compose/<name>/)")
+    for topology in load_topologies().values():
+        available = topology.direct or REGISTRY[topology.proxy].locate() is not None
+        state = "" if available else f"  [unavailable: {REGISTRY[topology.proxy].install_hint}]"
+        console.print(f"  {topology.name:18} {topology.title}{state}", highlight=False)
+    console.print("[bold]scenarios[/bold]")
+    for scenario in load_scenarios(args.scenarios):
+        console.print(f"  {scenario.id:28} {scenario.title}  ({scenario.source})", highlight=False)
+    return EXIT_OK
+
+
+async def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    scenarios = load_scenarios(args.paths)
+    console.print(f"{len(scenarios)} scenarios OK")
+    return EXIT_OK
+
+
+def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--topology",
+        "-t",
+        action="append",
+        metavar="NAME",
+        help="run only this topology (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--websockets",
+        metavar="VERSION",
+        help="websockets release for the probe server, e.g. 15.0.1 to reproduce "
+        "the original report (default: the installed one)",
+    )
+    parser.add_argument(
+        "--answer-plain-http",
+        action="store_true",
+        help="the probe server answers non-upgrade requests with 200 (the health-check fix)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="probe server keepalive pings; 0 turns them off (default: 20)",
+    )
+    parser.add_argument(
+        "--run-dir", metavar="DIR", help="keep logs and rendered configs here (default: a temporary folder)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wslab",
+        description="WebSocket deployment lab: real proxies in front of an observing server.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser("run", help="play every scenario through every topology")
+    _add_probe_arguments(run_parser)
+    run_parser.add_argument(
+        "--scenarios",
+        "-s",
+        action="append",
+        metavar="PATH",
+        help="scenario file or folder (repeatable; default: scenarios/)",
+    )
+    run_parser.add_argument(
+        "--scenario", action="append", metavar="ID", help="run only this scenario id (repeatable)"
+    )
+    run_parser.add_argument("--json", metavar="PATH", help="write every cell with its evidence")
+    run_parser.add_argument("--concurrency", type=int, default=16, help="cells at once (default 16)")
+    run_parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time allowed for each client step (default 5)",
+    )
+
+    up_parser = commands.add_parser("up", help="start the topologies and keep them up until Ctrl-C")
+    _add_probe_arguments(up_parser)
+
+    list_parser = commands.add_parser("list", help="list topologies and scenarios")
+    list_parser.add_argument("--scenarios", "-s", action="append", metavar="PATH")
+
+    validate_parser = commands.add_parser("validate", help="check scenario files")
+    validate_parser.add_argument("paths", nargs="*", metavar="PATH")
+    return parser
+
+
+COMMANDS = {"run": _cmd_run, "up": _cmd_up, "list": _cmd_list, "validate": _cmd_validate}
+
+
+def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run the command; SIGINT and SIGTERM cancel it, so that teardown still runs."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        return await coroutine
+
+    try:
+        return asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("wslab: interrupted; everything it started is stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        return _run_until_signal(COMMANDS[args.command](args, console))
+    except (ScenarioError, TopologyError, UsageError) as exc:
+        print(f"wslab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (LabError, ProvisionError) as exc:
+        print(f"wslab: lab failure: {exc}", file=sys.stderr)
+        return EXIT_LAB

@@ -1,0 +1,289 @@
+"""The client side of a cell: plays a scenario's steps and keeps a transcript.
+
+Opening steps (``connect``, ``raw``, ``tcp_probe``) record the request exactly
+as it went out and the response head exactly as it came back. WebSocket steps
+(``send``, ``expect_message``, ``command``, ``ping``, ``idle``, ``close``) run
+on the connection a ``connect`` step opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from .probe.wire import RequestHead, parse_response_head, split_head, with_cell
+
+DEFAULT_STEP_TIMEOUT = 5.0
+
+
+@dataclass
+class Endpoint:
+    """Where a cell's client connects: a host and port on loopback."""
+
+    host: str
+    port: int
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def ws_url(self, path: str = "/") -> str:
+        return f"ws://{self.authority}{path}"
+
+
+@dataclass
+class Transcript:
+    """Everything the client did and saw in one cell."""
+
+    kind: str = ""
+    sent: dict[str, Any] | None = None
+    received: dict[str, Any] | None = None
+    connected: bool = False
+    upgraded: bool = False
+    subprotocol: str | None = None
+    error: str | None = None
+    timed_out: bool = False
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    close: dict[str, Any] | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "sent": self.sent,
+            "received": self.received,
+            "connected": self.connected,
+            "upgraded": self.upgraded,
+            "subprotocol": self.subprotocol,
+            "error": self.error,
+            "timed_out": self.timed_out,
+            "steps": self.steps,
+            "close": self.close,
+        }
+
+
+class RecordingConnection(ClientConnection):
+    """A ClientConnection that keeps the raw response head it received."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_head = b""
+
+    def data_received(self, data: bytes) -> None:
+        if split_head(self.raw_head) is None:
+            self.raw_head += data
+        super().data_received(data)
+
+
+def _fill(header: str, endpoint: Endpoint, key: str) -> tuple[str, str]:
+    name, _, value = header.partition(":")
+    return name, value.strip().replace("{host}", endpoint.authority).replace("{key}", key)
+
+
+def _new_key() -> str:
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    return f"{text} ({cause})" if cause and str(cause) not in text else text
+
+
+class Client:
+    """Runs one scenario's steps against an endpoint."""
+
+    def __init__(self, endpoint: Endpoint, cell: str | None, step_timeout: float) -> None:
+        self.endpoint = endpoint
+        self.cell = cell
+        self.step_timeout = step_timeout
+        self.transcript = Transcript()
+        self.websocket: RecordingConnection | None = None
+
+    def _target(self, path: str) -> str:
+        return with_cell(path, self.cell) if self.cell else path
+
+    async def play(self, steps: list[dict[str, Any]]) -> Transcript:
+        """Run every step in order; the first failing step ends the run."""
+        try:
+            for step in steps:
+                ((action, argument),) = step.items()
+                record = {"step": action, "argument": argument, "ok": True}
+                self.transcript.steps.append(record)
+                try:
+                    detail = await asyncio.wait_for(
+                        getattr(self, f"_{action}")(argument), self._timeout_for(action, argument)
+                    )
+                except TimeoutError:
+                    self.transcript.timed_out = True
+                    detail = f"no answer within {self._timeout_for(action, argument):g} s"
+                    record["ok"] = False
+                except (OSError, websockets.WebSocketException, StepFailed) as exc:
+                    detail = _error_text(exc)
+                    record["ok"] = False
+                if detail:
+                    record["detail"] = detail
+                if not record["ok"]:
+                    self.transcript.error = self.transcript.error or f"{action}: {detail}"
+                    break
+        finally:
+            await self._finish()
+        return self.transcript
+
+    def _timeout_for(self, action: str, argument: Any) -> float:
+        if action == "idle":
+            return float(argument) + self.step_timeout
+        return self.step_timeout
+
+    async def _finish(self) -> None:
+        if self.websocket is None:
+            return
+        if self.transcript.close is None:
+            await self.websocket.close()
+            self.transcript.close = self._close_record()
+
+    def _close_record(self) -> dict[str, Any]:
+        websocket = self.websocket
+        assert websocket is not None
+        return {"code": websocket.close_code, "reason": websocket.close_reason}
+
+    # Opening steps.
+
+    async def _connect(self, argument: dict[str, Any]) -> str:
+        self.transcript.kind = "connect"
+        key = _new_key()
+        headers = [_fill(h, self.endpoint, key) for h in argument.get("headers", [])]
+        opened: list[RecordingConnection] = []
+
+        def factory(*args: Any, **kwargs: Any) -> RecordingConnection:
+            opened.append(RecordingConnection(*args, **kwargs))
+            return opened[-1]
+
+        url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
+        try:
+            self.websocket = await connect(
+                url,
+                additional_headers=headers,
+                subprotocols=argument.get("subprotocols"),
+                compression="deflate" if argument.get("compression", True) else None,
+                open_timeout=None,
+                ping_interval=None,
+                create_connection=factory,
+            )
+        finally:
+            if opened:
+                self._record_handshake(opened[0])
+        self.transcript.upgraded = True
+        self.transcript.subprotocol = self.websocket.subprotocol
+        return ""
+
+    def _record_handshake(self, connection: RecordingConnection) -> None:
+        self.transcript.connected = True
+        request = getattr(connection, "request", None)
+        if request is not None:
+            self.transcript.sent = RequestHead(
+                "GET", request.path, "HTTP/1.1", list(request.headers.raw_items())
+            ).to_dict()
+        head = parse_response_head(connection.raw_head)
+        self.transcript.received = head.to_dict() if head else None
+
+    async def _raw(self, argument: dict[str, Any]) -> str:
+        self.transcript.kind = "raw"
+        key = _new_key()
+        head = RequestHead(
+            argument.get("method", "GET"),
+            self._target(argument.get("path", "/")),
+            argument.get("version", "HTTP/1.1"),
+            [_fill(h, self.endpoint, key) for h in argument["headers"]],
+        )
+        reader, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
+        self.transcript.connected = True
+        try:
+            lines = [f"{head.method} {head.target} {head.version}"]
+            lines += [f"{name}: {value}" for name, value in head.headers]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            self.transcript.sent = head.to_dict()
+            data = b""
+            while split_head(data) is None:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            writer.close()
+        response = parse_response_head(data)
+        if response is None:
+            raise StepFailed(
+                "connection closed without a response" if not data else f"unreadable response: {data[:80]!r}"
+            )
+        self.transcript.received = response.to_dict()
+        self.transcript.upgraded = response.status == 101
+        return ""
+
+    async def _tcp_probe(self, argument: dict[str, Any]) -> str:
+        self.transcript.kind = "tcp_probe"
+        _, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
+        self.transcript.connected = True
+        writer.close()
+        return "connected and closed without sending a byte"
+
+    # WebSocket steps.
+
+    @property
+    def _open(self) -> RecordingConnection:
+        if self.websocket is None:
+            raise StepFailed("no open WebSocket")
+        return self.websocket
+
+    async def _send(self, argument: str | dict[str, int]) -> str:
+        payload = argument if isinstance(argument, str) else b"\0" * argument["bytes"]
+        await self._open.send(payload)
+        return ""
+
+    async def _expect_message(self, argument: str | dict[str, int]) -> str:
+        message = await self._open.recv()
+        if isinstance(argument, str):
+            if message != argument:
+                raise StepFailed(f"expected {argument!r}, received {message!r:.80}")
+        elif len(message) != argument["bytes"]:
+            raise StepFailed(f"expected {argument['bytes']} bytes, received {len(message)}")
+        return ""
+
+    async def _command(self, argument: dict[str, Any]) -> str:
+        await self._open.send(json.dumps(argument))
+        if argument["wslab"] == "handshake":
+            report = json.loads(await self._open.recv())
+            return f"server saw subprotocol {report.get('subprotocol')!r}"
+        return ""
+
+    async def _ping(self, argument: dict[str, Any]) -> str:
+        started = time.monotonic()
+        await (await self._open.ping())
+        return f"pong after {1000 * (time.monotonic() - started):.1f} ms"
+
+    async def _idle(self, argument: float) -> str:
+        try:
+            await asyncio.wait_for(self._open.wait_closed(), argument)
+        except TimeoutError:
+            return ""
+        self.transcript.close = self._close_record()
+        raise StepFailed(f"connection closed while idle: {self.transcript.close}")
+
+    async def _close(self, argument: dict[str, Any]) -> str:
+        await self._open.close(argument.get("code", 1000), argument.get("reason", ""))
+        self.transcript.close = self._close_record()
+        return ""
+
+
+class StepFailed(Exception):
+    """A step ran but did not get what it needed."""

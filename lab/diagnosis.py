@@ -1,0 +1,196 @@
+"""Why a cell did not pass, and what to change: a table of rules over the evidence.
+
+Each rule compares what the client sent with what the server received (and
+what came back). The first rule whose condition holds gives the cause and the
+fix hint. Rules are pure: the same evidence always gives the same diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .evidence import Facts
+from .topology import Topology
+
+PROCESS_REQUEST_FIX = """\
+Answer requests that do not ask for a WebSocket before websockets checks the upgrade:
+    def process_request(connection, request):
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return connection.respond(HTTPStatus.OK, "OK\\n")
+    serve(handler, host, port, process_request=process_request)
+or keep browsers, preview panes and health checks off the WebSocket URL."""
+
+GENERIC_PROXY_FIX = (
+    "Configure the proxy to forward the WebSocket upgrade over HTTP/1.1: pass the client's "
+    "Upgrade header and set Connection: upgrade on the upstream request."
+)
+
+UPGRADE_WEBSOCKETS_FIX = (
+    "websockets 17.0 and later answer HEAD with 405 and HTTP/1.0 with 505 and hand such "
+    "requests to process_request, where a health check can get 200: pip install -U websockets. "
+    "Or have the check use GET over HTTP/1.1."
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    rule: str
+    cause: str
+    fix: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "cause": self.cause, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    when: Callable[[Facts], bool]
+    cause: Callable[[Facts], str]
+    fix: Callable[[Facts, Topology], str]
+
+
+def _proxy_fix(facts: Facts, topology: Topology) -> str:
+    return topology.websocket_fix or GENERIC_PROXY_FIX
+
+
+def _shown(value: str | None) -> str:
+    return f"'{value}'" if value is not None else "absent"
+
+
+def _server_said(facts: Facts) -> str:
+    if facts.server_error is None:
+        return ""
+    answer = f"answered {facts.server_status}" if facts.server_status else "closed without answering"
+    return f" The server {answer}: '{facts.server_error}'."
+
+
+def _client_got(facts: Facts) -> str:
+    return f"the client got {facts.status}" if facts.status else "the client got no response"
+
+
+RULES: list[Rule] = [
+    Rule(
+        "timeout",
+        lambda f: bool(f.transcript.get("timed_out")),
+        lambda f: (
+            f"Timed out: {f.transcript.get('error')}."
+            + (" The request reached the server." if f.reached_server else " Nothing reached the server.")
+        ),
+        lambda f, t: (
+            "Check the proxy's timeouts for upgraded connections (nginx proxy_read_timeout, "
+            "HAProxy timeout tunnel, Envoy stream idle timeout) and that it forwards the upgrade at all."
+        ),
+    ),
+    Rule(
+        "proxy-downgraded-http10",
+        lambda f: (
+            f.reached_server
+            and f.server_request is not None
+            and (f.sent or {}).get("version") == "HTTP/1.1"
+            and f.server_request["version"] == "HTTP/1.0"
+        ),
+        lambda f: (
+            "The proxy downgraded the request to HTTP/1.0 (the server received "
+            f"Connection: {_shown(f.received_header('Connection'))}, Upgrade: "
+            f"{_shown(f.received_header('Upgrade'))}); a WebSocket upgrade needs HTTP/1.1, so it "
+            f"cannot succeed through this proxy.{_server_said(f)} Then {_client_got(f)}."
+        ),
+        _proxy_fix,
+    ),
+    Rule(
+        "proxy-removed-upgrade",
+        lambda f: f.client_asked_upgrade and f.reached_server and not f.server_got_upgrade,
+        lambda f: (
+            "The proxy removed the upgrade the client sent: the client sent Connection: "
+            f"{_shown(f.sent_header('Connection'))} and Upgrade: {_shown(f.sent_header('Upgrade'))}, "
+            f"the server received Connection: {_shown(f.received_header('Connection'))} and Upgrade: "
+            f"{_shown(f.received_header('Upgrade'))}. Both are hop-by-hop headers, dropped unless the "
+            f"proxy is set up to forward WebSocket upgrades.{_server_said(f)}"
+        ),
+        _proxy_fix,
+    ),
+    Rule(
+        "proxy-rejected-upgrade",
+        lambda f: f.client_asked_upgrade and not f.reached_server and f.status is not None,
+        lambda f: (
+            f"The proxy rejected the upgrade itself: it answered {f.status} and nothing reached the server."
+        ),
+        _proxy_fix,
+    ),
+    Rule(
+        "server-closed-without-response",
+        lambda f: (
+            f.reached_server
+            and f.server_status is None
+            and f.server_error is not None
+            and f.server_request is not None
+        ),
+        lambda f: (
+            f"websockets could not parse this {f.server_request['method']} "
+            f"{f.server_request['version']} request ({f.server['error']['cause']}) and closed the "
+            f"connection without any response; {_client_got(f)}."
+        ),
+        lambda f, t: UPGRADE_WEBSOCKETS_FIX,
+    ),
+    Rule(
+        "plain-http-through-keepalive-proxy",
+        lambda f: (
+            not f.client_asked_upgrade
+            and f.reached_server
+            and f.sent_header("Connection") is not None
+            and f.received_header("Connection") is None
+            and f.server_error is not None
+        ),
+        lambda f: (
+            "Plain HTTP through a keep-alive proxy, not a WebSocket client: the client sent "
+            f"no upgrade (Connection: {_shown(f.sent_header('Connection'))}, as a browser tab, a "
+            "preview pane or a health check does), and the proxy dropped that hop-by-hop header, "
+            f"so the request reached the server with no Connection header at all.{_server_said(f)} "
+            "Real WebSocket clients are not affected by this."
+        ),
+        lambda f, t: PROCESS_REQUEST_FIX,
+    ),
+    Rule(
+        "client-sent-no-upgrade",
+        lambda f: not f.client_asked_upgrade and f.reached_server and f.server_error is not None,
+        lambda f: (
+            "The client sent no upgrade: plain HTTP (a browser tab, a preview pane, a health "
+            f"check) reached the WebSocket port.{_server_said(f)} Then {_client_got(f)}."
+        ),
+        lambda f, t: PROCESS_REQUEST_FIX,
+    ),
+    Rule(
+        "server-rejected",
+        lambda f: f.server_got_upgrade and f.server_error is not None,
+        lambda f: f"The upgrade reached the server intact and the server rejected it: '{f.server_error}'.",
+        lambda f, t: (
+            "Read the server's error: the client's handshake is missing or has a value "
+            "the server does not accept (subprotocol, origin, version)."
+        ),
+    ),
+    Rule(
+        "nothing-reached-server",
+        lambda f: not f.reached_server and f.transcript.get("kind") != "tcp_probe",
+        lambda f: (
+            f"Nothing reached the server and {_client_got(f)}: "
+            f"{f.transcript.get('error') or 'see the proxy log'}."
+        ),
+        lambda f, t: "Read the proxy's log for why it did not forward the request.",
+    ),
+]
+
+
+def diagnose(facts: Facts, topology: Topology, failed: list[Any]) -> Diagnosis:
+    """The cause and fix hint for a cell that did not pass."""
+    for rule in RULES:
+        if rule.when(facts):
+            return Diagnosis(rule.id, rule.cause(facts), rule.fix(facts, topology))
+    mismatches = "; ".join(f"{c.name}: expected {c.expected!r}, got {c.actual!r}" for c in failed)
+    return Diagnosis(
+        "expectation-mismatch",
+        f"The exchange completed but did not match the scenario: {mismatches}.",
+        "Compare what the client sent with what the server received in the evidence.",
+    )

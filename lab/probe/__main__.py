@@ -1,0 +1,132 @@
+"""Run the observing server: ``python -m lab.probe --listen NAME=HOST:PORT ...``.
+
+Once every listener is bound it prints one JSON line on stdout::
+
+    {"websockets": "15.0.1", "listeners": {"direct": ["127.0.0.1", 40123]},
+     "control": ["127.0.0.1", 40124]}
+
+and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
+text messages to every client of the control WebSocket; a client that
+connects late first receives everything recorded so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+
+from .server import serve_listener
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _listener(text: str) -> tuple[str, str, int]:
+    name, sep, address = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return (name, *_address(address))
+
+
+class ControlChannel:
+    """Fans observation events out to the runner's control connections."""
+
+    def __init__(self) -> None:
+        self.history: list[str] = []
+        self.clients: set[ServerConnection] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        message = json.dumps(event)
+        self.history.append(message)
+        for client in list(self.clients):
+            asyncio.ensure_future(self._send(client, message))
+
+    @staticmethod
+    async def _send(client: ServerConnection, message: str) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await client.send(message)
+
+    async def handler(self, client: ServerConnection) -> None:
+        for message in self.history:
+            await client.send(message)
+        self.clients.add(client)
+        try:
+            await client.wait_closed()
+        finally:
+            self.clients.discard(client)
+
+
+async def main(args: argparse.Namespace) -> None:
+    channel = ControlChannel()
+    servers = {}
+    for name, host, port in args.listen:
+        servers[name] = await serve_listener(
+            name,
+            host,
+            port,
+            channel.publish,
+            plain_http_ok=args.answer_plain_http,
+            ping_interval=args.ping_interval or None,
+        )
+    control = await serve(channel.handler, *args.control, ping_interval=None)
+    ready = {
+        "websockets": websockets.__version__,
+        "listeners": {name: list(server.sockets[0].getsockname()[:2]) for name, server in servers.items()},
+        "control": list(control.sockets[0].getsockname()[:2]),
+    }
+    print(json.dumps(ready), flush=True)
+    stop = asyncio.get_running_loop().create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop
+    for server in [*servers.values(), control]:
+        server.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.probe", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--listen",
+        type=_listener,
+        action="append",
+        required=True,
+        metavar="NAME=HOST:PORT",
+        help="a named WebSocket listener (port 0: any free port)",
+    )
+    parser.add_argument(
+        "--control",
+        type=_address,
+        default=("127.0.0.1", 0),
+        metavar="HOST:PORT",
+        help="where the runner reads observations (default 127.0.0.1:0)",
+    )
+    parser.add_argument(
+        "--answer-plain-http",
+        action="store_true",
+        help="answer requests without Upgrade: websocket with 200 (the health-check fix)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        help="seconds between server pings; 0 disables them (websockets' default: 20)",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main(parse_args()))
+    except KeyboardInterrupt:
+        sys.exit(130)

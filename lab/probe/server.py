@@ -1,0 +1,242 @@
+"""The observing WebSocket server.
+
+It is an ordinary ``websockets`` asyncio server (the API behind
+``from websockets.asyncio.server import serve``) whose connections remember
+what reached them: the raw request head in arrival order and original case,
+the peer, the response websockets sent and its exact error text. Connections
+that fail before ``process_request`` runs (HEAD, HTTP/1.0, a TCP probe that
+sends nothing) are recorded too, because the record is taken in
+:meth:`ObservingConnection.handshake`, around websockets' own handshake.
+
+Every record is published as a JSON event on a control WebSocket that the
+runner connects to directly, never through a proxy under test.
+
+This module depends on websockets and the standard library only, so that it
+runs under any websockets release the lab is asked to reproduce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from .wire import parse_request_head, split_head
+
+MAX_RECORDED_HEAD = 65536
+SUBPROTOCOLS = ["wslab.v1", "chat"]
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+def _describe_error(exc: BaseException | None) -> dict[str, str] | None:
+    if exc is None:
+        return None
+    cause = exc.__cause__ or exc.__context__
+    return {
+        "type": type(exc).__name__,
+        "text": str(exc),
+        "cause": f"{type(cause).__name__}: {cause}" if cause else "",
+    }
+
+
+class ObservingConnection(ServerConnection):
+    """A ServerConnection that records its handshake and publishes it."""
+
+    listener: str = ""
+    publish: Publish = staticmethod(lambda event: None)
+    _serial = itertools.count(1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.serial = next(self._serial)
+        self.opened_at = time.time()
+        self.raw_head = b""
+        self.head_complete = False
+        self.observed: dict[str, Any] = {}
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head_complete and len(self.raw_head) < MAX_RECORDED_HEAD:
+            self.raw_head += data
+            if split_head(self.raw_head) is not None:
+                self.raw_head = split_head(self.raw_head)[0] + b"\r\n\r\n"
+                self.head_complete = True
+        super().data_received(data)
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        timed_out = False
+        try:
+            await super().handshake(*args, **kwargs)
+        except asyncio.CancelledError:
+            timed_out = True
+            raise
+        finally:
+            self.observed = self._handshake_record(timed_out)
+            self.publish(self.observed)
+
+    def _handshake_record(self, timed_out: bool) -> dict[str, Any]:
+        head = parse_request_head(self.raw_head) if self.raw_head else None
+        response = getattr(self, "response", None)
+        error = _describe_error(self.protocol.handshake_exc)
+        if timed_out and error is None:
+            error = {
+                "type": "TimeoutError",
+                "text": "opening handshake timed out",
+                "cause": f"{len(self.raw_head)} bytes received, no complete request",
+            }
+        peer = self.transport.get_extra_info("peername")
+        return {
+            "event": "handshake",
+            "listener": self.listener,
+            "conn": self.serial,
+            "cell": head.cell if head else None,
+            "opened_at": self.opened_at,
+            "at": time.time(),
+            "peer": list(peer[:2]) if peer else None,
+            "bytes_received": len(self.raw_head),
+            "raw_head": self.raw_head.decode("latin-1"),
+            "request": head.to_dict() if head else None,
+            "response": _response_record(response),
+            "upgraded": response is not None and response.status_code == 101,
+            "error": error,
+        }
+
+
+def _response_record(response: Response | None) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    return {
+        "status": response.status_code,
+        "reason": response.reason_phrase,
+        "headers": [list(pair) for pair in response.headers.raw_items()],
+    }
+
+
+def select_subprotocol(connection: ServerConnection, offered: Any) -> str | None:
+    """Pick the first of :data:`SUBPROTOCOLS` the client offers; go on without one otherwise."""
+    return next((name for name in SUBPROTOCOLS if name in offered), None)
+
+
+def answer_plain_http(connection: ServerConnection, request: Request) -> Response | None:
+    """Answer any request that does not ask for a WebSocket with 200.
+
+    This is the usual fix for health checks, preview panes and browser tabs
+    that reach a WebSocket port.
+    """
+    upgrade = ",".join(request.headers.get_all("Upgrade")).lower()
+    if "websocket" not in upgrade:
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    return None
+
+
+async def obey(connection: ServerConnection) -> None:
+    """Echo every message, except JSON commands of the form ``{"wslab": ...}``.
+
+    Commands: ``handshake`` (report the request as the server saw it),
+    ``send`` with ``bytes`` (send a binary message of that size), ``silence``
+    with ``seconds`` (stop answering for a while), ``close`` with ``code`` and
+    ``reason``.
+    """
+    async for message in connection:
+        command = _command(message)
+        if command is None:
+            await connection.send(message)
+        elif command["wslab"] == "handshake":
+            observed = getattr(connection, "observed", {})
+            await connection.send(
+                json.dumps(
+                    {
+                        "request": observed.get("request"),
+                        "websockets": websockets.__version__,
+                        "subprotocol": connection.subprotocol,
+                    }
+                )
+            )
+        elif command["wslab"] == "send":
+            await connection.send(b"\0" * int(command.get("bytes", 0)))
+        elif command["wslab"] == "silence":
+            await asyncio.sleep(float(command.get("seconds", 0)))
+        elif command["wslab"] == "close":
+            await connection.close(int(command.get("code", 1000)), str(command.get("reason", "")))
+            return
+
+
+def _command(message: str | bytes) -> dict[str, Any] | None:
+    if not isinstance(message, str) or not message.startswith('{"wslab"'):
+        return None
+    try:
+        command = json.loads(message)
+    except ValueError:
+        return None
+    return command if isinstance(command, dict) else None
+
+
+def _closed_record(connection: ObservingConnection) -> dict[str, Any]:
+    protocol = connection.protocol
+    if protocol.close_rcvd is None and protocol.close_sent is None:
+        closed_by = "abnormal"
+    elif protocol.close_rcvd_then_sent is False:
+        closed_by = "server"
+    else:
+        closed_by = "client"
+    return {
+        "event": "closed",
+        "listener": connection.listener,
+        "conn": connection.serial,
+        "cell": connection.observed.get("cell"),
+        "at": time.time(),
+        "code": connection.close_code,
+        "reason": connection.close_reason,
+        "closed_by": closed_by,
+    }
+
+
+def make_handler(publish: Publish) -> Callable[[ServerConnection], Any]:
+    async def handler(connection: ServerConnection) -> None:
+        try:
+            await obey(connection)
+        finally:
+            await connection.wait_closed()
+            assert isinstance(connection, ObservingConnection)
+            publish(_closed_record(connection))
+
+    return handler
+
+
+def connection_class(listener: str, publish: Publish) -> type[ObservingConnection]:
+    """A connection class bound to one named listener."""
+    return type(
+        "ObservingConnection",
+        (ObservingConnection,),
+        {"listener": listener, "publish": staticmethod(publish)},
+    )
+
+
+async def serve_listener(
+    listener: str,
+    host: str,
+    port: int,
+    publish: Publish,
+    *,
+    plain_http_ok: bool = False,
+    ping_interval: float | None = 20,
+) -> Any:
+    """Start one observing server; returns websockets' Server object."""
+    return await serve(
+        make_handler(publish),
+        host,
+        port,
+        create_connection=connection_class(listener, publish),
+        process_request=answer_plain_http if plain_http_ok else None,
+        subprotocols=SUBPROTOCOLS,
+        select_subprotocol=select_subprotocol,
+        ping_interval=ping_interval,
+    )

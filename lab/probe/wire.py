@@ -1,0 +1,111 @@
+"""Lenient parsing of HTTP/1.x request and response heads, exactly as they arrived.
+
+websockets parses strictly and gives up on the first thing it dislikes (HEAD,
+HTTP/1.0, a bad header), which is precisely the traffic the lab must still be
+able to describe. These helpers never raise: they keep the order and the case
+of every header line and report what they could read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+CELL_PARAM = "wslab-cell"
+"""Query parameter that carries the runner's per-cell correlation id."""
+
+_CELL_SUFFIX = re.compile(r"[?&]" + CELL_PARAM + r"=([A-Za-z0-9_-]+)$")
+HEAD_END = b"\r\n\r\n"
+
+
+@dataclass
+class RequestHead:
+    """A request line and its header lines, in arrival order and original case."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def cell(self) -> str | None:
+        """The correlation id the runner appended to the target, if any."""
+        match = _CELL_SUFFIX.search(self.target)
+        return match.group(1) if match else None
+
+    @property
+    def path(self) -> str:
+        """The target without the runner's correlation parameter."""
+        return _CELL_SUFFIX.sub("", self.target)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "target": self.target,
+            "path": self.path,
+            "version": self.version,
+            "headers": [list(pair) for pair in self.headers],
+        }
+
+
+@dataclass
+class ResponseHead:
+    """A status line and its header lines."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "headers": [list(pair) for pair in self.headers],
+        }
+
+
+def split_head(data: bytes) -> tuple[bytes, bytes] | None:
+    """Split ``data`` into (head, rest) at the first blank line, or None if incomplete."""
+    index = data.find(HEAD_END)
+    if index < 0:
+        return None
+    return data[:index], data[index + len(HEAD_END) :]
+
+
+def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
+    headers = []
+    for line in lines:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        headers.append((name, value.strip()) if sep else (line, ""))
+    return headers
+
+
+def parse_request_head(data: bytes) -> RequestHead | None:
+    """Read a request head from the start of ``data``; None if no request line."""
+    text = data.split(HEAD_END, 1)[0].decode("latin-1")
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0]:
+        return None
+    method, target, version = parts
+    return RequestHead(method, target, version, _header_lines(lines[1:]))
+
+
+def parse_response_head(data: bytes) -> ResponseHead | None:
+    """Read a response head from the start of ``data``; None if no status line."""
+    text = data.split(HEAD_END, 1)[0].decode("latin-1")
+    lines = text.split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    status, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not status.isdigit():
+        return None
+    return ResponseHead(version, int(status), reason, _header_lines(lines[1:]))
+
+
+def with_cell(target: str, cell: str) -> str:
+    """Append the correlation parameter to a request target."""
+    return f"{target}{'&' if '?' in target else '?'}{CELL_PARAM}={cell}"

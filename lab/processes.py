@@ -1,0 +1,127 @@
+"""Child processes that cannot outlive the lab.
+
+Each child gets its own process group, so that teardown can signal a proxy
+and every worker it forked, and a parent-death signal, so that even a lab
+killed with SIGKILL leaves no proxy behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    os.setsid()
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free on ``host`` a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 12) -> str:
+    """The last lines of a log file, or '' if there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, stdout: int | None = None) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else log,
+                stderr=log,
+                env=self.env,
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def wait_listening(self, host: str, port: int, timeout: float, http: bool = False) -> None:
+        """Return once ``host:port`` accepts connections (and answers HTTP, if ``http``).
+
+        Raises :class:`ProcessFailed` if the process dies or the time runs out first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                assert self.process is not None
+                raise ProcessFailed(self, f"exited with status {self.process.returncode}")
+            if await _answers(host, port, http):
+                return
+            if time.monotonic() > deadline:
+                raise ProcessFailed(self, f"not ready on {host}:{port} after {timeout:g} s")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Terminate the process group; kill it if it lingers."""
+        if self.process is None:
+            return
+        for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                await asyncio.wait_for(self.process.wait(), wait)
+            except TimeoutError:
+                continue
+            # Workers may still be exiting after their leader is gone.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            break
+
+
+async def _answers(host: str, port: int, http: bool) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    try:
+        if not http:
+            return True
+        writer.write(b"GET /.wslab-ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
+        return (await asyncio.wait_for(reader.read(5), 2)) == b"HTTP/"
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+class ProcessFailed(Exception):
+    """A child process failed to start; carries its log tail."""
+
+    def __init__(self, process: ManagedProcess, reason: str) -> None:
+        self.process = process
+        self.reason = reason
+        self.log_tail = log_tail(process.log_path)
+        super().__init__(f"{process.name} {reason}")

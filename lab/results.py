@@ -1,0 +1,73 @@
+"""Results as data: one record per (topology x scenario) cell, and the run around them.
+
+The JSON written by ``wslab run --json`` is :meth:`RunResult.to_dict`; its
+format is documented in docs/results-format.md and described by
+lab/schemas/results.schema.json. Renderers read these records and never
+decide a verdict themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "wslab.results/1"
+PASS, FAIL, ERROR, UNAVAILABLE = "pass", "fail", "error", "unavailable"
+OUTCOMES = (PASS, FAIL, ERROR, UNAVAILABLE)
+
+
+@dataclass
+class CellResult:
+    """Everything known about one cell: evidence, checks, verdict and diagnosis."""
+
+    topology: str
+    scenario: str
+    suite: str
+    outcome: str
+    summary: str
+    duration: float = 0.0
+    client: dict[str, Any] | None = None
+    server: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    diagnosis: dict[str, str] | None = None
+    error: str | None = None
+    log_tail: str = ""
+
+
+@dataclass
+class RunResult:
+    """A whole run: components, topologies, scenarios and cells."""
+
+    started_at: str
+    duration: float
+    backend: str
+    options: dict[str, Any]
+    components: dict[str, Any]
+    topologies: list[dict[str, Any]]
+    scenarios: list[dict[str, Any]]
+    cells: list[CellResult]
+
+    def cell(self, topology: str, scenario: str) -> CellResult:
+        for cell in self.cells:
+            if cell.topology == topology and cell.scenario == scenario:
+                return cell
+        raise KeyError((topology, scenario))
+
+    def counts(self) -> dict[str, int]:
+        return {outcome: sum(c.outcome == outcome for c in self.cells) for outcome in OUTCOMES}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    def write_json(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} document (format: {data.get('format')!r})")
+        fields = {k: v for k, v in data.items() if k != "format"}
+        fields["cells"] = [CellResult(**cell) for cell in data["cells"]]
+        return cls(**fields)

@@ -1,0 +1,199 @@
+"""Plays every (topology x scenario) cell and gathers the evidence.
+
+Cells run concurrently under a bound. Scenarios whose connections cannot
+carry a correlation id (a TCP probe) run alone on their topology, after the
+others, and claim every connection the server saw meanwhile. Whatever
+happens, the backend is stopped before :func:`run` returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import websockets
+
+from .backends import READY, UNAVAILABLE, Deployment
+from .client import Client
+from .diagnosis import diagnose
+from .evidence import Facts
+from .expectations import evaluate
+from .observations import ObservationFeed
+from .processes import log_tail
+from .results import ERROR, FAIL, PASS, CellResult, RunResult
+from .scenario import Scenario
+from .topology import Topology
+
+
+class Backend(Protocol):
+    name: str
+    feed: ObservationFeed
+    websockets_version: str
+
+    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]: ...
+
+    def alive(self, deployment: Deployment) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    concurrency: int = 16
+    step_timeout: float = 5.0
+    cell_timeout: float = 30.0
+    settle: float = 0.5
+    """Seconds to wait for the server's report of a connection that may never come."""
+
+
+def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> CellResult:
+    outcome = UNAVAILABLE if deployment.status == UNAVAILABLE else ERROR
+    return CellResult(
+        topology=deployment.topology.name,
+        scenario=scenario.id,
+        suite=scenario.suite,
+        outcome=outcome,
+        summary="n/a" if outcome == UNAVAILABLE else "error",
+        error=message,
+        log_tail=deployment.log_tail,
+    )
+
+
+async def play_cell(
+    backend: Backend, deployment: Deployment, scenario: Scenario, options: RunOptions
+) -> CellResult:
+    """Run one scenario against one deployed topology and judge it."""
+    if deployment.status != READY:
+        return _lab_error(deployment, scenario, deployment.detail)
+    if not backend.alive(deployment):
+        return _proxy_died(deployment, scenario)
+    assert deployment.endpoint is not None
+    cell_id = None if scenario.exclusive else secrets.token_hex(6)
+    started = time.time()
+    client = Client(deployment.endpoint, cell_id, scenario.timeout or options.step_timeout)
+    try:
+        transcript = await asyncio.wait_for(client.play(scenario.steps), options.cell_timeout)
+    except TimeoutError:
+        return _lab_error(deployment, scenario, f"cell did not finish in {options.cell_timeout:g} s")
+    if cell_id is None:
+        connections = await backend.feed.in_window(deployment.listener, started, options.settle)
+    else:
+        connections = await backend.feed.for_cell(cell_id, options.settle)
+    if not backend.alive(deployment):
+        return _proxy_died(deployment, scenario)
+    facts = Facts(transcript.to_dict(), connections)
+    checks = evaluate(scenario.expect, facts)
+    failed = [check for check in checks if not check.ok]
+    return CellResult(
+        topology=deployment.topology.name,
+        scenario=scenario.id,
+        suite=scenario.suite,
+        outcome=FAIL if failed else PASS,
+        summary=facts.client_summary(),
+        duration=round(time.time() - started, 3),
+        client=facts.transcript,
+        server=connections,
+        checks=[check.to_dict() for check in checks],
+        diagnosis=diagnose(facts, deployment.topology, failed).to_dict() if failed else None,
+    )
+
+
+def _proxy_died(deployment: Deployment, scenario: Scenario) -> CellResult:
+    tail = log_tail(deployment.log_path) if deployment.log_path else ""
+    cell = _lab_error(deployment, scenario, f"{deployment.topology.proxy} exited during the run")
+    cell.log_tail = tail
+    return cell
+
+
+async def _play_topology(
+    backend: Backend,
+    deployment: Deployment,
+    scenarios: list[Scenario],
+    options: RunOptions,
+    bound: asyncio.Semaphore,
+    on_cell: Callable[[CellResult], None],
+) -> list[CellResult]:
+    async def bounded(scenario: Scenario) -> CellResult:
+        async with bound:
+            cell = await play_cell(backend, deployment, scenario, options)
+        on_cell(cell)
+        return cell
+
+    results = list(await asyncio.gather(*(bounded(s) for s in scenarios if not s.exclusive)))
+    for scenario in [s for s in scenarios if s.exclusive]:
+        results.append(await bounded(scenario))
+    return results
+
+
+async def run(
+    backend: Backend,
+    topologies: list[Topology],
+    scenarios: list[Scenario],
+    options: RunOptions | None = None,
+    on_cell: Callable[[CellResult], None] = lambda cell: None,
+) -> RunResult:
+    """Start the topologies, play every cell, stop everything, return the results."""
+    options = options or RunOptions()
+    started = time.time()
+    try:
+        deployments = await backend.start(topologies)
+        bound = asyncio.Semaphore(options.concurrency)
+        per_topology = await asyncio.gather(
+            *(
+                _play_topology(backend, deployments[t.name], scenarios, options, bound, on_cell)
+                for t in topologies
+            )
+        )
+    finally:
+        await backend.stop()
+    order = {s.id: index for index, s in enumerate(scenarios)}
+    cells = [cell for cells in per_topology for cell in sorted(cells, key=lambda c: order[c.scenario])]
+    return RunResult(
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        duration=round(time.time() - started, 3),
+        backend=backend.name,
+        options=_options_record(options),
+        components=_components(backend, deployments),
+        topologies=[deployments[t.name].to_dict() for t in topologies],
+        scenarios=[_scenario_record(s) for s in scenarios],
+        cells=cells,
+    )
+
+
+def _options_record(options: RunOptions) -> dict[str, Any]:
+    return {
+        "concurrency": options.concurrency,
+        "step_timeout": options.step_timeout,
+        "cell_timeout": options.cell_timeout,
+        "settle": options.settle,
+    }
+
+
+def _components(backend: Backend, deployments: dict[str, Deployment]) -> dict[str, Any]:
+    proxies = {
+        d.topology.proxy: d.version for d in deployments.values() if d.version and not d.topology.direct
+    }
+    return {
+        "websockets_server": backend.websockets_version,
+        "websockets_client": websockets.__version__,
+        "python": platform.python_version(),
+        "proxies": dict(sorted(proxies.items())),
+    }
+
+
+def _scenario_record(scenario: Scenario) -> dict[str, Any]:
+    return {
+        "id": scenario.id,
+        "suite": scenario.suite,
+        "title": scenario.title,
+        "models": scenario.models,
+        "description": scenario.description,
+        "expect": scenario.expect,
+        "source": scenario.source,
+    }

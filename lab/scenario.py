@@ -1,0 +1,193 @@
+"""Scenario files: YAML suites validated against a JSON Schema, with file:line errors.
+
+A scenario is data: the client's steps and the expectations on what comes of
+them. Loading never runs anything; a bad file raises :class:`ScenarioError`
+naming the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+OPENING_STEPS = ("connect", "raw", "tcp_probe")
+WEBSOCKET_STEPS = ("send", "expect_message", "command", "ping", "idle", "close")
+DEFAULT_SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used, with where and why."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario of a suite, as written in its file."""
+
+    id: str
+    suite: str
+    title: str
+    steps: list[dict[str, Any]]
+    expect: dict[str, Any]
+    description: str = ""
+    models: str = ""
+    correlate: str = "query"
+    timeout: float | None = None
+    source: str = ""
+
+    @property
+    def exclusive(self) -> bool:
+        """True if the runner must give this scenario its topology to itself."""
+        return self.correlate == "exclusive" or any("tcp_probe" in step for step in self.steps)
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str = ""
+    scenarios: list[Scenario] = field(default_factory=list)
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    text = resources.files("lab.schemas").joinpath("scenarios.schema.json").read_text()
+    return json.loads(text)
+
+
+def _line_map(node: yaml.Node, path: tuple = (), lines: dict | None = None) -> dict[tuple, int]:
+    """Map every JSON path in a composed YAML document to its 1-based line."""
+    lines = {} if lines is None else lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _line_map(value, (*path, key.value), lines)
+            # An error about a key reads best at the key's own line.
+            lines[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), lines)
+    return lines
+
+
+def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
+    while path not in lines and path:
+        path = path[:-1]
+    return lines.get(path)
+
+
+def _where(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "top level"
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and error.context:
+        error = jsonschema.exceptions.best_match(error.context)
+    if error.validator in ("minProperties", "maxProperties") and "steps" in error.absolute_path:
+        return "a step has exactly one action (connect, raw, tcp_probe, send, ...)"
+    return error.message
+
+
+def load_suite(path: Path | str) -> Suite:
+    """Load and validate one scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(path, None, f"cannot read: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ScenarioError(path, line, f"invalid YAML: {exc.problem or exc.context}") from None
+    if node is None:
+        raise ScenarioError(path, None, "empty file")
+    lines = _line_map(node)
+    errors = sorted(
+        jsonschema.Draft202012Validator(_schema()).iter_errors(data),
+        key=lambda error: _nearest_line(lines, tuple(error.absolute_path)) or 0,
+    )
+    if errors:
+        error = errors[0]
+        where = tuple(error.absolute_path)
+        raise ScenarioError(path, _nearest_line(lines, where), f"{_where(where)}: {_schema_message(error)}")
+    suite = Suite(name=data["suite"], path=path, description=data.get("description", ""))
+    for index, raw in enumerate(data["scenarios"]):
+        _check_step_order(path, lines, index, raw["steps"])
+        suite.scenarios.append(
+            Scenario(
+                id=raw["id"],
+                suite=suite.name,
+                title=raw["title"],
+                steps=raw["steps"],
+                expect=raw["expect"],
+                description=raw.get("description", ""),
+                models=raw.get("models", ""),
+                correlate=raw.get("correlate", "query"),
+                timeout=raw.get("timeout"),
+                source=f"{path}:{lines[('scenarios', index)]}",
+            )
+        )
+    return suite
+
+
+def _check_step_order(path: Path, lines: dict, index: int, steps: list[dict]) -> None:
+    """Reject step sequences that cannot run, such as a send before any connect."""
+    open_kind = None
+    for number, step in enumerate(steps):
+        (action,) = step
+        where = ("scenarios", index, "steps", number)
+        if action in OPENING_STEPS:
+            open_kind = action
+        elif open_kind != "connect":
+            raise ScenarioError(
+                path,
+                _nearest_line(lines, where),
+                f"{_where(where)}: '{action}' needs an open WebSocket; put a 'connect' step before it",
+            )
+
+
+def load_scenarios(paths: list[Path | str] | None = None) -> list[Scenario]:
+    """Load every scenario from files or folders (default: the scenarios/ folder).
+
+    Scenario ids must be unique across everything loaded.
+    """
+    files: list[Path] = []
+    for entry in [Path(p) for p in (paths or [DEFAULT_SCENARIO_DIR])]:
+        if entry.is_dir():
+            files.extend(sorted(entry.glob("*.yaml")))
+        else:
+            files.append(entry)
+    if not files:
+        raise ScenarioError(paths[0] if paths else DEFAULT_SCENARIO_DIR, None, "no scenario files")
+    seen: dict[str, str] = {}
+    scenarios = []
+    for file in files:
+        for scenario in load_suite(file).scenarios:
+            if scenario.id in seen:
+                file_name, _, line = scenario.source.rpartition(":")
+                raise ScenarioError(
+                    file_name,
+                    int(line),
+                    f"scenario id '{scenario.id}' is already used at {seen[scenario.id]}",
+                )
+            seen[scenario.id] = scenario.source
+            scenarios.append(scenario)
+    return scenarios

@@ -1,0 +1,96 @@
+"""Topologies: one folder each under compose/, holding topology.yaml and its config.
+
+The config file is a template shared by every backend: only ``${WSLAB_*}``
+placeholders are filled in (listen and upstream addresses, a scratch dir), so
+the local processes and the compose containers run the very same file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .proxies import REGISTRY
+
+COMPOSE_DIR = Path(__file__).resolve().parent.parent / "compose"
+PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z_]+)\}")
+PLACEHOLDERS = (
+    "WSLAB_LISTEN_HOST",
+    "WSLAB_LISTEN_PORT",
+    "WSLAB_UPSTREAM_HOST",
+    "WSLAB_UPSTREAM_PORT",
+    "WSLAB_RUN_DIR",
+)
+REQUIRED_FIELDS = ("name", "title", "proxy", "summary")
+
+
+class TopologyError(Exception):
+    """A topology folder that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A deployment shape: a proxy kind with its config, or nothing (direct)."""
+
+    name: str
+    title: str
+    proxy: str
+    summary: str
+    folder: Path
+    config: Path | None = None
+    websocket_fix: str = ""
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def direct(self) -> bool:
+        return self.proxy == "none"
+
+    def render_config(self, values: dict[str, str]) -> str:
+        """The config text with its ``${WSLAB_*}`` placeholders filled in."""
+        assert self.config is not None
+        text = self.config.read_text()
+        missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
+        if missing:
+            raise TopologyError(f"{self.config}: no value for {', '.join(missing)}")
+        return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+
+
+def load_topology(folder: Path) -> Topology:
+    meta_path = folder / "topology.yaml"
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TopologyError(f"{meta_path}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise TopologyError(f"{meta_path}: expected a mapping")
+    missing = [name for name in REQUIRED_FIELDS if name not in meta]
+    if missing:
+        raise TopologyError(f"{meta_path}: missing {', '.join(missing)}")
+    if meta["name"] != folder.name:
+        raise TopologyError(f"{meta_path}: name {meta['name']!r} differs from its folder")
+    if meta["proxy"] != "none" and meta["proxy"] not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise TopologyError(f"{meta_path}: unknown proxy {meta['proxy']!r} (known: {known}, none)")
+    config = folder / meta["config"] if meta.get("config") else None
+    if meta["proxy"] != "none" and (config is None or not config.is_file()):
+        raise TopologyError(f"{meta_path}: config file {meta.get('config')!r} not found")
+    return Topology(
+        name=meta["name"],
+        title=meta["title"],
+        proxy=meta["proxy"],
+        summary=meta["summary"].strip(),
+        folder=folder,
+        config=config,
+        websocket_fix=str(meta.get("websocket_fix", "")).strip(),
+        sources=list(meta.get("sources", [])),
+    )
+
+
+def load_topologies(root: Path = COMPOSE_DIR) -> dict[str, Topology]:
+    """Every topology folder under ``root``, by name, in a stable order (direct first)."""
+    topologies = [load_topology(meta.parent) for meta in sorted(root.glob("*/topology.yaml"))]
+    topologies.sort(key=lambda topology: (not topology.direct, topology.name))
+    return {topology.name: topology for topology in topologies}
