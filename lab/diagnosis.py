@@ -62,13 +62,17 @@ def _shown(value: str | None) -> str:
 
 def _server_said(facts: Facts) -> str:
     if facts.server_error is None:
-        return ""
+        return f" The server answered {facts.server_status}." if facts.server_status else ""
     answer = f"answered {facts.server_status}" if facts.server_status else "closed without answering"
     return f" The server {answer}: '{facts.server_error}'."
 
 
 def _client_got(facts: Facts) -> str:
-    return f"the client got {facts.status}" if facts.status else "the client got no response"
+    """What the client got, when that differs from what the server answered."""
+    if facts.status is not None and facts.status == facts.server_status:
+        return ""
+    got = f"the proxy answered {facts.status}" if facts.status else "the client got no response"
+    return f" Then {got}."
 
 
 RULES: list[Rule] = [
@@ -87,7 +91,7 @@ RULES: list[Rule] = [
     Rule(
         "proxy-downgraded-http10",
         lambda f: (
-            f.reached_server
+            f.client_asked_upgrade
             and f.server_request is not None
             and (f.sent or {}).get("version") == "HTTP/1.1"
             and f.server_request["version"] == "HTTP/1.0"
@@ -96,9 +100,27 @@ RULES: list[Rule] = [
             "The proxy downgraded the request to HTTP/1.0 (the server received "
             f"Connection: {_shown(f.received_header('Connection'))}, Upgrade: "
             f"{_shown(f.received_header('Upgrade'))}); a WebSocket upgrade needs HTTP/1.1, so it "
-            f"cannot succeed through this proxy.{_server_said(f)} Then {_client_got(f)}."
+            f"cannot succeed through this proxy.{_server_said(f)}{_client_got(f)}"
         ),
         _proxy_fix,
+    ),
+    Rule(
+        "proxy-upgraded-http10",
+        lambda f: (
+            (f.sent or {}).get("version") == "HTTP/1.0"
+            and f.server_request is not None
+            and f.server_request["version"] == "HTTP/1.1"
+            and f.transcript.get("upgraded", False)
+        ),
+        lambda f: (
+            "The client asked for an upgrade over HTTP/1.0, which RFC 6455 does not allow; "
+            "the proxy forwarded it as HTTP/1.1, so the server saw a valid handshake and the client "
+            "got 101 instead of an error."
+        ),
+        lambda f, t: (
+            "Have the proxy refuse upgrades from HTTP/1.0 clients, e.g. nginx: "
+            'if ($server_protocol = "HTTP/1.0") { return 505; }'
+        ),
     ),
     Rule(
         "proxy-removed-upgrade",
@@ -131,7 +153,7 @@ RULES: list[Rule] = [
         lambda f: (
             f"websockets could not parse this {f.server_request['method']} "
             f"{f.server_request['version']} request ({f.server['error']['cause']}) and closed the "
-            f"connection without any response; {_client_got(f)}."
+            f"connection without any response.{_client_got(f)}"
         ),
         lambda f, t: UPGRADE_WEBSOCKETS_FIX,
     ),
@@ -158,7 +180,7 @@ RULES: list[Rule] = [
         lambda f: not f.client_asked_upgrade and f.reached_server and f.server_error is not None,
         lambda f: (
             "The client sent no upgrade: plain HTTP (a browser tab, a preview pane, a health "
-            f"check) reached the WebSocket port.{_server_said(f)} Then {_client_got(f)}."
+            f"check) reached the WebSocket port.{_server_said(f)}{_client_got(f)}"
         ),
         lambda f, t: PROCESS_REQUEST_FIX,
     ),
@@ -175,8 +197,9 @@ RULES: list[Rule] = [
         "nothing-reached-server",
         lambda f: not f.reached_server and f.transcript.get("kind") != "tcp_probe",
         lambda f: (
-            f"Nothing reached the server and {_client_got(f)}: "
-            f"{f.transcript.get('error') or 'see the proxy log'}."
+            "Nothing reached the server."
+            + _client_got(f)
+            + (f" Client error: {f.transcript['error']}." if f.transcript.get("error") else "")
         ),
         lambda f, t: "Read the proxy's log for why it did not forward the request.",
     ),

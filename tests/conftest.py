@@ -1,0 +1,51 @@
+"""Shared fixtures: full matrix runs on the local backend, with real proxies."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from lab.backends import ProbeOptions
+from lab.backends.local import LocalBackend
+from lab.results import RunResult
+from lab.runner import RunOptions, run
+from lab.scenario import load_scenarios
+from lab.topology import Topology, load_topologies
+
+SEED_VERSION = "15.0.1"
+
+
+def run_local(
+    tmp: Path,
+    topologies: list[Topology] | None = None,
+    scenario_ids: list[str] | None = None,
+    **probe: object,
+) -> RunResult:
+    """Run scenarios through topologies on the local backend and return the results."""
+    scenarios = load_scenarios()
+    if scenario_ids:
+        scenarios = [s for s in scenarios if s.id in scenario_ids]
+    backend = LocalBackend(tmp, ProbeOptions(**probe))  # type: ignore[arg-type]
+    return asyncio.run(
+        run(backend, topologies or list(load_topologies().values()), scenarios, RunOptions())
+    )
+
+
+@pytest.fixture(scope="session")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """The default matrix with the installed (latest) websockets."""
+    return run_local(tmp_path_factory.mktemp("matrix"))
+
+
+@pytest.fixture(scope="session")
+def seed_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """The default matrix with the seed's websockets 15.0.1 in the probe server."""
+    return run_local(tmp_path_factory.mktemp("seed"), websockets_version=SEED_VERSION)
+
+
+@pytest.fixture(scope="session")
+def healthcheck_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """The default matrix with the probe server answering plain HTTP with 200."""
+    return run_local(tmp_path_factory.mktemp("health"), answer_plain_http=True)
