@@ -118,7 +118,9 @@ async def _cmd_up(args: argparse.Namespace, console: Console) -> int:
             else:
                 console.print(f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}")
         console.print("What the server receives is printed below. Ctrl-C stops everything.")
-        backend.feed.subscribers.append(lambda event: console.print(_describe_event(event), highlight=False))
+        backend.feed.subscribers.append(
+            lambda event: console.print(_describe_event(event), markup=False, highlight=False)
+        )
         await asyncio.Event().wait()
     finally:
         await backend.stop()

@@ -52,8 +52,8 @@ class ProxyKind:
     startup_timeout: float = 10.0
     ready_by_http: bool = False
     """Some proxies accept TCP before they can answer; then readiness is an HTTP answer."""
-    companion_argv: str = ""
-    """A helper process started once the proxy is ready (same placeholders), e.g. a log reader."""
+    log_dump_argv: str = ""
+    """A command whose output is appended to the log before the proxy stops (same placeholders)."""
 
     def locate(self) -> str | None:
         """Path of the binary: $WSLAB_<KIND>_BIN, else the usual places; None if absent."""
@@ -67,8 +67,8 @@ class ProxyKind:
     def command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.argv, binary, config, run_dir, host, port)
 
-    def companion(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
-        return self._fill(self.companion_argv, binary, config, run_dir, host, port)
+    def log_dump(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
+        return self._fill(self.log_dump_argv, binary, config, run_dir, host, port)
 
     @staticmethod
     def _fill(argv: str, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
@@ -135,8 +135,8 @@ REGISTRY: dict[str, ProxyKind] = {
             startup_timeout=20.0,
             # The manager listens before its worker can answer.
             ready_by_http=True,
-            # varnishd cannot log requests to stderr; varnishncsa reads its shared log.
-            companion_argv='varnishncsa -n {run_dir}/varnish -t off -F \'%h "%r" %s %b'
+            # varnishd keeps its request log in shared memory, not on stderr.
+            log_dump_argv='varnishncsa -d -n {run_dir}/varnish -F \'%h "%r" %s %b'
             ' upgrade="%{{Upgrade}}i" connection="%{{Connection}}i" %{{Varnish:handling}}x\'',
         ),
     ]

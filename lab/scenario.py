@@ -103,6 +103,15 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _culprit(error: jsonschema.ValidationError, where: tuple) -> tuple:
+    """The path whose line best shows the error: an unexpected key's own line, if any."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        extra = [key for key in error.instance if key not in error.schema.get("properties", {})]
+        if extra:
+            return (*where, extra[0])
+    return where
+
+
 def load_suite(path: Path | str) -> Suite:
     """Load and validate one scenario file."""
     path = Path(path)
@@ -127,7 +136,8 @@ def load_suite(path: Path | str) -> Suite:
     if errors:
         error = errors[0]
         where = tuple(error.absolute_path)
-        raise ScenarioError(path, _nearest_line(lines, where), f"{_where(where)}: {_schema_message(error)}")
+        line = _nearest_line(lines, _culprit(error, where))
+        raise ScenarioError(path, line, f"{_where(where)}: {_schema_message(error)}")
     suite = Suite(name=data["suite"], path=path, description=data.get("description", ""))
     for index, raw in enumerate(data["scenarios"]):
         _check_step_order(path, lines, index, raw["steps"])

@@ -32,6 +32,12 @@ class LabError(Exception):
     """The lab itself could not run (as opposed to a topology failing)."""
 
 
+async def _dump_log(argv: list[str], log_path: Path) -> None:
+    with open(log_path, "ab") as log, contextlib.suppress(OSError, TimeoutError):
+        process = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log)
+        await asyncio.wait_for(process.wait(), 5)
+
+
 class LocalBackend:
     """Starts topologies as local processes; :meth:`stop` always cleans up."""
 
@@ -43,6 +49,7 @@ class LocalBackend:
         self.processes: list[ManagedProcess] = []
         self.feed = ObservationFeed()
         self.websockets_version = ""
+        self.log_dumps: list[tuple[list[str], Path]] = []
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
@@ -129,14 +136,8 @@ class LocalBackend:
                     config_path=config,
                     version=version,
                 )
-            if kind.companion_argv:
-                companion = ManagedProcess(
-                    f"{topology.name} log reader",
-                    kind.companion(binary, config, folder, HOST, port),
-                    log_path,
-                )
-                self.processes.append(companion)
-                await companion.start()
+            if kind.log_dump_argv:
+                self.log_dumps.append((kind.log_dump(binary, config, folder, HOST, port), log_path))
             return Deployment(
                 topology,
                 READY,
@@ -157,4 +158,5 @@ class LocalBackend:
         """Stop every process this backend started, even after a failure or Ctrl-C."""
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
+        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in self.log_dumps))
         await asyncio.gather(*(process.stop() for process in self.processes))

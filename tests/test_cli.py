@@ -1,0 +1,151 @@
+"""The wslab command end to end: JSON evidence, unavailable and broken proxies, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from websockets.asyncio.client import connect
+
+from lab.backends import ProbeOptions
+from lab.backends.local import LocalBackend
+from lab.results import ERROR, PASS, UNAVAILABLE, RunResult
+from lab.runner import RunOptions, run
+from lab.scenario import load_scenarios
+from lab.topology import load_topologies, load_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "lab" / "schemas" / "results.schema.json").read_text())
+
+
+def wslab(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **(env or {})}, timeout=120, **kwargs,
+    )
+
+
+def holders(folder: Path) -> list[str]:
+    """Processes that still hold a file under ``folder`` open (every child logs there)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(target.startswith(str(folder)) for target in targets):
+            found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+    return found
+
+
+def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = wslab("run", "-t", "direct", "-t", "haproxy-default", "--json", str(out))
+    assert result.returncode == 1, result.stderr
+    assert "missing Connection header" in result.stdout
+    assert "haproxy-default" in result.stdout and "✓ 101" in result.stdout
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    run_result = RunResult.from_dict(data)
+    cell = run_result.cell("haproxy-default", "browser-tab-get")
+    assert cell.client["sent"]["headers"][0] == ["Host", cell.client["sent"]["headers"][0][1]]
+    assert cell.server[0]["raw_head"].startswith("GET /?wslab-cell=")
+    assert cell.server[0]["response"]["status"] == 426
+    assert data["components"]["proxies"]["haproxy"].startswith("2.")
+
+
+def test_missing_binary_makes_topology_unavailable_not_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = wslab("run", "-t", "varnish-default", "-t", "nginx-websocket", "--json", str(out),
+                   env={"WSLAB_VARNISH_BIN": str(tmp_path / "no-such-varnishd")})
+    assert result.returncode == 1
+    assert "apt-get install varnish" in result.stdout
+    run_result = RunResult.from_dict(json.loads(out.read_text()))
+    assert {c.outcome for c in run_result.cells if c.topology == "varnish-default"} == {UNAVAILABLE}
+    assert run_result.cell("nginx-websocket", "websockets-echo").outcome == PASS
+
+
+def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
+    folder = tmp_path / "compose" / "nginx-broken"
+    folder.mkdir(parents=True)
+    (folder / "topology.yaml").write_text(
+        "name: nginx-broken\ntitle: broken\nproxy: nginx\nconfig: nginx.conf\nsummary: a typo\n"
+    )
+    good = (ROOT / "compose" / "nginx-websocket" / "nginx.conf").read_text()
+    (folder / "nginx.conf").write_text(good.replace("proxy_http_version", "proxy_http_versoin"))
+    topologies = [load_topology(folder), load_topologies()["direct"]]
+    scenarios = [s for s in load_scenarios() if s.id in ("websockets-echo", "tcp-probe")]
+    backend = LocalBackend(tmp_path / "run", ProbeOptions())
+    result = asyncio.run(run(backend, topologies, scenarios, RunOptions()))
+    broken = result.cell("nginx-broken", "websockets-echo")
+    assert broken.outcome == ERROR
+    assert 'unknown directive "proxy_http_versoin"' in broken.log_tail
+    assert result.cell("direct", "websockets-echo").outcome == PASS
+    assert holders(tmp_path / "run") == []
+
+
+def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "up"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab", "up", "-t", "haproxy-default", "-t", "envoy-websocket",
+         "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        urls = {}
+        for line in process.stdout:
+            if line.strip().startswith(("haproxy-default", "envoy-websocket")):
+                name, url = line.split()
+                urls[name] = url
+            if "Ctrl-C" in line:
+                break
+        assert set(urls) == {"haproxy-default", "envoy-websocket"}
+
+        async def talk() -> str:
+            async with connect(urls["haproxy-default"] + "manual") as websocket:
+                await websocket.send("hi")
+                return await websocket.recv()
+
+        assert asyncio.run(talk()) == "hi"
+        seen = process.stdout.readline()
+        assert "[haproxy-default]" in seen and "GET /manual HTTP/1.1 -> 101" in seen
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert holders(run_dir) == []
+
+
+def test_ctrl_c_during_run_stops_every_process(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab", "run", "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while not (run_dir / "probe-server.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (1, 130), stderr
+    assert "Traceback" not in stderr
+    assert holders(run_dir) == []
+
+
+@pytest.mark.parametrize("args", [["run", "-t", "nope"], ["run", "--scenario", "nope"]])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = wslab(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("wslab: error:") and "Traceback" not in result.stderr

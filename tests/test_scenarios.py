@@ -1,0 +1,86 @@
+"""Scenario files: the shipped ones load; bad ones fail with file, line and reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.scenario import ScenarioError, load_scenarios, load_suite
+
+GOOD_HEAD = """\
+suite: custom
+scenarios:
+  - id: ok
+    title: fine
+    steps:
+      - connect: {path: /}
+    expect:
+      status: 101
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_scenarios_load_with_unique_ids() -> None:
+    scenarios = load_scenarios()
+    ids = [s.id for s in scenarios]
+    assert len(ids) == len(set(ids)) >= 10
+    required = {"websockets-echo", "chrome-handshake", "firefox-keepalive-upgrade", "browser-tab-get",
+                "head-root", "tcp-probe", "http10-upgrade", "lowercase-headers", "subprotocol",
+                "path-and-query"}
+    assert required <= set(ids)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (GOOD_HEAD.replace("connect: {path: /}", "conect: {path: /}"), 6, "'conect' was unexpected"),
+        (GOOD_HEAD.replace("status: 101", "status: 1001"), 8, "1001"),
+        (GOOD_HEAD.replace("status: 101", "stauts: 101"), 8, "'stauts' was unexpected"),
+        (GOOD_HEAD.replace("    title: fine\n", ""), 3, "'title' is a required property"),
+        (GOOD_HEAD.replace("{path: /}", "{path: no-slash}"), 6, "does not match '^/'"),
+        (GOOD_HEAD.replace("      - connect: {path: /}\n", "      - send: hi\n"), 6,
+         "'send' needs an open WebSocket"),
+        (GOOD_HEAD.replace("{path: /}", "{path: /, headers: [\"Upgrade websocket\"]}"), 6,
+         "does not match"),
+        (GOOD_HEAD + "  - id: ok\n", 9, None),
+        (GOOD_HEAD.replace("expect:", "expect: [oops"), 8, "invalid YAML"),
+    ],
+)
+def test_bad_file_names_file_line_and_problem(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as caught:
+        load_suite(path)
+    error = caught.value
+    assert error.path == str(path)
+    assert error.line == line, str(error)
+    if message:
+        assert message in error.message
+    assert str(error).startswith(f"{path}:{line}: ")
+
+
+def test_duplicate_ids_across_files_point_at_both(tmp_path: Path) -> None:
+    write(tmp_path, GOOD_HEAD, "a.yaml")
+    write(tmp_path, GOOD_HEAD.replace("suite: custom", "suite: other"), "b.yaml")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenarios([tmp_path])
+    assert caught.value.path.endswith("b.yaml") and caught.value.line == 3
+    assert "a.yaml:3" in caught.value.message
+
+
+def test_cli_reports_bad_file_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_HEAD.replace("status: 101", "stauts: 101"))
+    for command in (["validate", str(path)], ["run", "--scenarios", str(path)]):
+        result = subprocess.run([sys.executable, "-m", "lab", *command], capture_output=True, text=True)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"wslab: error: {path}:8: scenarios[0].expect: Additional properties are not allowed "
+            "('stauts' was unexpected)"
+        ]
