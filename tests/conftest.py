@@ -28,9 +28,7 @@ def run_local(
     if scenario_ids:
         scenarios = [s for s in scenarios if s.id in scenario_ids]
     backend = LocalBackend(tmp, ProbeOptions(**probe))  # type: ignore[arg-type]
-    return asyncio.run(
-        run(backend, topologies or list(load_topologies().values()), scenarios, RunOptions())
-    )
+    return asyncio.run(run(backend, topologies or list(load_topologies().values()), scenarios, RunOptions()))
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,13 @@ SCHEMA = json.loads((ROOT / "lab" / "schemas" / "results.schema.json").read_text
 
 def wslab(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT,
-        env={**os.environ, **(env or {})}, timeout=120, **kwargs,
+        [sys.executable, "-m", "lab", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        **kwargs,
     )
 
 
@@ -66,8 +71,16 @@ def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:
 
 def test_missing_binary_makes_topology_unavailable_not_the_run(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    result = wslab("run", "-t", "varnish-default", "-t", "nginx-websocket", "--json", str(out),
-                   env={"WSLAB_VARNISH_BIN": str(tmp_path / "no-such-varnishd")})
+    result = wslab(
+        "run",
+        "-t",
+        "varnish-default",
+        "-t",
+        "nginx-websocket",
+        "--json",
+        str(out),
+        env={"WSLAB_VARNISH_BIN": str(tmp_path / "no-such-varnishd")},
+    )
     assert result.returncode == 1
     assert "apt-get install varnish" in result.stdout
     run_result = RunResult.from_dict(json.loads(out.read_text()))
@@ -97,9 +110,22 @@ def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
 def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "up"
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab", "up", "-t", "haproxy-default", "-t", "envoy-websocket",
-         "--run-dir", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "up",
+            "-t",
+            "haproxy-default",
+            "-t",
+            "envoy-websocket",
+            "--run-dir",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         urls = {}
@@ -131,7 +157,10 @@ def test_ctrl_c_during_run_stops_every_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "lab", "run", "--run-dir", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 20
     while not (run_dir / "probe-server.log").exists() and time.monotonic() < deadline:

@@ -32,9 +32,18 @@ def test_shipped_scenarios_load_with_unique_ids() -> None:
     scenarios = load_scenarios()
     ids = [s.id for s in scenarios]
     assert len(ids) == len(set(ids)) >= 10
-    required = {"websockets-echo", "chrome-handshake", "firefox-keepalive-upgrade", "browser-tab-get",
-                "head-root", "tcp-probe", "http10-upgrade", "lowercase-headers", "subprotocol",
-                "path-and-query"}
+    required = {
+        "websockets-echo",
+        "chrome-handshake",
+        "firefox-keepalive-upgrade",
+        "browser-tab-get",
+        "head-root",
+        "tcp-probe",
+        "http10-upgrade",
+        "lowercase-headers",
+        "subprotocol",
+        "path-and-query",
+    }
     assert required <= set(ids)
 
 
@@ -46,10 +55,12 @@ def test_shipped_scenarios_load_with_unique_ids() -> None:
         (GOOD_HEAD.replace("status: 101", "stauts: 101"), 8, "'stauts' was unexpected"),
         (GOOD_HEAD.replace("    title: fine\n", ""), 3, "'title' is a required property"),
         (GOOD_HEAD.replace("{path: /}", "{path: no-slash}"), 6, "does not match '^/'"),
-        (GOOD_HEAD.replace("      - connect: {path: /}\n", "      - send: hi\n"), 6,
-         "'send' needs an open WebSocket"),
-        (GOOD_HEAD.replace("{path: /}", "{path: /, headers: [\"Upgrade websocket\"]}"), 6,
-         "does not match"),
+        (
+            GOOD_HEAD.replace("      - connect: {path: /}\n", "      - send: hi\n"),
+            6,
+            "'send' needs an open WebSocket",
+        ),
+        (GOOD_HEAD.replace("{path: /}", '{path: /, headers: ["Upgrade websocket"]}'), 6, "does not match"),
         (GOOD_HEAD + "  - id: ok\n", 9, None),
         (GOOD_HEAD.replace("expect:", "expect: [oops"), 8, "invalid YAML"),
     ],
