@@ -2,7 +2,8 @@
 
 Opening steps (``connect``, ``raw``, ``tcp_probe``) record the request exactly
 as it went out and the response head exactly as it came back. WebSocket steps
-(``send``, ``expect_message``, ``command``, ``ping``, ``idle``, ``close``) run
+(``send``, ``expect_message``, ``expect_close``, ``command``, ``ping``,
+``idle``, ``close``) run
 on the connection a ``connect`` step opened.
 """
 
@@ -278,6 +279,14 @@ class Client:
             return ""
         self.transcript.close = self._close_record()
         raise StepFailed(f"connection closed while idle: {self.transcript.close}")
+
+    async def _expect_close(self, argument: dict[str, Any]) -> str:
+        await self._open.wait_closed()
+        self.transcript.close = self._close_record()
+        code = self.transcript.close["code"]
+        if "code" in argument and code != argument["code"]:
+            raise StepFailed(f"expected close code {argument['code']}, got {code}")
+        return f"closed with {code}"
 
     async def _close(self, argument: dict[str, Any]) -> str:
         await self._open.close(argument.get("code", 1000), argument.get("reason", ""))

@@ -18,7 +18,6 @@ import jsonschema
 import yaml
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe")
-WEBSOCKET_STEPS = ("send", "expect_message", "command", "ping", "idle", "close")
 DEFAULT_SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 

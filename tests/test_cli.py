@@ -178,3 +178,27 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     result = wslab(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("wslab: error:") and "Traceback" not in result.stderr
+
+
+def test_proxy_that_dies_marks_its_cells_as_errors(tmp_path: Path) -> None:
+    from lab.runner import play_cell
+
+    scenario = next(s for s in load_scenarios() if s.id == "websockets-echo")
+
+    async def scenario_after_kill() -> tuple:
+        backend = LocalBackend(tmp_path / "run", ProbeOptions())
+        try:
+            deployments = await backend.start([load_topologies()["haproxy-default"]])
+            deployment = deployments["haproxy-default"]
+            before = await play_cell(backend, deployment, scenario, RunOptions())
+            os.killpg(deployment.handle.process.pid, signal.SIGKILL)
+            await deployment.handle.process.wait()
+            after = await play_cell(backend, deployment, scenario, RunOptions())
+        finally:
+            await backend.stop()
+        return before, after
+
+    before, after = asyncio.run(scenario_after_kill())
+    assert before.outcome == PASS
+    assert after.outcome == ERROR and after.error == "haproxy exited during the run"
+    assert holders(tmp_path / "run") == []
