@@ -1,9 +1,13 @@
-"""Wall time of the default matrix: all cells concurrently, then the same cells one at a time.
+"""Wall times of the lab, printed as figures (nothing is asserted).
 
-    python bench/bench.py [--repeat N]
+    python bench/bench.py [--repeat N] [--compose]
 
-Each figure covers starting the topologies, playing the cells and tearing
-everything down, as ``wslab run`` does. Prints figures only; asserts nothing.
+- the default matrix on the local backend, all cells concurrently, then the
+  same cells one at a time (topology start-up and teardown included);
+- with --compose (needs a Docker engine): a cold build of the offline images
+  (every wslab-offline image and download removed first), and on the warm
+  images, the time from ``compose up`` to the first cell result, and to the
+  whole matrix.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab.backends import ProbeOptions  # noqa: E402
+from lab.backends.compose import ComposeBackend  # noqa: E402
 from lab.backends.local import LocalBackend  # noqa: E402
 from lab.runner import RunOptions, run  # noqa: E402
 from lab.scenario import load_scenarios  # noqa: E402
@@ -35,9 +41,49 @@ def timed_run(concurrency: int) -> tuple[float, int, dict[str, int]]:
         return time.perf_counter() - started, len(result.cells), result.counts()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cold_offline_build() -> float:
+    images = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=wslab-offline/*"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    # The lab image before its base: removing a tag also removes its untagged parent layers.
+    for image in sorted(images, key=lambda name: "/base:" in name):
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=True)
+    subprocess.run(["rm", "-rf", str(ROOT / "build" / "offline")], check=True)
+    started = time.perf_counter()
+    subprocess.run(["bash", str(ROOT / "scripts" / "build-offline-images.sh")], check=True)
+    return time.perf_counter() - started
+
+
+def compose_up_to_results() -> tuple[float, float]:
+    finished: list[float] = []
+    started = time.perf_counter()
+    asyncio.run(
+        run(
+            ComposeBackend(ProbeOptions(), offline=True),
+            list(load_topologies().values()),
+            load_scenarios(),
+            RunOptions(),
+            on_cell=lambda cell: finished.append(time.perf_counter()),
+        )
+    )
+    return min(finished) - started, time.perf_counter() - started
+
+
+def compose_figures() -> None:
+    print(f"cold offline build       {cold_offline_build():6.1f} s")
+    first, whole = compose_up_to_results()
+    print(f"warm compose up          first result after {first:5.1f} s, whole matrix and down {whole:5.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode (default 3)")
+    parser.add_argument("--compose", action="store_true", help="also time the offline build and compose")
     args = parser.parse_args()
     for label, concurrency in (("concurrent (16 at once)", 16), ("one cell at a time", 1)):
         times = []
@@ -48,6 +94,8 @@ def main() -> None:
             f"{label:24} {cells} cells  median {statistics.median(times):6.2f} s  "
             f"min {min(times):6.2f} s  max {max(times):6.2f} s  ({counts})"
         )
+    if args.compose:
+        compose_figures()
 
 
 if __name__ == "__main__":

@@ -19,12 +19,17 @@ from typing import Any
 
 from rich.console import Console
 
+from . import stack
 from .backends import READY, ProbeOptions
+from .backends.compose import ComposeBackend
 from .backends.local import LabError, LocalBackend
+from .observations import ObservationFeed
+from .paths import PROJECT_ROOT
 from .probe.provision import ProvisionError
+from .processes import wait_answering
 from .reports import terminal
 from .results import ERROR, FAIL
-from .runner import RunOptions, run
+from .runner import Backend, RunOptions, run
 from .scenario import ScenarioError, load_scenarios
 from .topology import Topology, TopologyError, load_topologies
 
@@ -67,7 +72,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not scenarios:
             raise UsageError(f"no scenario matches {', '.join(args.scenario)}")
     run_dir, temporary = _run_dir(args)
-    backend = LocalBackend(run_dir, _probe_options(args))
+    backend = _backend(args, run_dir)
     options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
     try:
         result = await run(backend, topologies, scenarios, options)
@@ -78,7 +83,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         result.write_json(args.json)
         console.print(f"results: {args.json}")
-    if not temporary:
+    if not temporary and args.backend == "local":
         console.print(f"logs and rendered configs: {run_dir}")
     counts = result.counts()
     if counts[ERROR] and not counts[FAIL] and not counts["pass"]:
@@ -86,7 +91,25 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILED if counts[FAIL] or counts[ERROR] else EXIT_OK
 
 
+def _backend(args: argparse.Namespace, run_dir: Path) -> Backend:
+    if args.backend == "compose":
+        return ComposeBackend(
+            _probe_options(args), in_network=args.in_network, offline=args.offline, keep=args.keep
+        )
+    if args.in_network or args.keep:
+        raise UsageError("--in-network and --keep go with --backend compose")
+    if args.backend == "containers":
+        from .backends.containers import ContainersBackend
+
+        return ContainersBackend(_probe_options(args), offline=args.offline)
+    if args.offline:
+        raise UsageError("--offline goes with --backend compose or containers")
+    return LocalBackend(run_dir, _probe_options(args))
+
+
 def _describe_event(event: dict[str, Any]) -> str:
+    if event["event"] == "hello":
+        return f"probe server running websockets {event['websockets']}"
     if event["event"] == "closed":
         return f"[{event['listener']}] #{event['conn']} closed by {event['closed_by']} (code {event['code']})"
     request = event["request"]
@@ -126,6 +149,45 @@ async def _cmd_up(args: argparse.Namespace, console: Console) -> int:
         await backend.stop()
         if temporary:
             shutil.rmtree(run_dir, ignore_errors=True)
+    return EXIT_OK
+
+
+async def _cmd_watch(args: argparse.Namespace, console: Console) -> int:
+    feed = ObservationFeed()
+    feed.subscribers.append(
+        lambda event: console.print(_describe_event(event), markup=False, highlight=False)
+    )
+    host, _, port = args.control.rpartition(":")
+    await wait_answering(host, int(port), 60)
+    await feed.start(host, int(port))
+    try:
+        await feed.closed()
+    finally:
+        await feed.stop()
+    return EXIT_OK
+
+
+async def _cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
+    topologies = list(load_topologies().values())
+    files = {
+        stack.COMPOSE_FILE: stack.render(stack.compose_document(topologies)),
+        stack.OFFLINE_FILE: stack.render(stack.offline_document(topologies), stack.OFFLINE_HEADER),
+    }
+    stale = (
+        [name for name, text in files.items() if (PROJECT_ROOT / name).read_text() != text]
+        if args.check
+        else []
+    )
+    if args.check:
+        for name in stale:
+            print(f"wslab: {name} is out of date: run 'wslab compose-file --write'", file=sys.stderr)
+        return EXIT_FAILED if stale else EXIT_OK
+    for name, text in files.items():
+        if args.write:
+            (PROJECT_ROOT / name).write_text(text)
+            console.print(f"wrote {name}")
+        else:
+            sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -200,6 +262,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", action="append", metavar="ID", help="run only this scenario id (repeatable)"
     )
     run_parser.add_argument("--json", metavar="PATH", help="write every cell with its evidence")
+    run_parser.add_argument(
+        "--backend",
+        choices=["local", "compose", "containers"],
+        default="local",
+        help="local: proxies as local processes (default); compose: the docker-compose.yml stack; "
+        "containers: the same services started one by one through testcontainers",
+    )
+    run_parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="compose, containers: use the offline image (scripts/build-offline-images.sh)",
+    )
+    run_parser.add_argument(
+        "--keep", action="store_true", help="compose: leave the stack up if this run started it"
+    )
+    run_parser.add_argument(
+        "--in-network",
+        action="store_true",
+        help="compose: reach services by name from inside the stack (the runner service)",
+    )
     run_parser.add_argument("--concurrency", type=int, default=16, help="cells at once (default 16)")
     run_parser.add_argument(
         "--step-timeout",
@@ -212,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser = commands.add_parser("up", help="start the topologies and keep them up until Ctrl-C")
     _add_probe_arguments(up_parser)
 
+    watch_parser = commands.add_parser("watch", help="print what a running probe server receives")
+    watch_parser.add_argument(
+        "--control", default="127.0.0.1:18000", metavar="HOST:PORT", help="its control channel"
+    )
+
+    compose_parser = commands.add_parser(
+        "compose-file", help="print (or --write, --check) docker-compose.yml and its offline override"
+    )
+    compose_mode = compose_parser.add_mutually_exclusive_group()
+    compose_mode.add_argument("--write", action="store_true")
+    compose_mode.add_argument("--check", action="store_true")
+
     list_parser = commands.add_parser("list", help="list topologies and scenarios")
     list_parser.add_argument("--scenarios", "-s", action="append", metavar="PATH")
 
@@ -220,7 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": _cmd_run, "up": _cmd_up, "list": _cmd_list, "validate": _cmd_validate}
+COMMANDS = {
+    "run": _cmd_run,
+    "up": _cmd_up,
+    "watch": _cmd_watch,
+    "compose-file": _cmd_compose_file,
+    "list": _cmd_list,
+    "validate": _cmd_validate,
+}
 
 
 def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:

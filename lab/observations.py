@@ -36,6 +36,11 @@ class ObservationFeed:
         except websockets.ConnectionClosed:
             pass
 
+    async def closed(self) -> None:
+        """Return when the probe server closes the channel."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     def add(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         for subscriber in self.subscribers:
@@ -58,6 +63,16 @@ class ObservationFeed:
         except TimeoutError:
             return False
         return True
+
+    async def hello(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The probe server's greeting (its websockets version), sent first on the channel."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            greeting = next((e for e in self.events if e["event"] == "hello"), None)
+            if greeting is not None:
+                return greeting
+            if not await self._wait_change(deadline):
+                raise TimeoutError("the probe server sent no greeting")
 
     async def for_cell(self, cell: str, settle: float) -> list[dict[str, Any]]:
         """Connections tagged with ``cell``, waiting up to ``settle`` s for them to report.

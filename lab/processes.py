@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -71,16 +72,13 @@ class ManagedProcess:
 
         Raises :class:`ProcessFailed` if the process dies or the time runs out first.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.running:
-                assert self.process is not None
-                raise ProcessFailed(self, f"exited with status {self.process.returncode}")
-            if await _answers(host, port, http):
-                return
-            if time.monotonic() > deadline:
-                raise ProcessFailed(self, f"not ready on {host}:{port} after {timeout:g} s")
-            await asyncio.sleep(0.05)
+        try:
+            await wait_answering(host, port, timeout, http, alive=lambda: self.running)
+        except ProcessLookupError:
+            assert self.process is not None
+            raise ProcessFailed(self, f"exited with status {self.process.returncode}") from None
+        except TimeoutError:
+            raise ProcessFailed(self, f"not ready on {host}:{port} after {timeout:g} s") from None
 
     async def stop(self, grace: float = 3.0) -> None:
         """Terminate the process group; kill it if it lingers."""
@@ -99,6 +97,24 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             break
+
+
+async def wait_answering(
+    host: str, port: int, timeout: float, http: bool = False, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Return once ``host:port`` accepts a connection, and answers an HTTP request if ``http``.
+
+    Raises TimeoutError when ``timeout`` passes, ProcessLookupError as soon as ``alive()`` is false.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise ProcessLookupError
+        if await _answers(host, port, http):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.05)
 
 
 async def _answers(host: str, port: int, http: bool) -> bool:

@@ -45,6 +45,8 @@ class ProxyKind:
 
     name: str
     executable: str
+    image: str
+    """The official container image the compose stack runs this kind on."""
     argv: str
     version_argv: str
     version_pattern: str
@@ -81,16 +83,23 @@ class ProxyKind:
         }
         return [part.format(**values) for part in shlex.split(argv)]
 
+    def version_command(self, binary: str) -> list[str]:
+        return [part.format(binary=binary) for part in shlex.split(self.version_argv)]
+
+    def parse_version(self, output: str) -> str:
+        """The version in a version command's output, or 'unknown'."""
+        match = re.search(self.version_pattern, output)
+        return match.group(1) if match else "unknown"
+
     async def version(self, binary: str) -> str:
         """The binary's own version string, or 'unknown'."""
         process = await asyncio.create_subprocess_exec(
-            *[part.format(binary=binary) for part in shlex.split(self.version_argv)],
+            *self.version_command(binary),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
-        match = re.search(self.version_pattern, output.decode(errors="replace"))
-        return match.group(1) if match else "unknown"
+        return self.parse_version(output.decode(errors="replace"))
 
 
 REGISTRY: dict[str, ProxyKind] = {
@@ -98,6 +107,7 @@ REGISTRY: dict[str, ProxyKind] = {
     for kind in [
         ProxyKind(
             name="nginx",
+            image="nginx:1.22",
             executable="nginx",
             argv="{binary} -p {run_dir}/ -c {config} -e stderr -g 'daemon off; pid {run_dir}/nginx.pid;'",
             version_argv="{binary} -v",
@@ -106,6 +116,7 @@ REGISTRY: dict[str, ProxyKind] = {
         ),
         ProxyKind(
             name="haproxy",
+            image="haproxy:2.6",
             executable="haproxy",
             argv="{binary} -db -f {config}",
             version_argv="{binary} -v",
@@ -114,6 +125,7 @@ REGISTRY: dict[str, ProxyKind] = {
         ),
         ProxyKind(
             name="envoy",
+            image="envoyproxy/envoy:v1.34-latest",
             executable="envoy",
             # Without --disable-hot-restart a second instance fails on base_id 0; the
             # flush interval makes access-log lines appear as they happen.
@@ -125,6 +137,7 @@ REGISTRY: dict[str, ProxyKind] = {
         ),
         ProxyKind(
             name="varnish",
+            image="varnish:7.1",
             executable="varnishd",
             # -j none: no privilege drop, so the config may sit in a private (0700) folder.
             argv="{binary} -F -j none -f {config} -a {listen_host}:{listen_port} -n {run_dir}/varnish"

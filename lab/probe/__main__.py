@@ -6,8 +6,10 @@ Once every listener is bound it prints one JSON line on stdout::
      "control": ["127.0.0.1", 40124]}
 
 and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
-text messages to every client of the control WebSocket; a client that
-connects late first receives everything recorded so far.
+text messages to every client of the control WebSocket: first a greeting
+(``{"event": "hello", "websockets": ...}``), then everything recorded so far,
+then each new record. WSLAB_ANSWER_PLAIN_HTTP=1 in the environment has the
+effect of ``--answer-plain-http``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -41,7 +44,8 @@ def _listener(text: str) -> tuple[str, str, int]:
 class ControlChannel:
     """Fans observation events out to the runner's control connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, hello: dict[str, Any]) -> None:
+        self.hello = json.dumps({"event": "hello", **hello})
         self.history: list[str] = []
         self.clients: set[ServerConnection] = set()
 
@@ -57,6 +61,7 @@ class ControlChannel:
             await client.send(message)
 
     async def handler(self, client: ServerConnection) -> None:
+        await client.send(self.hello)
         for message in self.history:
             await client.send(message)
         self.clients.add(client)
@@ -67,7 +72,7 @@ class ControlChannel:
 
 
 async def main(args: argparse.Namespace) -> None:
-    channel = ControlChannel()
+    channel = ControlChannel({"websockets": websockets.__version__})
     servers = {}
     for name, host, port in args.listen:
         servers[name] = await serve_listener(
@@ -114,6 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--answer-plain-http",
         action="store_true",
+        default=bool(os.environ.get("WSLAB_ANSWER_PLAIN_HTTP")),
         help="answer requests without Upgrade: websocket with 200 (the health-check fix)",
     )
     parser.add_argument(

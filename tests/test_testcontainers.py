@@ -1,0 +1,30 @@
+"""Topology containers started through testcontainers, scenarios played against them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+from lab.backends import ProbeOptions
+from lab.backends.containers import ContainersBackend
+from lab.results import FAIL, PASS
+from lab.runner import RunOptions, run
+from lab.scenario import load_scenarios
+from lab.topology import load_topologies
+
+
+def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: None) -> None:
+    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout
+    topologies = [load_topologies()[name] for name in ("direct", "haproxy-default", "varnish-default")]
+    scenarios = [s for s in load_scenarios() if s.id in ("websockets-echo", "browser-tab-get", "tcp-probe")]
+    result = asyncio.run(run(ContainersBackend(ProbeOptions()), topologies, scenarios, RunOptions()))
+
+    browser = result.cell("haproxy-default", "browser-tab-get")
+    assert browser.outcome == FAIL
+    assert browser.server[0]["error"]["text"] == "missing Connection header"
+    assert browser.diagnosis["rule"] == "plain-http-through-keepalive-proxy"
+    assert result.cell("haproxy-default", "websockets-echo").outcome == PASS
+    assert result.cell("varnish-default", "websockets-echo").diagnosis["rule"] == "proxy-removed-upgrade"
+    assert result.cell("direct", "tcp-probe").server[0]["bytes_received"] == 0
+    assert result.components["proxies"]["haproxy"].startswith("2.6")
+    assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before
