@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.backends import ProbeOptions  # noqa: E402
+from lab.backends import StackOptions  # noqa: E402
 from lab.backends.compose import ComposeBackend  # noqa: E402
 from lab.backends.local import LocalBackend  # noqa: E402
 from lab.runner import RunOptions, run  # noqa: E402
@@ -35,7 +35,7 @@ def timed_run(concurrency: int) -> tuple[float, int, dict[str, int]]:
     topologies = list(load_topologies().values())
     scenarios = load_scenarios()
     with tempfile.TemporaryDirectory(prefix="wslab-bench-") as folder:
-        backend = LocalBackend(Path(folder), ProbeOptions())
+        backend = LocalBackend(Path(folder), StackOptions())
         started = time.perf_counter()
         result = asyncio.run(run(backend, topologies, scenarios, RunOptions(concurrency=concurrency)))
         return time.perf_counter() - started, len(result.cells), result.counts()
@@ -64,7 +64,7 @@ def compose_up_to_results() -> tuple[float, float]:
     started = time.perf_counter()
     asyncio.run(
         run(
-            ComposeBackend(ProbeOptions(), offline=True),
+            ComposeBackend(StackOptions(), offline=True),
             list(load_topologies().values()),
             load_scenarios(),
             RunOptions(),

@@ -1,17 +1,22 @@
 #!/bin/sh
 # Container entry point of every proxy service: fill the ${WSLAB_*} placeholders of
-# the topology's config template (the file the local backend uses too), then run
-# the proxy in the foreground.
+# the topology's config template (the file the local backend uses too) from the
+# environment, then run the proxy in the foreground.
 #   render.sh TEMPLATE OUTPUT COMMAND [ARG...]
 set -eu
 template=$1
 output=$2
 shift 2
 mkdir -p "$WSLAB_RUN_DIR"
-sed -e "s|\${WSLAB_LISTEN_HOST}|$WSLAB_LISTEN_HOST|g" \
-    -e "s|\${WSLAB_LISTEN_PORT}|$WSLAB_LISTEN_PORT|g" \
-    -e "s|\${WSLAB_UPSTREAM_HOST}|$WSLAB_UPSTREAM_HOST|g" \
-    -e "s|\${WSLAB_UPSTREAM_PORT}|$WSLAB_UPSTREAM_PORT|g" \
-    -e "s|\${WSLAB_RUN_DIR}|$WSLAB_RUN_DIR|g" \
-    "$template" > "$output"
+script=""
+for name in $(env | sed -n 's/^\(WSLAB_[A-Z0-9_]*\)=.*/\1/p'); do
+  value=$(printenv "$name" | sed 's/[|&\\]/\\&/g')
+  script="${script}s|\${${name}}|${value}|g;"
+done
+sed -e "$script" "$template" > "$output"
+missing=$(grep -o '\${WSLAB_[A-Z0-9_]*}' "$output" | sort -u | tr '\n' ' ' || true)
+if [ -n "$missing" ]; then
+  echo "render.sh: no value for $missing" >&2
+  exit 2
+fi
 exec "$@"

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markdown import Markdown
 
 from . import stack
-from .backends import READY, ProbeOptions
+from .backends import ACCELERATED, READY, StackOptions
 from .backends.compose import ComposeBackend
 from .backends.local import LabError, LocalBackend
+from .compare import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
 from .observations import ObservationFeed
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, SCENARIO_DIR
 from .probe.provision import ProvisionError
 from .processes import wait_answering
+from .reports import compare as compare_page
 from .reports import terminal
 from .results import ERROR, FAIL
 from .runner import Backend, RunOptions, run
@@ -50,11 +53,12 @@ def _select(names: list[str] | None) -> list[Topology]:
     return [topologies[name] for name in names]
 
 
-def _probe_options(args: argparse.Namespace) -> ProbeOptions:
-    return ProbeOptions(
+def _probe_options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
         websockets_version=args.websockets,
         answer_plain_http=args.answer_plain_http,
         ping_interval=args.ping_interval,
+        time_scale=args.time_scale,
     )
 
 
@@ -66,7 +70,7 @@ def _run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
 
 async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     topologies = _select(args.topology)
-    scenarios = load_scenarios(args.scenarios)
+    scenarios = load_scenarios(args.scenarios, args.suite)
     if args.scenario:
         scenarios = [s for s in scenarios if s.id in args.scenario]
         if not scenarios:
@@ -191,6 +195,31 @@ async def _cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+async def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    topologies = _select(list(COMPARED))
+    scenarios = load_scenarios(suites=[CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE])
+    run_dir, temporary = _run_dir(args)
+    plain, fixed = (
+        LocalBackend(run_dir / name, StackOptions(**{**vars(_probe_options(args)), "answer_plain_http": ok}))
+        for name, ok in (("as-is", False), ("fixed", True))
+    )
+    try:
+        result, fixed_result = await asyncio.gather(
+            run(plain, topologies, scenarios), run(fixed, topologies, scenarios)
+        )
+    finally:
+        if temporary:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    page = compare_page.render_markdown(compare(result, fixed_result))
+    console.print(Markdown(page))
+    if args.markdown:
+        Path(args.markdown).write_text(page)
+        console.print(f"written: {args.markdown}")
+    if args.json:
+        result.write_json(args.json)
+    return EXIT_OK
+
+
 async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     from .proxies import REGISTRY
 
@@ -206,7 +235,9 @@ async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    scenarios = load_scenarios(args.paths)
+    entries = [Path(p) for p in args.paths] or [SCENARIO_DIR]
+    files = [f for e in entries for f in (sorted(e.glob("*.yaml")) if e.is_dir() else [e])]
+    scenarios = load_scenarios(files)
     console.print(f"{len(scenarios)} scenarios OK")
     return EXIT_OK
 
@@ -237,6 +268,17 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="probe server keepalive pings; 0 turns them off (default: 20)",
     )
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--accelerated",
+        dest="time_scale",
+        action="store_const",
+        const=ACCELERATED,
+        help=f"shorten every platform limit and ping interval {1 / ACCELERATED:g} times",
+    )
+    timing.add_argument(
+        "--faithful", dest="time_scale", action="store_const", const=1.0, help="time limits as documented"
+    )
     parser.add_argument(
         "--run-dir", metavar="DIR", help="keep logs and rendered configs here (default: a temporary folder)"
     )
@@ -261,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--scenario", action="append", metavar="ID", help="run only this scenario id (repeatable)"
     )
+    run_parser.add_argument(
+        "--suite",
+        action="append",
+        metavar="NAME",
+        help="run only this suite (repeatable), including non-default ones such as 'timeouts'",
+    )
     run_parser.add_argument("--json", metavar="PATH", help="write every cell with its evidence")
     run_parser.add_argument(
         "--backend",
@@ -282,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compose: reach services by name from inside the stack (the runner service)",
     )
-    run_parser.add_argument("--concurrency", type=int, default=16, help="cells at once (default 16)")
+    run_parser.add_argument("--concurrency", type=int, default=32, help="cells at once (default 32)")
     run_parser.add_argument(
         "--step-timeout",
         type=float,
@@ -291,8 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="time allowed for each client step (default 5)",
     )
 
+    run_parser.set_defaults(time_scale=ACCELERATED)
+
     up_parser = commands.add_parser("up", help="start the topologies and keep them up until Ctrl-C")
     _add_probe_arguments(up_parser)
+    up_parser.set_defaults(time_scale=1.0)
+
+    compare_parser = commands.add_parser(
+        "compare", help="Replit's deployment options beside Cloud Run and nginx: what works, for how long"
+    )
+    _add_probe_arguments(compare_parser)
+    compare_parser.set_defaults(time_scale=ACCELERATED)
+    compare_parser.add_argument("--markdown", metavar="PATH", help="also write the page as Markdown")
+    compare_parser.add_argument("--json", metavar="PATH", help="write the cells of the as-is run")
 
     watch_parser = commands.add_parser("watch", help="print what a running probe server receives")
     watch_parser.add_argument(
@@ -318,6 +377,7 @@ COMMANDS = {
     "run": _cmd_run,
     "up": _cmd_up,
     "watch": _cmd_watch,
+    "compare": _cmd_compare,
     "compose-file": _cmd_compose_file,
     "list": _cmd_list,
     "validate": _cmd_validate,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
@@ -54,6 +55,7 @@ class Transcript:
     timed_out: bool = False
     steps: list[dict[str, Any]] = field(default_factory=list)
     close: dict[str, Any] | None = None
+    hold: dict[str, Any] | None = None
     started_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,17 +70,20 @@ class Transcript:
             "timed_out": self.timed_out,
             "steps": self.steps,
             "close": self.close,
+            "hold": self.hold,
         }
 
 
 class RecordingConnection(ClientConnection):
-    """A ClientConnection that keeps the raw response head it received."""
+    """A ClientConnection that keeps the raw response head and when the last byte arrived."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.raw_head = b""
+        self.last_byte_at = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
+        self.last_byte_at = time.monotonic()
         if split_head(self.raw_head) is None:
             self.raw_head += data
         super().data_received(data)
@@ -104,10 +109,14 @@ def _error_text(exc: BaseException) -> str:
 class Client:
     """Runs one scenario's steps against an endpoint."""
 
-    def __init__(self, endpoint: Endpoint, cell: str | None, step_timeout: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, cell: str | None, step_timeout: float, time_scale: float = 1.0
+    ) -> None:
         self.endpoint = endpoint
         self.cell = cell
         self.step_timeout = step_timeout
+        self.time_scale = time_scale
+        """Scenario durations (idle, hold, pings) are faithful seconds, multiplied by this."""
         self.transcript = Transcript()
         self.websocket: RecordingConnection | None = None
 
@@ -143,7 +152,9 @@ class Client:
 
     def _timeout_for(self, action: str, argument: Any) -> float:
         if action == "idle":
-            return float(argument) + self.step_timeout
+            return float(argument) * self.time_scale + self.step_timeout
+        if action == "hold":
+            return float(argument["seconds"]) * self.time_scale + self.step_timeout
         return self.step_timeout
 
     async def _finish(self) -> None:
@@ -170,15 +181,19 @@ class Client:
             opened.append(RecordingConnection(*args, **kwargs))
             return opened[-1]
 
-        url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
+        path = argument.get("path", "/")
+        if "server_ping" in argument:
+            server_ping = argument["server_ping"]
+            path += f"{'&' if '?' in path else '?'}wslab-ping={server_ping if server_ping else 'off'}"
+        ping = argument.get("ping")
         try:
             self.websocket = await connect(
-                url,
+                self.endpoint.ws_url(self._target(path)),
                 additional_headers=headers,
                 subprotocols=argument.get("subprotocols"),
                 compression="deflate" if argument.get("compression", True) else None,
                 open_timeout=None,
-                ping_interval=None,
+                ping_interval=ping * self.time_scale if ping else None,
                 create_connection=factory,
             )
         finally:
@@ -272,9 +287,41 @@ class Client:
         await (await self._open.ping())
         return f"pong after {1000 * (time.monotonic() - started):.1f} ms"
 
+    async def _hold(self, argument: dict[str, Any]) -> str:
+        """Keep the connection open without sending data; record how and when it ends."""
+        websocket = self._open
+        wanted = float(argument["seconds"]) * self.time_scale
+        started = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(websocket.wait_closed(), wanted)
+        ended = time.monotonic()
+        closed = websocket.close_code is not None
+        lived = ended - started
+        self.transcript.hold = {
+            "seconds": wanted,
+            "seconds_faithful": float(argument["seconds"]),
+            "closed": closed,
+            "lived": round(lived, 3),
+            "lived_faithful": round(lived / self.time_scale, 1),
+            "since_last_byte": round(ended - websocket.last_byte_at, 3),
+            "code": websocket.close_code,
+            "reason": websocket.close_reason,
+            "closed_by": self._closed_by() if closed else None,
+        }
+        if closed:
+            self.transcript.close = self._close_record()
+            return f"closed after {lived:.2f} s ({lived / self.time_scale:.0f} s faithful)"
+        return f"still open after {lived:.2f} s"
+
+    def _closed_by(self) -> str:
+        protocol = self._open.protocol
+        if protocol.close_rcvd is None:
+            return "abnormal (TCP closed, no close frame)"
+        return "client" if protocol.close_rcvd_then_sent is False else "peer"
+
     async def _idle(self, argument: float) -> str:
         try:
-            await asyncio.wait_for(self._open.wait_closed(), argument)
+            await asyncio.wait_for(self._open.wait_closed(), float(argument) * self.time_scale)
         except TimeoutError:
             return ""
         self.transcript.close = self._close_record()

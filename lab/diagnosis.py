@@ -75,6 +75,42 @@ def _client_got(facts: Facts) -> str:
     return f" Then {got}."
 
 
+def _hold(facts: Facts) -> dict[str, Any]:
+    return facts.transcript.get("hold") or {}
+
+
+def _cut_while_idle(facts: Facts) -> bool:
+    hold = _hold(facts)
+    return bool(hold.get("closed")) and hold["since_last_byte"] >= 0.9 * hold["lived"]
+
+
+def _limits(topology: Topology) -> str:
+    if not topology.parameters:
+        return " This topology configures no such limit itself."
+    return (
+        " Configured: "
+        + "; ".join(f"{p.name} = {p.seconds:g} s ({p.source})" for p in topology.parameters)
+        + "."
+    )
+
+
+def _ended(facts: Facts) -> str:
+    hold = _hold(facts)
+    return (
+        f"after {hold['lived_faithful']:g} s (faithful; {hold['lived']:.2f} s in this run), "
+        f"{hold['since_last_byte']:.2f} s after the last byte, closed by {hold['closed_by']}, "
+        f"code {hold['code']}"
+    )
+
+
+LIMIT_FIXES = {
+    "idle-timeout": "Keep data flowing more often than the idle timeout: websockets' default "
+    "ping_interval=20 does (keep it, or lower it below the limit), or raise the proxy's idle timeout.",
+    "lifetime-cap": "No ping beats a lifetime cap: raise it where the platform allows (Cloud Run: "
+    "--timeout up to 3600 s), make clients reconnect on close, or pick a deployment without a cap.",
+}
+
+
 RULES: list[Rule] = [
     Rule(
         "timeout",
@@ -84,9 +120,39 @@ RULES: list[Rule] = [
             + (" The request reached the server." if f.reached_server else " Nothing reached the server.")
         ),
         lambda f, t: (
-            "Check the proxy's timeouts for upgraded connections (nginx proxy_read_timeout, "
-            "HAProxy timeout tunnel, Envoy stream idle timeout) and that it forwards the upgrade at all."
+            "Read the proxy's log: it may hold the request (or a response it never delivers) "
+            "instead of answering. Check that it forwards the upgrade at all, and its timeouts for "
+            "upgraded connections (nginx proxy_read_timeout, HAProxy timeout tunnel, Envoy "
+            "stream_idle_timeout)."
         ),
+    ),
+    Rule(
+        "idle-timeout",
+        _cut_while_idle,
+        lambda f: (
+            f"The open WebSocket was cut while nothing crossed it, {_ended(f)}: an idle timeout on the path."
+        ),
+        lambda f, t: LIMIT_FIXES["idle-timeout"] + _limits(t),
+    ),
+    Rule(
+        "lifetime-cap",
+        lambda f: bool(_hold(f).get("closed")) and not _cut_while_idle(f),
+        lambda f: (
+            f"The WebSocket was cut although pings kept crossing it, {_ended(f)}: a cap on "
+            "the connection's lifetime, such as a request timeout."
+        ),
+        lambda f, t: LIMIT_FIXES["lifetime-cap"] + _limits(t),
+    ),
+    Rule(
+        "upstream-speaks-http2",
+        lambda f: f.server_request is not None and f.server_request["method"] == "PRI",
+        lambda f: (
+            "The front end spoke HTTP/2 (h2c) to the server: it received the HTTP/2 connection "
+            f"preface '{f.server_request['method']} {f.server_request['target']} "
+            f"{f.server_request['version']}', which websockets, an HTTP/1.1 server, cannot read "
+            f"('{f.server_error}'). Every request fails this way, WebSocket or not.{_client_got(f)}"
+        ),
+        _proxy_fix,
     ),
     Rule(
         "proxy-downgraded-http10",

@@ -87,6 +87,10 @@ class Facts:
     def client_summary(self) -> str:
         """A few characters saying how the exchange ended, for the matrix."""
         transcript = self.transcript
+        hold = transcript.get("hold")
+        if hold:
+            faithful = hold["lived_faithful"] if hold["closed"] else hold["seconds_faithful"]
+            return f"{'cut' if hold['closed'] else 'open'} {faithful:.0f}s"
         if self.status is not None:
             return str(self.status)
         if transcript.get("timed_out"):

@@ -108,6 +108,11 @@ def evaluate(expect: dict[str, Any], facts: Facts) -> list[Check]:
     for key in ("upgraded", "connected", "subprotocol"):
         if key in expect:
             checks.append(Check(key, expect[key], transcript[key], expect[key] == transcript[key]))
+    if "survives" in expect:
+        hold = transcript.get("hold") or {}
+        survived = hold.get("closed") is False
+        actual = "still open" if survived else f"closed after {hold.get('lived_faithful', '?')} s (faithful)"
+        checks.append(Check("survives", expect["survives"], actual, expect["survives"] == survived))
     if "reached_server" in expect:
         checks.append(
             Check(

@@ -94,6 +94,23 @@ class ObservationFeed:
             lambda event: event["listener"] == listener and event.get("opened_at", 0) >= start
         )
 
+    def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
+        """Connections on ``listener`` since ``start`` that carried no correlation id.
+
+        A request the server could not read (HTTP/2, garbage) has none; such
+        connections are the best evidence a cell whose own request never showed up has.
+        """
+        connections = self._connections(
+            lambda event: (
+                event["listener"] == listener
+                and event.get("cell") is None
+                and event.get("opened_at", 0) >= start
+            )
+        )
+        for connection in connections:
+            connection["attributed"] = False
+        return connections
+
     def _connections(self, match: Any) -> list[dict[str, Any]]:
         handshakes = [e for e in self.events if e["event"] == "handshake" and match(e)]
         connections = []

@@ -35,6 +35,7 @@ class Backend(Protocol):
     name: str
     feed: ObservationFeed
     websockets_version: str
+    time_scale: float
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]: ...
 
@@ -45,10 +46,10 @@ class Backend(Protocol):
 
 @dataclass
 class RunOptions:
-    concurrency: int = 16
+    concurrency: int = 32
     step_timeout: float = 5.0
     cell_timeout: float = 30.0
-    settle: float = 0.5
+    settle: float = 1.0
     """Seconds to wait for the server's report of a connection that may never come."""
 
 
@@ -76,15 +77,20 @@ async def play_cell(
     assert deployment.endpoint is not None
     cell_id = None if scenario.exclusive else secrets.token_hex(6)
     started = time.time()
-    client = Client(deployment.endpoint, cell_id, scenario.timeout or options.step_timeout)
+    client = Client(
+        deployment.endpoint, cell_id, scenario.timeout or options.step_timeout, backend.time_scale
+    )
+    budget = options.cell_timeout + scenario.duration * backend.time_scale
     try:
-        transcript = await asyncio.wait_for(client.play(scenario.steps), options.cell_timeout)
+        transcript = await asyncio.wait_for(client.play(scenario.steps), budget)
     except TimeoutError:
-        return _lab_error(deployment, scenario, f"cell did not finish in {options.cell_timeout:g} s")
+        return _lab_error(deployment, scenario, f"cell did not finish in {budget:g} s")
     if cell_id is None:
         connections = await backend.feed.in_window(deployment.listener, started, options.settle)
     else:
         connections = await backend.feed.for_cell(cell_id, options.settle)
+        if not connections:
+            connections = backend.feed.unattributed(deployment.listener, started)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
     facts = Facts(transcript.to_dict(), connections)
@@ -158,7 +164,7 @@ async def run(
         started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         duration=round(time.time() - started, 3),
         backend=backend.name,
-        options=_options_record(options),
+        options={**_options_record(options), "time_scale": backend.time_scale},
         components=_components(backend, deployments),
         topologies=[deployments[t.name].to_dict() for t in topologies],
         scenarios=[_scenario_record(s) for s in scenarios],

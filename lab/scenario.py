@@ -48,6 +48,14 @@ class Scenario:
     source: str = ""
 
     @property
+    def duration(self) -> float:
+        """Faithful seconds the scenario spends waiting on purpose (idle and hold steps)."""
+        total = 0.0
+        for step in self.steps:
+            total += float(step.get("idle", 0)) + float(step.get("hold", {}).get("seconds", 0))
+        return total
+
+    @property
     def exclusive(self) -> bool:
         """True if the runner must give this scenario its topology to itself."""
         return self.correlate == "exclusive" or any("tcp_probe" in step for step in self.steps)
@@ -58,6 +66,7 @@ class Suite:
     name: str
     path: Path
     description: str = ""
+    default: bool = True
     scenarios: list[Scenario] = field(default_factory=list)
 
 
@@ -138,7 +147,12 @@ def load_suite(path: Path | str) -> Suite:
         where = tuple(error.absolute_path)
         line = _nearest_line(lines, _culprit(error, where))
         raise ScenarioError(path, line, f"{_where(where)}: {_schema_message(error)}")
-    suite = Suite(name=data["suite"], path=path, description=data.get("description", ""))
+    suite = Suite(
+        name=data["suite"],
+        path=path,
+        description=data.get("description", ""),
+        default=data.get("default", True),
+    )
     for index, raw in enumerate(data["scenarios"]):
         _check_step_order(path, lines, index, raw["steps"])
         suite.scenarios.append(
@@ -174,23 +188,35 @@ def _check_step_order(path: Path, lines: dict, index: int, steps: list[dict]) ->
             )
 
 
-def load_scenarios(paths: list[Path | str] | None = None) -> list[Scenario]:
-    """Load every scenario from files or folders (default: the scenarios/ folder).
+def load_scenarios(paths: list[Path | str] | None = None, suites: list[str] | None = None) -> list[Scenario]:
+    """Load scenarios from files or folders (default: the scenarios/ folder).
 
-    Scenario ids must be unique across everything loaded.
+    From a folder, suites marked ``default: false`` are left out unless named in
+    ``suites``; a file named explicitly is always loaded. With ``suites``, only
+    those suites are kept. Scenario ids must be unique across everything loaded.
     """
-    files: list[Path] = []
+    files: list[tuple[Path, bool]] = []
     for entry in [Path(p) for p in (paths or [SCENARIO_DIR])]:
         if entry.is_dir():
-            files.extend(sorted(entry.glob("*.yaml")))
+            files.extend((file, False) for file in sorted(entry.glob("*.yaml")))
         else:
-            files.append(entry)
+            files.append((entry, True))
     if not files:
         raise ScenarioError(paths[0] if paths else SCENARIO_DIR, None, "no scenario files")
+    known = {load_suite(file).name for file, _ in files}
+    unknown = sorted(set(suites or []) - known)
+    if unknown:
+        raise ScenarioError(
+            SCENARIO_DIR, None, f"no suite named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     seen: dict[str, str] = {}
     scenarios = []
-    for file in files:
-        for scenario in load_suite(file).scenarios:
+    for file, named in files:
+        suite = load_suite(file)
+        wanted = suite.name in suites if suites else named or suite.default
+        if not wanted:
+            continue
+        for scenario in suite.scenarios:
             if scenario.id in seen:
                 file_name, _, line = scenario.source.rpartition(":")
                 raise ScenarioError(

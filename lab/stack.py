@@ -39,7 +39,10 @@ OFFLINE_FILE = "docker-compose.offline.yml"
 
 # Only a TCP accept: an HTTP check through a proxy would reach the probe server
 # and show up among the observations.
-TCP_CHECK = "exec 3<>/dev/tcp/127.0.0.1/{port}"
+# Alpine images (Caddy, Traefik) have nc but no bash; Debian and Ubuntu ones have bash.
+TCP_CHECK = (
+    "(command -v nc >/dev/null && nc -z 127.0.0.1 {port}) || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'"
+)
 HEALTH_TIMING = {"interval": "2s", "timeout": "3s", "retries": 30, "start_period": "2s"}
 
 HEADER = """\
@@ -75,7 +78,10 @@ def probe_service(topologies: list[Topology]) -> dict[str, Any]:
         },
         "image": LAB_IMAGE,
         "command": command,
-        "environment": {"WSLAB_ANSWER_PLAIN_HTTP": "${WSLAB_ANSWER_PLAIN_HTTP:-}"},
+        "environment": {
+            "WSLAB_ANSWER_PLAIN_HTTP": "${WSLAB_ANSWER_PLAIN_HTTP:-}",
+            "WSLAB_TIME_SCALE": "${WSLAB_TIME_SCALE:-1}",
+        },
         "ports": [f"127.0.0.1:{CONTROL_PORT}:{CONTROL_PORT}"]
         + [f"127.0.0.1:{t.port}:{t.port}" for t in direct],
         "healthcheck": _healthcheck(
@@ -84,8 +90,26 @@ def probe_service(topologies: list[Topology]) -> dict[str, Any]:
     }
 
 
-def proxy_service(topology: Topology) -> dict[str, Any]:
-    """One topology's proxy on its official image, running the shared config template."""
+def parameter_variable(topology: Topology, placeholder: str) -> str:
+    """The host variable that sets one of a topology's parameters for the whole stack."""
+    return f"WSLAB_{topology.name.upper().replace('-', '_')}_{placeholder.removeprefix('WSLAB_')}"
+
+
+def parameter_environment(topologies: list[Topology], scale: float) -> dict[str, str]:
+    """Host variables that start the stack with every parameter at ``scale``."""
+    return {
+        parameter_variable(topology, name): value
+        for topology in topologies
+        for name, value in topology.placeholders(scale).items()
+    }
+
+
+def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, Any]:
+    """One topology's proxy on its official image, running the shared config template.
+
+    Parameters are faithful unless the host sets their variables (see
+    :func:`parameter_environment`); with ``scale`` they are fixed values instead.
+    """
     assert topology.config is not None
     kind = REGISTRY[topology.proxy]
     config = f"{RUN_DIR}/{topology.config.name}"
@@ -100,6 +124,10 @@ def proxy_service(topology: Topology) -> dict[str, Any]:
             "WSLAB_UPSTREAM_HOST": PROBE_SERVICE,
             "WSLAB_UPSTREAM_PORT": str(topology.port),
             "WSLAB_RUN_DIR": RUN_DIR,
+            **{
+                name: value if scale is not None else f"${{{parameter_variable(topology, name)}:-{value}}}"
+                for name, value in topology.placeholders(1.0 if scale is None else scale).items()
+            },
         },
         "volumes": [
             f"./compose/{topology.name}:{TOPOLOGY_MOUNT}:ro",
@@ -107,7 +135,7 @@ def proxy_service(topology: Topology) -> dict[str, Any]:
         ],
         "ports": [f"127.0.0.1:{topology.port}:{PROXY_PORT}"],
         "depends_on": [PROBE_SERVICE],
-        "healthcheck": _healthcheck(["CMD", "bash", "-c", TCP_CHECK.format(port=PROXY_PORT)]),
+        "healthcheck": _healthcheck(["CMD-SHELL", TCP_CHECK.format(port=PROXY_PORT)]),
     }
 
 

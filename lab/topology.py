@@ -16,19 +16,30 @@ import yaml
 from .paths import COMPOSE_DIR
 from .proxies import REGISTRY
 
-PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z_]+)\}")
-PLACEHOLDERS = (
-    "WSLAB_LISTEN_HOST",
-    "WSLAB_LISTEN_PORT",
-    "WSLAB_UPSTREAM_HOST",
-    "WSLAB_UPSTREAM_PORT",
-    "WSLAB_RUN_DIR",
-)
+PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z0-9_]+)\}")
 REQUIRED_FIELDS = ("name", "title", "proxy", "port", "summary")
 
 
 class TopologyError(Exception):
     """A topology folder that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A time limit the topology's config is built with, and where its value comes from.
+
+    Templates use it as ``${WSLAB_P_<NAME>_MS}`` (integer milliseconds) or
+    ``${WSLAB_P_<NAME>_S}`` (seconds); accelerated runs scale it down.
+    """
+
+    name: str
+    seconds: float
+    source: str
+
+    def placeholders(self, scale: float) -> dict[str, str]:
+        seconds = self.seconds * scale
+        prefix = f"WSLAB_P_{self.name.upper()}"
+        return {f"{prefix}_MS": str(max(1, round(seconds * 1000))), f"{prefix}_S": f"{seconds:.3f}"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,18 @@ class Topology:
     config: Path | None = None
     websocket_fix: str = ""
     sources: list[str] = field(default_factory=list)
+    platform: str = ""
+    """The deployment option this topology emulates, if any (e.g. 'Google Cloud Run')."""
+    parameters: tuple[Parameter, ...] = ()
+    behaviours: tuple[str, ...] = ()
+    """Emulated platform behaviours, each naming its source or saying it is an assumption."""
+
+    def placeholders(self, scale: float) -> dict[str, str]:
+        """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful)."""
+        values: dict[str, str] = {}
+        for parameter in self.parameters:
+            values.update(parameter.placeholders(scale))
+        return values
 
     @property
     def direct(self) -> bool:
@@ -77,6 +100,11 @@ def load_topology(folder: Path) -> Topology:
         known = ", ".join(sorted(REGISTRY))
         raise TopologyError(f"{meta_path}: unknown proxy {meta['proxy']!r} (known: {known}, none)")
     config = folder / meta["config"] if meta.get("config") else None
+    parameters = []
+    for name, spec in (meta.get("parameters") or {}).items():
+        if not isinstance(spec, dict) or "seconds" not in spec or not spec.get("source"):
+            raise TopologyError(f"{meta_path}: parameter {name!r} needs 'seconds' and a 'source'")
+        parameters.append(Parameter(name, float(spec["seconds"]), str(spec["source"]).strip()))
     if meta["proxy"] != "none" and (config is None or not config.is_file()):
         raise TopologyError(f"{meta_path}: config file {meta.get('config')!r} not found")
     return Topology(
@@ -89,6 +117,9 @@ def load_topology(folder: Path) -> Topology:
         config=config,
         websocket_fix=str(meta.get("websocket_fix", "")).strip(),
         sources=list(meta.get("sources", [])),
+        platform=str(meta.get("platform", "")),
+        parameters=tuple(parameters),
+        behaviours=tuple(str(b).strip() for b in meta.get("behaviours", [])),
     )
 
 

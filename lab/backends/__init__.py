@@ -18,13 +18,20 @@ from ..topology import Topology
 READY, UNAVAILABLE, FAILED = "ready", "unavailable", "failed"
 
 
+ACCELERATED = 0.02
+"""Time scale of accelerated runs: platform limits and pings 50 times shorter."""
+
+
 @dataclass
-class ProbeOptions:
-    """How the probe server behind every topology behaves."""
+class StackOptions:
+    """How the probe server and the topologies behind it are set up."""
 
     websockets_version: str | None = None
     answer_plain_http: bool = False
     ping_interval: float = 20.0
+    """The probe server's keepalive pings in faithful seconds (websockets' default); 0 for none."""
+    time_scale: float = 1.0
+    """1.0 runs every time limit as documented; ACCELERATED shortens them all in proportion."""
 
 
 @dataclass
@@ -52,6 +59,11 @@ class Deployment:
             "proxy": self.topology.proxy,
             "proxy_version": self.version,
             "summary": self.topology.summary,
+            "platform": self.topology.platform,
+            "parameters": [
+                {"name": p.name, "seconds": p.seconds, "source": p.source} for p in self.topology.parameters
+            ],
+            "behaviours": list(self.topology.behaviours),
             "status": self.status,
             "endpoint": self.endpoint.ws_url() if self.endpoint else None,
             "detail": self.detail,

@@ -28,10 +28,11 @@ from ..stack import (
     PROBE_SERVICE,
     PROJECT,
     network_endpoint,
+    parameter_environment,
     published_port,
 )
-from ..topology import Topology
-from . import FAILED, READY, Deployment, ProbeOptions
+from ..topology import Topology, load_topologies
+from . import FAILED, READY, Deployment, StackOptions
 from .local import LabError
 
 HEALTHY_TIMEOUT = 120.0
@@ -55,7 +56,7 @@ class ComposeBackend:
 
     def __init__(
         self,
-        probe: ProbeOptions,
+        probe: StackOptions,
         *,
         in_network: bool = False,
         offline: bool = False,
@@ -69,6 +70,7 @@ class ComposeBackend:
         self.project_dir = project_dir
         self.feed = ObservationFeed()
         self.websockets_version = ""
+        self.time_scale = probe.time_scale
         self.started_stack = False
 
     # The compose CLI.
@@ -88,6 +90,8 @@ class ComposeBackend:
         if self.probe.websockets_version:
             env["WSLAB_WEBSOCKETS"] = self.probe.websockets_version
         env["WSLAB_ANSWER_PLAIN_HTTP"] = "1" if self.probe.answer_plain_http else ""
+        env["WSLAB_TIME_SCALE"] = str(self.probe.time_scale)
+        env.update(parameter_environment(list(load_topologies().values()), self.probe.time_scale))
         return env
 
     def _running_services(self) -> set[str]:
@@ -115,6 +119,8 @@ class ComposeBackend:
         await self.feed.start(*control)
         hello = await self.feed.hello()
         self.websockets_version = hello["websockets"]
+        # A stack this run did not start keeps the time scale it was started with.
+        self.time_scale = float(hello.get("time_scale", 1.0))
         deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
         return {d.topology.name: d for d in deployments}
 

@@ -30,7 +30,7 @@ from ..stack import (
     proxy_service,
 )
 from ..topology import Topology
-from . import FAILED, READY, Deployment, ProbeOptions
+from . import FAILED, READY, Deployment, StackOptions
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -41,7 +41,7 @@ READY_TIMEOUT = 60.0
 LOOPBACK = "127.0.0.1"
 
 
-def _image(template: str, probe: ProbeOptions) -> str:
+def _image(template: str, probe: StackOptions) -> str:
     return template.replace("${WSLAB_WEBSOCKETS:-17.4}", probe.websockets_version or "17.4")
 
 
@@ -67,12 +67,13 @@ class ContainersBackend:
 
     name = "containers"
 
-    def __init__(self, probe: ProbeOptions, *, offline: bool = True) -> None:
+    def __init__(self, probe: StackOptions, *, offline: bool = True) -> None:
         self.probe = probe
         self.image = _image(OFFLINE_LAB_IMAGE if offline else LAB_IMAGE, probe)
         self.offline = offline
         self.feed = ObservationFeed()
         self.websockets_version = ""
+        self.time_scale = probe.time_scale
         self.network: Network | None = None
         self.containers: list[DockerContainer] = []
 
@@ -80,7 +81,10 @@ class ContainersBackend:
         self.network = Network()
         self.network.create()
         spec = probe_service(topologies)
-        spec["environment"] = {"WSLAB_ANSWER_PLAIN_HTTP": "1" if self.probe.answer_plain_http else ""}
+        spec["environment"] = {
+            "WSLAB_ANSWER_PLAIN_HTTP": "1" if self.probe.answer_plain_http else "",
+            "WSLAB_TIME_SCALE": str(self.probe.time_scale),
+        }
         direct = [t.port for t in topologies if t.direct]
         probe = _container(spec, self.image, self.network, [CONTROL_PORT, *direct])
         probe.with_network_aliases(PROBE_SERVICE)
@@ -91,7 +95,8 @@ class ContainersBackend:
             if topology.direct:
                 continue
             image = self.image if self.offline else REGISTRY[topology.proxy].image
-            container = _container(proxy_service(topology), image, self.network, [PROXY_PORT])
+            spec = proxy_service(topology, self.probe.time_scale)
+            container = _container(spec, image, self.network, [PROXY_PORT])
             self.containers.append(container)
             container.start()
             started[topology.name] = container

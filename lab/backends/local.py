@@ -20,8 +20,8 @@ from ..paths import PROJECT_ROOT
 from ..probe.provision import websockets_path
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail
 from ..proxies import REGISTRY
-from ..topology import Topology
-from . import FAILED, READY, UNAVAILABLE, Deployment, ProbeOptions
+from ..topology import Topology, TopologyError
+from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions
 
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
@@ -43,12 +43,13 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, run_dir: Path, probe: ProbeOptions) -> None:
+    def __init__(self, run_dir: Path, probe: StackOptions) -> None:
         self.run_dir = run_dir
         self.probe = probe
         self.processes: list[ManagedProcess] = []
         self.feed = ObservationFeed()
         self.websockets_version = ""
+        self.time_scale = probe.time_scale
         self.log_dumps: list[tuple[list[str], Path]] = []
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
@@ -69,6 +70,7 @@ class LocalBackend:
             paths.insert(0, str(extra))
         env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         argv = [sys.executable, "-m", "lab.probe", "--ping-interval", str(self.probe.ping_interval)]
+        argv += ["--time-scale", str(self.probe.time_scale)]
         argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:0")]
         if self.probe.answer_plain_http:
             argv.append("--answer-plain-http")
@@ -105,17 +107,20 @@ class LocalBackend:
         for _attempt in range(BIND_ATTEMPTS):
             port = free_port(HOST)
             config = folder / topology.config.name  # type: ignore[union-attr]
-            config.write_text(
-                topology.render_config(
+            try:
+                text = topology.render_config(
                     {
                         "WSLAB_LISTEN_HOST": HOST,
                         "WSLAB_LISTEN_PORT": str(port),
                         "WSLAB_UPSTREAM_HOST": upstream[0],
                         "WSLAB_UPSTREAM_PORT": str(upstream[1]),
                         "WSLAB_RUN_DIR": str(folder),
+                        **topology.placeholders(self.probe.time_scale),
                     }
                 )
-            )
+            except TopologyError as error:
+                return Deployment(topology, FAILED, detail=str(error), version=version)
+            config.write_text(text)
             process = ManagedProcess(
                 topology.name, kind.command(binary, config, folder, HOST, port), log_path
             )

@@ -8,8 +8,8 @@ Once every listener is bound it prints one JSON line on stdout::
 and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
 text messages to every client of the control WebSocket: first a greeting
 (``{"event": "hello", "websockets": ...}``), then everything recorded so far,
-then each new record. WSLAB_ANSWER_PLAIN_HTTP=1 in the environment has the
-effect of ``--answer-plain-http``.
+then each new record. WSLAB_ANSWER_PLAIN_HTTP=1 and WSLAB_TIME_SCALE in the
+environment stand for ``--answer-plain-http`` and ``--time-scale``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class ControlChannel:
 
 
 async def main(args: argparse.Namespace) -> None:
-    channel = ControlChannel({"websockets": websockets.__version__})
+    channel = ControlChannel({"websockets": websockets.__version__, "time_scale": args.time_scale})
     servers = {}
     for name, host, port in args.listen:
         servers[name] = await serve_listener(
@@ -81,7 +81,8 @@ async def main(args: argparse.Namespace) -> None:
             port,
             channel.publish,
             plain_http_ok=args.answer_plain_http,
-            ping_interval=args.ping_interval or None,
+            ping_interval=args.ping_interval * args.time_scale or None,
+            time_scale=args.time_scale,
         )
     control = await serve(channel.handler, *args.control, ping_interval=None)
     ready = {
@@ -121,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         default=bool(os.environ.get("WSLAB_ANSWER_PLAIN_HTTP")),
         help="answer requests without Upgrade: websocket with 200 (the health-check fix)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(os.environ.get("WSLAB_TIME_SCALE") or 1),
+        help="multiply every duration (pings) by this; below 1 in accelerated runs (env WSLAB_TIME_SCALE)",
     )
     parser.add_argument(
         "--ping-interval",

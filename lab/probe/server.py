@@ -21,6 +21,7 @@ import asyncio
 import http
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,8 +80,13 @@ class ObservingConnection(ServerConnection):
             timed_out = True
             raise
         finally:
-            self.observed = self._handshake_record(timed_out)
-            self.publish(self.observed)
+            if not self.observed:
+                self.record(timed_out)
+
+    def record(self, timed_out: bool = False) -> None:
+        """Publish what this connection's handshake received and answered."""
+        self.observed = self._handshake_record(timed_out)
+        self.publish(self.observed)
 
     def _handshake_record(self, timed_out: bool) -> dict[str, Any]:
         head = parse_request_head(self.raw_head) if self.raw_head else None
@@ -123,6 +129,12 @@ def _response_record(response: Response | None) -> dict[str, Any] | None:
 def select_subprotocol(connection: ServerConnection, offered: Any) -> str | None:
     """Pick the first of :data:`SUBPROTOCOLS` the client offers; go on without one otherwise."""
     return next((name for name in SUBPROTOCOLS if name in offered), None)
+
+
+def record_before_answering(connection: ServerConnection, request: Request, response: Response) -> None:
+    """Publish the record before the response leaves, so it reaches the runner first."""
+    assert isinstance(connection, ObservingConnection)
+    connection.record()
 
 
 def answer_plain_http(connection: ServerConnection, request: Request) -> Response | None:
@@ -199,8 +211,25 @@ def _closed_record(connection: ObservingConnection) -> dict[str, Any]:
     }
 
 
-def make_handler(publish: Publish) -> Callable[[ServerConnection], Any]:
+PING_PARAM = re.compile(r"[?&]wslab-ping=(off|[0-9.]+)")
+
+
+def _apply_ping_request(connection: ServerConnection, time_scale: float) -> None:
+    """Honour a ``wslab-ping=off|SECONDS`` query parameter: this connection's own keepalive."""
+    request = connection.request
+    match = PING_PARAM.search(request.path) if request is not None else None
+    if match is None:
+        return
+    if connection.keepalive_task is not None:
+        connection.keepalive_task.cancel()
+    if match.group(1) != "off":
+        connection.ping_interval = float(match.group(1)) * time_scale
+        connection.start_keepalive()
+
+
+def make_handler(publish: Publish, time_scale: float = 1.0) -> Callable[[ServerConnection], Any]:
     async def handler(connection: ServerConnection) -> None:
+        _apply_ping_request(connection, time_scale)
         try:
             await obey(connection)
         finally:
@@ -228,14 +257,16 @@ async def serve_listener(
     *,
     plain_http_ok: bool = False,
     ping_interval: float | None = 20,
+    time_scale: float = 1.0,
 ) -> Any:
     """Start one observing server; returns websockets' Server object."""
     return await serve(
-        make_handler(publish),
+        make_handler(publish, time_scale),
         host,
         port,
         create_connection=connection_class(listener, publish),
         process_request=answer_plain_http if plain_http_ok else None,
+        process_response=record_before_answering,
         subprotocols=SUBPROTOCOLS,
         select_subprotocol=select_subprotocol,
         ping_interval=ping_interval,
