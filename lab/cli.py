@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import signal
 import sys
@@ -19,11 +20,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.table import Table
 
 from . import stack
 from .backends import ACCELERATED, READY, StackOptions
 from .backends.compose import ComposeBackend
 from .backends.local import LabError, LocalBackend
+from .baseline import FAILING, changes, regressions
 from .compare import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
 from .observations import ObservationFeed
 from .paths import PROJECT_ROOT, SCENARIO_DIR
@@ -31,7 +34,11 @@ from .probe.provision import ProvisionError
 from .processes import wait_answering
 from .reports import compare as compare_page
 from .reports import terminal
-from .results import ERROR, FAIL
+from .reports.html import render_html
+from .reports.junit import render_junit
+from .reports.markdown import render_markdown
+from .reports.progress import RunProgress
+from .results import ERROR, RunResult
 from .runner import Backend, RunOptions, run
 from .scenario import ScenarioError, load_scenarios
 from .topology import Topology, TopologyError, load_topologies
@@ -78,21 +85,96 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     run_dir, temporary = _run_dir(args)
     backend = _backend(args, run_dir)
     options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    baseline = _load_results(args.baseline) if args.baseline else None
+    progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
     try:
-        result = await run(backend, topologies, scenarios, options)
+        with progress:
+            result = await run(
+                backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started
+            )
     finally:
         if temporary:
             shutil.rmtree(run_dir, ignore_errors=True)
     terminal.render(result, console)
-    if args.json:
-        result.write_json(args.json)
-        console.print(f"results: {args.json}")
+    _write_outputs(result, args, console)
     if not temporary and args.backend == "local":
         console.print(f"logs and rendered configs: {run_dir}")
-    counts = result.counts()
-    if counts[ERROR] and not counts[FAIL] and not counts["pass"]:
+    return _verdict(result, baseline, console)
+
+
+def _load_results(path: str) -> RunResult:
+    try:
+        return RunResult.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise UsageError(f"{path}: not a wslab results file ({error})") from None
+
+
+RENDERERS = {
+    "json": lambda result: json.dumps(result.to_dict(), indent=2) + "\n",
+    "html": render_html,
+    "markdown": render_markdown,
+    "junit": render_junit,
+}
+
+
+def _write_outputs(result: RunResult, args: argparse.Namespace, console: Console) -> None:
+    for name, render in RENDERERS.items():
+        path = getattr(args, name, None)
+        if path:
+            Path(path).write_text(render(result))
+            console.print(f"{name}: {path}")
+
+
+def _verdict(result: RunResult, baseline: RunResult | None, console: Console) -> int:
+    """0 all met (or no regression), 1 some cell did not, 3 the lab failed to run some cell."""
+    if baseline is None:
+        failing = [cell.outcome for cell in result.cells if cell.outcome in FAILING]
+    else:
+        found = regressions(baseline, result)
+        for change in found:
+            console.print(
+                f"regression: {change.topology}/{change.scenario}: {change.before} -> {change.after} "
+                f"({change.after_summary})",
+                markup=False,
+            )
+        console.print(f"{len(found)} regressions against the baseline")
+        failing = [change.after for change in found]
+    if ERROR in failing:
         return EXIT_LAB
-    return EXIT_FAILED if counts[FAIL] or counts[ERROR] else EXIT_OK
+    return EXIT_FAILED if failing else EXIT_OK
+
+
+async def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    result = _load_results(args.results)
+    if args.format == "terminal":
+        terminal.render(result, console)
+        return EXIT_OK
+    text = RENDERERS[args.format](result)
+    if args.output:
+        Path(args.output).write_text(text)
+        console.print(f"{args.format}: {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+async def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    old, new = _load_results(args.old), _load_results(args.new)
+    found = changes(old, new)
+    table = Table("topology", "scenario", "before", "after", "", header_style="bold")
+    for change in found:
+        table.add_row(
+            change.topology,
+            change.scenario,
+            f"{change.before} {change.before_summary}",
+            f"{change.after} {change.after_summary}",
+            "regression" if change.regression else "",
+            style="red" if change.regression else None,
+        )
+    console.print(table if found else "no cell changed")
+    regressed = sum(change.regression for change in found)
+    console.print(f"{len(found)} cells changed, {regressed} regressions")
+    return EXIT_FAILED if regressed else EXIT_OK
 
 
 def _backend(args: argparse.Namespace, run_dir: Path) -> Backend:
@@ -310,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this suite (repeatable), including non-default ones such as 'timeouts'",
     )
     run_parser.add_argument("--json", metavar="PATH", help="write every cell with its evidence")
+    run_parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    run_parser.add_argument("--markdown", metavar="PATH", help="write a Markdown summary")
+    run_parser.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per cell)")
+    run_parser.add_argument(
+        "--baseline",
+        metavar="RESULTS",
+        help="exit 1 only for cells that regressed against this earlier --json results file",
+    )
     run_parser.add_argument(
         "--backend",
         choices=["local", "compose", "containers"],
@@ -353,6 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--markdown", metavar="PATH", help="also write the page as Markdown")
     compare_parser.add_argument("--json", metavar="PATH", help="write the cells of the as-is run")
 
+    report_parser = commands.add_parser("report", help="re-render a saved run (--json results)")
+    report_parser.add_argument("results", metavar="RESULTS.json")
+    report_parser.add_argument(
+        "--format", "-f", choices=["terminal", *RENDERERS], default="terminal", help="default: terminal"
+    )
+    report_parser.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
+
+    diff_parser = commands.add_parser("diff", help="the cells that changed between two saved runs")
+    diff_parser.add_argument("old", metavar="OLD.json")
+    diff_parser.add_argument("new", metavar="NEW.json")
+
     watch_parser = commands.add_parser("watch", help="print what a running probe server receives")
     watch_parser.add_argument(
         "--control", default="127.0.0.1:18000", metavar="HOST:PORT", help="its control channel"
@@ -377,6 +478,8 @@ COMMANDS = {
     "run": _cmd_run,
     "up": _cmd_up,
     "watch": _cmd_watch,
+    "report": _cmd_report,
+    "diff": _cmd_diff,
     "compare": _cmd_compare,
     "compose-file": _cmd_compose_file,
     "list": _cmd_list,

@@ -15,7 +15,10 @@ from typing import Any
 
 FORMAT = "wslab.results/1"
 PASS, FAIL, ERROR, UNAVAILABLE = "pass", "fail", "error", "unavailable"
-OUTCOMES = (PASS, FAIL, ERROR, UNAVAILABLE)
+BLOCKED, INFORMATIONAL = "blocked", "informational"
+OUTCOMES = (PASS, FAIL, ERROR, BLOCKED, INFORMATIONAL, UNAVAILABLE)
+"""blocked: a scenario it depends on failed on this topology; informational: an
+informational-tier scenario did not match (never a failure)."""
 
 
 @dataclass

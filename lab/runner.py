@@ -26,7 +26,7 @@ from .evidence import Facts
 from .expectations import evaluate
 from .observations import ObservationFeed
 from .processes import log_tail
-from .results import ERROR, FAIL, PASS, CellResult, RunResult
+from .results import BLOCKED, ERROR, FAIL, INFORMATIONAL, PASS, CellResult, RunResult
 from .scenario import Scenario
 from .topology import Topology
 
@@ -96,11 +96,12 @@ async def play_cell(
     facts = Facts(transcript.to_dict(), connections)
     checks = evaluate(scenario.expect, facts)
     failed = [check for check in checks if not check.ok]
+    missed = INFORMATIONAL if scenario.tier == "informational" else FAIL
     return CellResult(
         topology=deployment.topology.name,
         scenario=scenario.id,
         suite=scenario.suite,
-        outcome=FAIL if failed else PASS,
+        outcome=missed if failed else PASS,
         summary=facts.client_summary(),
         duration=round(time.time() - started, 3),
         client=facts.transcript,
@@ -124,9 +125,11 @@ async def _play_topology(
     options: RunOptions,
     bound: asyncio.Semaphore,
     on_cell: Callable[[CellResult], None],
+    on_start: Callable[[str, str], None],
 ) -> list[CellResult]:
     async def bounded(scenario: Scenario) -> CellResult:
         async with bound:
+            on_start(deployment.topology.name, scenario.id)
             cell = await play_cell(backend, deployment, scenario, options)
         on_cell(cell)
         return cell
@@ -134,7 +137,19 @@ async def _play_topology(
     results = list(await asyncio.gather(*(bounded(s) for s in scenarios if not s.exclusive)))
     for scenario in [s for s in scenarios if s.exclusive]:
         results.append(await bounded(scenario))
-    return results
+    return _block_dependents(results, scenarios)
+
+
+def _block_dependents(cells: list[CellResult], scenarios: list[Scenario]) -> list[CellResult]:
+    """Cells whose prerequisites failed on the same topology are blocked, not failed."""
+    outcome = {cell.scenario: cell.outcome for cell in cells}
+    needs = {scenario.id: scenario.depends_on for scenario in scenarios}
+    for cell in cells:
+        broken = [dep for dep in needs[cell.scenario] if outcome.get(dep) in (FAIL, ERROR)]
+        if broken and cell.outcome in (FAIL, ERROR):
+            cell.outcome = BLOCKED
+            cell.error = f"blocked: needs {', '.join(broken)}, which did not pass on {cell.topology}"
+    return cells
 
 
 async def run(
@@ -143,6 +158,7 @@ async def run(
     scenarios: list[Scenario],
     options: RunOptions | None = None,
     on_cell: Callable[[CellResult], None] = lambda cell: None,
+    on_start: Callable[[str, str], None] = lambda topology, scenario: None,
 ) -> RunResult:
     """Start the topologies, play every cell, stop everything, return the results."""
     options = options or RunOptions()
@@ -152,7 +168,7 @@ async def run(
         bound = asyncio.Semaphore(options.concurrency)
         per_topology = await asyncio.gather(
             *(
-                _play_topology(backend, deployments[t.name], scenarios, options, bound, on_cell)
+                _play_topology(backend, deployments[t.name], scenarios, options, bound, on_cell, on_start)
                 for t in topologies
             )
         )
@@ -197,6 +213,8 @@ def _scenario_record(scenario: Scenario) -> dict[str, Any]:
     return {
         "id": scenario.id,
         "suite": scenario.suite,
+        "tier": scenario.tier,
+        "depends_on": list(scenario.depends_on),
         "title": scenario.title,
         "models": scenario.models,
         "description": scenario.description,

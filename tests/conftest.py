@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -54,5 +55,33 @@ def healthcheck_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 def engine() -> None:
     info = subprocess.run(["docker", "info"], capture_output=True, text=True)
     assert info.returncode == 0, "no Docker engine: run scripts/test.sh, which starts one"
-    image = subprocess.run(["docker", "image", "inspect", "wslab-offline/lab:17.4"], capture_output=True)
+    image = subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "wslab.source"}}',
+            "wslab-offline/lab:17.4",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert image.returncode == 0, "offline image missing: run scripts/build-offline-images.sh"
+    assert image.stdout.strip() == source_digest(), (
+        "offline image is stale: run scripts/build-offline-images.sh"
+    )
+
+
+def source_digest() -> str:
+    """The digest scripts/build-offline-images.sh labels the image with (sha256sum of sha256sums)."""
+    root = Path(__file__).resolve().parent.parent
+    files = [root / "pyproject.toml"] + [
+        path
+        for folder in ("lab", "scenarios", "compose")
+        for path in (root / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    names = sorted(str(path.relative_to(root)) for path in files)
+    listing = "".join(f"{hashlib.sha256((root / name).read_bytes()).hexdigest()}  {name}\n" for name in names)
+    return hashlib.sha256(listing.encode()).hexdigest()

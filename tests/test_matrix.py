@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab.evidence import header
-from lab.results import FAIL, PASS, RunResult
+from lab.results import BLOCKED, FAIL, INFORMATIONAL, PASS, RunResult
 
 WEBSOCKET_CLIENTS = ["websockets-echo", "chrome-handshake", "firefox-keepalive-upgrade"]
 
@@ -85,9 +85,15 @@ def test_same_server_error_two_causes_told_apart(matrix: RunResult) -> None:
 def test_every_failed_cell_has_cause_and_fix(matrix: RunResult, seed_matrix: RunResult) -> None:
     for result in (matrix, seed_matrix):
         for cell in result.cells:
-            assert cell.outcome in (PASS, FAIL), (cell.topology, cell.scenario, cell.error)
-            if cell.outcome == FAIL:
+            assert cell.outcome in (PASS, FAIL, BLOCKED, INFORMATIONAL), (
+                cell.topology,
+                cell.scenario,
+                cell.error,
+            )
+            if cell.outcome in (FAIL, INFORMATIONAL):
                 assert cell.diagnosis and cell.diagnosis["cause"] and cell.diagnosis["fix"]
+            if cell.outcome == BLOCKED:
+                assert result.cell(cell.topology, "websockets-echo").outcome == FAIL
 
 
 def test_path_query_and_subprotocol_survive_good_proxies(matrix: RunResult) -> None:

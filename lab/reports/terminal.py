@@ -11,17 +11,22 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..results import ERROR, FAIL, PASS, UNAVAILABLE, CellResult, RunResult
+from ..results import BLOCKED, ERROR, FAIL, INFORMATIONAL, PASS, UNAVAILABLE, CellResult, RunResult
 
 STYLE = {
     PASS: ("✓", "green"),
     FAIL: ("✗", "red"),
     ERROR: ("!", "magenta"),
+    BLOCKED: ("⊘", "yellow"),
+    INFORMATIONAL: ("ℹ", "blue"),
     UNAVAILABLE: ("–", "dim"),
 }
+TIERS = {"required": "RFC", "deployment": "deploy", "informational": "info"}
 
 LEGEND = (
-    "✓ pass  ✗ fail  ! lab error  – unavailable.  The text is what the client got: an HTTP "
+    "✓ pass  ✗ fail  ! lab error  ⊘ blocked (an earlier scenario it needs failed)  ℹ informational, "
+    "did not match  – unavailable.  Tier: RFC = required by RFC 6455, deploy = deployment-critical, "
+    "info = informational.  The text is what the client got: an HTTP "
     "status, 'no answer' (closed without a response), 'timeout', 'refused', or 'open' (a TCP "
     "probe was accepted); for connections held open, 'open 150s' or 'cut 55s' in faithful seconds."
 )
@@ -36,11 +41,12 @@ def matrix(result: RunResult) -> Table:
     """The topology x scenario table."""
     table = Table(show_lines=False, header_style="bold", pad_edge=False)
     table.add_column("scenario", no_wrap=True)
+    table.add_column("tier", no_wrap=True, style="dim")
     names = [topology["name"] for topology in result.topologies]
     for name in names:
         table.add_column(name, no_wrap=True)
     for scenario in result.scenarios:
-        row = [Text(scenario["id"])]
+        row = [Text(scenario["id"]), Text(TIERS.get(scenario.get("tier", ""), ""))]
         for name in names:
             row.append(_cell_text(result.cell(name, scenario["id"])))
         table.add_row(*row)

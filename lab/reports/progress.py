@@ -1,0 +1,73 @@
+"""Live progress while a run goes: cells done of total and what is running.
+
+On a terminal it is a rich progress bar naming the cells in flight; anywhere
+else (CI logs, pipes) one plain line per finished topology, so logs stay
+readable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..results import CellResult
+
+
+class RunProgress:
+    """Receives the runner's on_start/on_cell calls and shows them."""
+
+    def __init__(self, total: int, per_topology: int, stream: TextIO) -> None:
+        self.total = total
+        self.per_topology = per_topology
+        self.stream = stream
+        self.running: list[str] = []
+        self.done: Counter[str] = Counter()
+        self.outcomes: dict[str, Counter[str]] = {}
+        self.console = Console(file=stream)
+        self.bar: Progress | None = None
+        if self.console.is_terminal:
+            self.bar = Progress(
+                TextColumn("cells"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self) -> RunProgress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _describe(self) -> str:
+        shown = ", ".join(self.running[:3])
+        more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+        return f"running {shown}{more}" if shown else ""
+
+    def started(self, topology: str, scenario: str) -> None:
+        self.running.append(f"{topology}/{scenario}")
+        if self.bar is not None:
+            self.bar.update(self.task, description=self._describe())
+
+    def finished(self, cell: CellResult) -> None:
+        name = f"{cell.topology}/{cell.scenario}"
+        if name in self.running:
+            self.running.remove(name)
+        self.done[cell.topology] += 1
+        self.outcomes.setdefault(cell.topology, Counter())[cell.outcome] += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=self._describe())
+        elif self.done[cell.topology] == self.per_topology:
+            counts = ", ".join(f"{n} {o}" for o, n in sorted(self.outcomes[cell.topology].items()))
+            finished = sum(self.done.values())
+            print(f"[{finished}/{self.total}] {cell.topology}: {counts}", file=self.stream, flush=True)

@@ -1,0 +1,381 @@
+"""The HTML report: self-contained, escaped, and its drill-down works in a real (headless) Chromium.
+
+The browser test drives Debian's chromium over the DevTools protocol with the
+websockets library (no selenium or playwright) and saves a screenshot of the
+drill-down to reports/screenshots/html-drilldown.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from lab.reports.html import header_diff, render_html, request_line_diff
+from lab.results import CellResult, RunResult
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "reports" / "screenshots" / "html-drilldown.png"
+CHROMIUM_WRAPPER = Path("/usr/bin/chromium")
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+INSTALL_HINT = (
+    "apt-get install -y chromium chromium-driver (Debian's packages; scripts/install.sh should do it)"
+)
+VIEWPORT = {"width": 1440, "height": 1200, "deviceScaleFactor": 1, "mobile": False}
+
+
+class Page(HTMLParser):
+    """Collects what the self-containment test needs from a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {name: value or "" for name, value in attrs}))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+    def find(self, tag: str, attribute: str) -> list[str]:
+        return [attrs[attribute] for name, attrs in self.tags if name == tag and attribute in attrs]
+
+
+def parse(html: str) -> Page:
+    page = Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def embedded_data(html: str) -> dict[str, Any]:
+    start = html.index('<script type="application/json" id="wslab-data">')
+    start = html.index(">", start) + 1
+    return json.loads(html[start : html.index("</script>", start)])
+
+
+# 1. Self-contained, and every topology and scenario is in the matrix.
+
+
+def test_html_is_self_contained(matrix: RunResult) -> None:
+    html = render_html(matrix)
+    page = parse(html)
+    references = [
+        (tag, name, value)
+        for tag, attrs in page.tags
+        for name, value in attrs.items()
+        if name in ("src", "href", "action", "srcset", "poster", "data", "formaction", "xlink:href")
+    ]
+    remote = [ref for ref in references if "//" in ref[2] or ref[2].lower().startswith(("http:", "https:"))]
+    assert not remote, f"references to external resources: {remote}"
+    assert not [tag for tag, attrs in page.tags if tag == "script" and "src" in attrs]
+    assert not [tag for tag, _ in page.tags if tag in ("link", "img", "iframe", "object", "embed")]
+    css = "".join(page.styles)
+    assert css.strip() and "url(" not in css and "@import" not in css
+
+    columns = page.find("th", "data-topology")
+    assert columns == [topology["name"] for topology in matrix.topologies]
+    assert page.find("tr", "data-scenario") == [scenario["id"] for scenario in matrix.scenarios]
+    assert len(page.find("button", "data-cell")) == len(matrix.cells)
+    for name in columns + [scenario["id"] for scenario in matrix.scenarios]:
+        assert name in html
+
+    data = embedded_data(html)
+    assert len(data["cells"]) == len(matrix.cells)
+    assert set(data["topologies"]) == set(columns)
+
+
+# 2. The drill-down in headless Chromium, over the DevTools protocol.
+
+
+class DevTools:
+    """A minimal DevTools protocol client: commands (flattened sessions) and the events seen meanwhile."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.last_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
+        self.last_id += 1
+        message: dict[str, Any] = {"id": self.last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        self.socket.send(json.dumps(message))
+        deadline = time.monotonic() + 10
+        while True:
+            reply = json.loads(self.socket.recv(timeout=max(0.05, deadline - time.monotonic())))
+            if reply.get("id") != self.last_id:
+                self.events.append(reply)
+                continue
+            if "error" in reply:
+                raise AssertionError(f"{method}: {reply['error']}")
+            return reply["result"]
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            session,
+        )
+        assert "exceptionDetails" not in result, f"{expression}: {result['exceptionDetails']}"
+        return result["result"].get("value")
+
+
+@contextmanager
+def chromium(tmp_path: Path) -> Iterator[str]:
+    """Start headless Chromium in its own process group; yield its browser DevTools URL; kill the group."""
+    missing = [str(path) for path in (CHROMIUM_WRAPPER, CHROMIUM) if not path.exists()]
+    if missing:
+        pytest.fail(f"Chromium is not installed ({', '.join(missing)} missing): {INSTALL_HINT}")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    stderr = tmp_path / "chromium.log"
+    argv = [
+        str(CHROMIUM),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "--remote-debugging-address=127.0.0.1",
+        "about:blank",
+    ]
+    with open(stderr, "wb") as log:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 10
+        while True:
+            lines = port_file.read_text().split() if port_file.exists() else []
+            if len(lines) >= 2:
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Chromium did not open its DevTools port:\n{stderr.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+    finally:
+        # SIGTERM lets Chromium reap its own children; then nothing of the group survives.
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=3)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+DRILL_STATE = """(() => {
+  const drill = document.getElementById("drill");
+  const rect = drill.getBoundingClientRect();
+  const removed = [...drill.querySelectorAll(".hdr.removed")].filter((e) => e.offsetHeight > 0);
+  const shown = !drill.hidden && getComputedStyle(drill).display !== "none";
+  return {
+    visible: shown && rect.width > 400 && rect.height > 400,
+    text: drill.innerText,
+    removed: removed.map((e) => e.querySelector(".hn").textContent),
+    removedColour: removed.length ? getComputedStyle(removed[0]).backgroundColor : null,
+    added: [...drill.querySelectorAll(".hdr.added .hn")].map((e) => e.textContent),
+    hash: location.hash,
+  };
+})()"""
+
+COLUMN_HIDDEN = """(() => {
+  const th = document.querySelector('#matrix thead th[data-topology="haproxy-default"]');
+  const td = document.querySelector('#matrix td[data-topology="haproxy-default"]');
+  return [th.hidden && td.offsetParent === null, document.getElementById("topology-count").textContent];
+})()"""
+
+
+def test_drilldown_in_chromium(matrix: RunResult, tmp_path: Path) -> None:
+    topology, scenario = "haproxy-default", "browser-tab-get"
+    cell = matrix.cell(topology, scenario)
+    assert cell.outcome == "fail" and cell.diagnosis, cell
+    report = tmp_path / "report.html"
+    report.write_text(render_html(matrix), encoding="utf-8")
+
+    with chromium(tmp_path) as url, connect(url, max_size=None, open_timeout=5) as socket:
+        devtools = DevTools(socket)
+        target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        attached = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})
+        session = attached["sessionId"]
+        devtools.call("Runtime.enable", session=session)
+        devtools.call("Emulation.setDeviceMetricsOverride", VIEWPORT, session)
+        devtools.call("Page.navigate", {"url": report.as_uri()}, session)
+        loaded = "location.protocol === 'file:' && document.readyState === 'complete'"
+        deadline = time.monotonic() + 10
+        while not devtools.evaluate(session, loaded):
+            assert time.monotonic() < deadline, "the report did not load"
+            time.sleep(0.05)
+
+        # The topology filter hides a column and shows it again.
+        n = len(matrix.topologies)
+        toggle = f"document.querySelector('.f-topology[value=\"{topology}\"]').click()"
+        devtools.evaluate(session, toggle)
+        assert devtools.evaluate(session, COLUMN_HIDDEN) == [True, f"{n - 1}/{n}"]
+        devtools.evaluate(session, toggle)
+        assert devtools.evaluate(session, COLUMN_HIDDEN) == [False, f"{n}/{n}"]
+
+        # Click the cell; the drill-down opens on its evidence.
+        selector = f'td[data-topology="{topology}"][data-scenario="{scenario}"] button'
+        assert devtools.evaluate(session, f"!!document.querySelector('{selector}')"), selector
+        devtools.evaluate(session, f"document.querySelector('{selector}').click()")
+        state = devtools.evaluate(session, DRILL_STATE)
+        shot = devtools.call("Page.captureScreenshot", {"format": "png"}, session)
+        png = base64.b64decode(shot["data"])
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(png)
+        errors = [event for event in devtools.events if event.get("method") == "Runtime.exceptionThrown"]
+
+    assert not errors, errors
+    assert state["visible"], "the drill-down did not open"
+    assert "missing Connection header" in state["text"]
+    assert cell.diagnosis["cause"] in state["text"]
+    assert cell.diagnosis["fix"].splitlines()[1].strip() in state["text"]
+    assert "Connection" in state["removed"], state["removed"]
+    assert state["removedColour"] not in (None, "rgba(0, 0, 0, 0)")
+    assert state["hash"] == f"#cell={topology}/{scenario}"
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 10_000, f"screenshot only {len(png)} bytes"
+
+
+# 3. The header diff, and escaping of hostile evidence.
+
+
+def test_header_diff_marks_added_removed_rewritten() -> None:
+    sent = [
+        ["Host", "example.test"],
+        ["Connection", "Upgrade"],
+        ["Upgrade", "websocket"],
+        ["X-Twice", "1"],
+        ["X-Twice", "2"],
+        ["Sec-WebSocket-Version", "13"],
+    ]
+    received = [
+        ["host", "example.test"],
+        ["upgrade", "WebSocket"],
+        ["X-Forwarded-For", "127.0.0.1"],
+        ["x-twice", "1, 2"],
+        ["SEC-WEBSOCKET-VERSION", "13"],
+    ]
+    rows = [(row["name"], row["status"], row["was"]) for row in header_diff(sent, received)]
+    assert rows == [
+        ("host", "same", None),
+        ("upgrade", "rewritten", "websocket"),
+        ("X-Forwarded-For", "added", None),
+        ("x-twice", "same", None),
+        ("SEC-WEBSOCKET-VERSION", "same", None),
+        ("Connection", "removed", None),
+    ]
+    assert [row["value"] for row in header_diff(sent, received)][-1] == "Upgrade"
+    assert [row["status"] for row in header_diff(sent, [])] == ["removed"] * len(sent)
+    assert [row["status"] for row in header_diff(None, received)] == ["added"] * len(received)
+    assert header_diff([], None) == []
+
+    client = {"method": "GET", "target": "/?a=1", "version": "HTTP/1.1"}
+    assert request_line_diff(client, {**client, "version": "HTTP/1.0"}) == {"version": "HTTP/1.1"}
+    assert request_line_diff(client, dict(client)) == {}
+    assert request_line_diff(client, None) == {}
+
+
+HOSTILE = '</script><script>alert("x")</script><!--'
+
+
+def _hostile_run() -> RunResult:
+    sent = {
+        "method": "GET",
+        "target": "/",
+        "path": "/",
+        "version": "HTTP/1.1",
+        "headers": [["X-Evil", HOSTILE]],
+    }
+    request = {**sent, "headers": [["x-evil", HOSTILE + "&amp;"]]}
+    server = [
+        {
+            "listener": "t",
+            "conn": 1,
+            "cell": "abc",
+            "opened_at": 1.0,
+            "at": 1.0,
+            "peer": ["127.0.0.1", 1],
+            "bytes_received": 10,
+            "raw_head": f"GET / HTTP/1.1\r\nx-evil: {HOSTILE}\r\n\r\n",
+            "request": request,
+            "response": None,
+            "upgraded": False,
+            "error": {"type": "InvalidUpgrade", "text": "<b>bold</b>", "cause": ""},
+            "closed": None,
+        }
+    ]
+    cells = [
+        CellResult(
+            "t", "s1", "suite-a", "fail", "<i>426</i>", client={"kind": "raw", "sent": sent}, server=server
+        ),
+        CellResult("t", "s2", "suite-b", "blocked", "blocked"),
+        CellResult("t", "s3", "suite-b", "something-new", "?!"),
+    ]
+    return RunResult(
+        started_at="2026-01-01T00:00:00+00:00",
+        duration=1.0,
+        backend="local",
+        options={"time_scale": 0.02},
+        components={
+            "websockets_server": "17.4",
+            "websockets_client": "17.4",
+            "python": "3.11",
+            "proxies": {},
+        },
+        topologies=[
+            {"name": "t", "title": "<t>", "status": "ready", "config": "/nonexistent/x.cfg", "log_tail": ""}
+        ],
+        scenarios=[
+            {"id": "s1", "suite": "suite-a", "title": "one", "tier": 1},
+            {"id": "s2", "suite": "suite-b", "title": "two"},
+            {"id": "s3", "suite": "suite-b", "title": "three"},
+        ],
+        cells=cells,
+    )
+
+
+def test_hostile_evidence_is_escaped_and_unknown_outcomes_render() -> None:
+    html = render_html(_hostile_run())
+    assert 'alert("x")' not in html and "<!--" not in html.split("<body>", 1)[1]
+    assert html.count("<script") == 2 and "<b>bold</b>" not in html and "<i>426</i>" not in html
+    assert "&lt;i&gt;426&lt;/i&gt;" in html
+    data = embedded_data(html)
+    cell = data["cells"][0]
+    assert cell["client"]["sent"]["headers"] == [["X-Evil", HOSTILE]]
+    assert [(r["status"], r["was"]) for r in cell["server"][0]["header_diff"]] == [("rewritten", HOSTILE)]
+    assert data["topologies"]["t"]["config_text"] is None
+    page = parse(html)
+    outcomes = {attrs.get("data-outcome"): attrs["class"] for tag, attrs in page.tags if tag == "td"}
+    assert outcomes == {"fail": "cell o-fail", "blocked": "cell o-blocked", "something-new": "cell o-unknown"}
+    assert "⊘" in html and "ℹ" in html and "tier 1" in html
+    assert page.find("input", "value") == ["suite-a", "suite-b", "1", "t"]
