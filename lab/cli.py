@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import sys
@@ -26,6 +27,7 @@ from . import stack
 from .backends import ACCELERATED, READY, StackOptions
 from .backends.compose import ComposeBackend
 from .backends.local import LabError, LocalBackend
+from .backends.remote import RemoteBackend
 from .baseline import FAILING, changes, regressions
 from .compare import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
 from .observations import ObservationFeed
@@ -76,7 +78,7 @@ def _run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    topologies = _select(args.topology)
+    topologies = [] if args.target else _select(args.topology)
     scenarios = load_scenarios(args.scenarios, args.suite)
     if args.scenario:
         scenarios = [s for s in scenarios if s.id in args.scenario]
@@ -84,6 +86,8 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             raise UsageError(f"no scenario matches {', '.join(args.scenario)}")
     run_dir, temporary = _run_dir(args)
     backend = _backend(args, run_dir)
+    if isinstance(backend, RemoteBackend):
+        topologies = [backend.topology]
     options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
     baseline = _load_results(args.baseline) if args.baseline else None
     progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
@@ -178,6 +182,15 @@ async def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
 
 def _backend(args: argparse.Namespace, run_dir: Path) -> Backend:
+    if args.target:
+        token = args.token or os.environ.get("WSLAB_TOKEN")
+        if not token:
+            raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
+        return RemoteBackend(
+            args.target, token, _probe_options(args), insecure=args.insecure, ca_file=args.ca_file
+        )
+    if args.insecure or args.ca_file:
+        raise UsageError("--insecure and --ca-file go with --target")
     if args.backend == "compose":
         return ComposeBackend(
             _probe_options(args), in_network=args.in_network, offline=args.offline, keep=args.keep
@@ -191,6 +204,15 @@ def _backend(args: argparse.Namespace, run_dir: Path) -> Backend:
     if args.offline:
         raise UsageError("--offline goes with --backend compose or containers")
     return LocalBackend(run_dir, _probe_options(args))
+
+
+def _upstream(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise UsageError(f"--upstream needs HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
 
 
 def _describe_event(event: dict[str, Any]) -> str:
@@ -214,19 +236,21 @@ def _describe_event(event: dict[str, Any]) -> str:
 async def _cmd_up(args: argparse.Namespace, console: Console) -> int:
     topologies = _select(args.topology)
     run_dir, temporary = _run_dir(args)
-    backend = LocalBackend(run_dir, _probe_options(args))
+    backend = LocalBackend(run_dir, _probe_options(args), _upstream(args.upstream))
     try:
         deployments = await backend.start(topologies)
-        console.print(
-            f"websockets {backend.websockets_version} behind {len(topologies)} topologies; logs in {run_dir}"
-        )
+        server = args.upstream or f"websockets {backend.websockets_version}"
+        console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}")
         for deployment in deployments.values():
             if deployment.status == READY:
                 assert deployment.endpoint is not None
                 console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}")
             else:
                 console.print(f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}")
-        console.print("What the server receives is printed below. Ctrl-C stops everything.")
+        if args.upstream:
+            console.print("Ctrl-C stops everything.")
+        else:
+            console.print("What the server receives is printed below. Ctrl-C stops everything.")
         backend.feed.subscribers.append(
             lambda event: console.print(_describe_event(event), markup=False, highlight=False)
         )
@@ -396,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--markdown", metavar="PATH", help="write a Markdown summary")
     run_parser.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per cell)")
     run_parser.add_argument(
+        "--target",
+        metavar="URL",
+        help="run against a deployed probe server (ws:// or wss://; docs/deploy.md), not topologies",
+    )
+    run_parser.add_argument("--token", help="the deployed probe server's report token (or env WSLAB_TOKEN)")
+    run_parser.add_argument(
+        "--insecure", action="store_true", help="wss: accept any certificate (self-signed ones)"
+    )
+    run_parser.add_argument("--ca-file", metavar="PEM", help="wss: trust the CA certificates in this file")
+    run_parser.add_argument(
         "--baseline",
         metavar="RESULTS",
         help="exit 1 only for cells that regressed against this earlier --json results file",
@@ -434,6 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser = commands.add_parser("up", help="start the topologies and keep them up until Ctrl-C")
     _add_probe_arguments(up_parser)
     up_parser.set_defaults(time_scale=1.0)
+    up_parser.add_argument(
+        "--upstream",
+        metavar="HOST:PORT",
+        help="put the topologies in front of this server (yours, or `wslab probe-server`), not the lab's",
+    )
+
+    commands.add_parser(
+        "probe-server",
+        help="the probe server as a deployable app ($PORT, --public, token-guarded reports)",
+        add_help=False,
+    )
 
     compare_parser = commands.add_parser(
         "compare", help="Replit's deployment options beside Cloud Run and nginx: what works, for how long"
@@ -506,6 +551,11 @@ def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe-server"]:
+        from .probe.deploy import main as serve_deployed
+
+        return serve_deployed(argv[1:])
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:

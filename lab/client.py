@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,17 +29,31 @@ DEFAULT_STEP_TIMEOUT = 5.0
 
 @dataclass
 class Endpoint:
-    """Where a cell's client connects: a host and port on loopback."""
+    """Where a cell's client connects: a local topology on loopback, or a remote target."""
 
     host: str
     port: int
+    tls: ssl.SSLContext | None = None
+    """TLS settings for wss:// targets; None for plain ws://."""
+    name: str = ""
+    """The host name to send (Host header, TLS server name) when it differs from ``host``."""
 
     @property
     def authority(self) -> str:
-        return f"{self.host}:{self.port}"
+        default = 443 if self.tls else 80
+        host = self.name or self.host
+        return host if self.name and self.port == default else f"{host}:{self.port}"
 
     def ws_url(self, path: str = "/") -> str:
-        return f"ws://{self.authority}{path}"
+        return f"{'wss' if self.tls else 'ws'}://{self.authority}{path}"
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP (or TLS) connection to the endpoint."""
+        if self.tls is None:
+            return await asyncio.open_connection(self.host, self.port)
+        return await asyncio.open_connection(
+            self.host, self.port, ssl=self.tls, server_hostname=self.name or self.host
+        )
 
 
 @dataclass
@@ -195,6 +210,7 @@ class Client:
                 open_timeout=None,
                 ping_interval=ping * self.time_scale if ping else None,
                 create_connection=factory,
+                **({"ssl": self.endpoint.tls} if self.endpoint.tls else {}),
             )
         finally:
             if opened:
@@ -222,7 +238,7 @@ class Client:
             argument.get("version", "HTTP/1.1"),
             [_fill(h, self.endpoint, key) for h in argument["headers"]],
         )
-        reader, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
+        reader, writer = await self.endpoint.open()
         self.transcript.connected = True
         try:
             lines = [f"{head.method} {head.target} {head.version}"]
@@ -248,7 +264,7 @@ class Client:
 
     async def _tcp_probe(self, argument: dict[str, Any]) -> str:
         self.transcript.kind = "tcp_probe"
-        _, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
+        _, writer = await self.endpoint.open()
         self.transcript.connected = True
         writer.close()
         return "connected and closed without sending a byte"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .probe.redact import redact_header_value, redact_headers, redact_record, redact_target
+
 
 def header(headers: list[list[str]] | None, name: str) -> str | None:
     """All values of header ``name`` joined by ', ', or None if absent."""
@@ -103,3 +105,38 @@ class Facts:
         if transcript.get("kind") == "tcp_probe" and transcript.get("connected"):
             return "open"
         return "error" if error else "-"
+
+
+def _redact_header_line(line: str) -> str:
+    name, sep, value = line.partition(":")
+    return f"{name}{sep} {redact_header_value(name, value.strip())}" if sep else line
+
+
+def _redact_argument(argument: Any) -> Any:
+    if not isinstance(argument, dict):
+        return argument
+    redacted = dict(argument)
+    if isinstance(redacted.get("path"), str):
+        redacted["path"] = redact_target(redacted["path"])
+    if isinstance(redacted.get("headers"), list):
+        redacted["headers"] = [_redact_header_line(line) for line in redacted["headers"]]
+    return redacted
+
+
+def redact_evidence(transcript: dict[str, Any], connections: list[dict[str, Any]]) -> tuple[dict, list]:
+    """Copies of a cell's evidence with no secret value left (Authorization, cookies, tokens).
+
+    Results are meant to be shared: every output format is built from these copies.
+    """
+    redacted = dict(transcript)
+    for key in ("sent", "received"):
+        head = transcript.get(key)
+        if head:
+            redacted[key] = {**head, "headers": redact_headers(head["headers"])}
+            for field in ("target", "path"):
+                if field in head:
+                    redacted[key][field] = redact_target(head[field])
+    redacted["steps"] = [
+        {**step, "argument": _redact_argument(step["argument"])} for step in transcript["steps"]
+    ]
+    return redacted, [{**redact_record(c), "closed": c.get("closed")} for c in connections]

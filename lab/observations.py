@@ -94,7 +94,7 @@ class ObservationFeed:
             lambda event: event["listener"] == listener and event.get("opened_at", 0) >= start
         )
 
-    def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
+    async def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
         """Connections on ``listener`` since ``start`` that carried no correlation id.
 
         A request the server could not read (HTTP/2, garbage) has none; such

@@ -22,7 +22,7 @@ import websockets
 from .backends import READY, UNAVAILABLE, Deployment
 from .client import Client
 from .diagnosis import diagnose
-from .evidence import Facts
+from .evidence import Facts, redact_evidence
 from .expectations import evaluate
 from .observations import ObservationFeed
 from .processes import log_tail
@@ -90,10 +90,10 @@ async def play_cell(
     else:
         connections = await backend.feed.for_cell(cell_id, options.settle)
         if not connections:
-            connections = backend.feed.unattributed(deployment.listener, started)
+            connections = await backend.feed.unattributed(deployment.listener, started)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
-    facts = Facts(transcript.to_dict(), connections)
+    facts = Facts(*redact_evidence(transcript.to_dict(), connections))
     checks = evaluate(scenario.expect, facts)
     failed = [check for check in checks if not check.ok]
     missed = INFORMATIONAL if scenario.tier == "informational" else FAIL

@@ -43,9 +43,11 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, run_dir: Path, probe: StackOptions) -> None:
+    def __init__(self, run_dir: Path, probe: StackOptions, upstream: tuple[str, int] | None = None) -> None:
         self.run_dir = run_dir
         self.probe = probe
+        self.upstream = upstream
+        """Put the proxies in front of this server instead of starting the probe server."""
         self.processes: list[ManagedProcess] = []
         self.feed = ObservationFeed()
         self.websockets_version = ""
@@ -56,7 +58,10 @@ class LocalBackend:
         """Start the probe server and every topology; never raises for one topology."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)
-        listeners = await self._start_probe([t.name for t in topologies])
+        if self.upstream is not None:
+            listeners = {t.name: self.upstream for t in topologies}
+        else:
+            listeners = await self._start_probe([t.name for t in topologies])
         deployments = await asyncio.gather(
             *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
         )

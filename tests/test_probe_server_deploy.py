@@ -1,0 +1,629 @@
+"""The deployable probe server (python -m lab.probe.deploy), as real processes on 127.0.0.1.
+
+Its report channel, redaction and limits, under the installed websockets and
+under 15.0.1 (the release of the original report) when that can be obtained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from lab.probe.deploy import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
+from lab.probe.redact import (
+    REDACTED,
+    is_secret_param,
+    redact_headers,
+    redact_raw_head,
+    redact_record,
+    redact_target,
+    redact_text,
+)
+from lab.probe.wire import parse_request_head
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "t0ken-for-tests"
+SEED = "15.0.1"
+
+AUTH_SECRET = "Bearer sup3r-s3cret-auth"
+COOKIE_SECRET = "sessionid=c00kie-s3cret"
+QUERY_SECRET = "s3cret"
+SECRETS = ["sup3r-s3cret-auth", "c00kie-s3cret", QUERY_SECRET, "hidden-err0r-token"]
+
+
+def seed_path() -> Path | None:
+    """A folder holding websockets 15.0.1: the lab's cache, or a pip install into /tmp."""
+    cached = Path(os.environ.get("WSLAB_CACHE", Path.home() / ".cache" / "wslab")) / f"websockets-{SEED}"
+    for folder in (cached, Path("/tmp/ws15")):
+        if (folder / "websockets" / "__init__.py").is_file():
+            return folder
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            "/tmp/ws15",
+            f"websockets=={SEED}",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    return Path("/tmp/ws15") if result.returncode == 0 else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Deployed:
+    """A running ``python -m lab.probe.deploy``."""
+
+    process: subprocess.Popen
+    port: int
+    stdout: list[str] = field(default_factory=list)
+    stderr: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def deployed(
+    *args: str, websockets_path: Path | None = None, token: str | None = TOKEN
+) -> Iterator[Deployed]:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ("WSLAB_TOKEN", "PYTHONPATH")}
+    env["PORT"] = str(port)
+    if token is not None:
+        env["WSLAB_TOKEN"] = token
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (websockets_path, ROOT) if p)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab.probe.deploy", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    server = Deployed(process, port)
+    try:
+        deadline = time.monotonic() + 10
+        while not any("listening on" in line for line in server.stdout):
+            try:
+                server.stdout.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                process.kill()
+                pytest.fail(f"the server did not start: {process.stderr.read()}")
+        assert f"127.0.0.1:{port}" in server.stdout[-1]
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            _, server.stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, server.stderr = process.communicate()
+
+
+async def report(server: Deployed, question: dict[str, Any]) -> dict[str, Any]:
+    async with connect(f"{server.url}/.wslab/report", max_size=None, open_timeout=5) as ws:
+        await ws.send(json.dumps(question))
+        reply = await asyncio.wait_for(ws.recv(), 5)
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1000
+        return json.loads(reply)
+
+
+async def refused_code(server: Deployed, message: str | None) -> tuple[int | None, str | None, list]:
+    received = []
+    async with connect(f"{server.url}/.wslab/report", open_timeout=5) as ws:
+        if message is not None:
+            await ws.send(message)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                received.append(await asyncio.wait_for(ws.recv(), 15))
+        return ws.close_code, ws.close_reason, received
+
+
+async def echo(server: Deployed, path: str = "/") -> None:
+    async with connect(server.url + path, open_timeout=5) as ws:
+        await ws.send("still serving")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still serving"
+
+
+def plain_get(server: Deployed, path: str = "/") -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# -- the report channel and redaction, under each websockets release ---------------------------------
+
+SEED_PATH = seed_path()
+RELEASES = [
+    pytest.param(None, id="installed"),
+    pytest.param(
+        SEED_PATH,
+        id=SEED,
+        marks=pytest.mark.skipif(SEED_PATH is None, reason=f"websockets {SEED} cannot be installed"),
+    ),
+]
+
+
+async def _report_scenario(server: Deployed) -> tuple[dict[str, Any], dict[str, Any], str]:
+    async with connect(
+        f"{server.url}/chat?token={QUERY_SECRET}&wslab-cell=abc123",
+        additional_headers={"Authorization": AUTH_SECRET, "Cookie": COOKIE_SECRET},
+        open_timeout=5,
+    ) as ws:
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+    started = time.time()
+    # A request websockets cannot read (HTTP/1.0): 15.0.1 quotes its request line in the error.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /legacy?access_token=hidden-err0r-token HTTP/1.0\r\nHost: x\r\n"
+        b"Authorization: Basic sup3r-s3cret-auth\r\n\r\n"
+    )
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    for _ in range(40):  # the close is recorded once the server's side of the TCP connection closes
+        by_cell = await report(server, {"token": TOKEN, "cell": "abc123"})
+        if by_cell["connections"] and by_cell["connections"][0]["closed"]:
+            break
+        await asyncio.sleep(0.05)
+    recent = await report(server, {"token": TOKEN, "since": time.time() - started + 5})
+    return by_cell, recent, json.dumps([by_cell, recent])
+
+
+@pytest.mark.parametrize("websockets_path", RELEASES)
+def test_report_channel_returns_redacted_records(websockets_path: Path | None) -> None:
+    with deployed(websockets_path=websockets_path) as server:
+        by_cell, recent, text = asyncio.run(_report_scenario(server))
+        assert asyncio.run(refused_code(server, json.dumps({"token": "wrong", "cell": "abc123"}))) == (
+            4003,
+            "forbidden",
+            [],
+        )
+        assert asyncio.run(refused_code(server, json.dumps({"cell": "abc123"})))[:2] == (4003, "forbidden")
+        assert asyncio.run(refused_code(server, "not json"))[:2] == (4003, "forbidden")
+        assert asyncio.run(refused_code(server, json.dumps({"token": TOKEN})))[0] == 1008
+    version = SEED if websockets_path else websockets.__version__
+    assert by_cell["websockets"] == version == recent["websockets"]
+
+    [record] = by_cell["connections"]
+    assert set(record) == {
+        "listener",
+        "conn",
+        "cell",
+        "opened_at",
+        "at",
+        "peer",
+        "bytes_received",
+        "raw_head",
+        "request",
+        "response",
+        "upgraded",
+        "error",
+        "closed",
+    }
+    assert record["listener"] == "target" and record["cell"] == "abc123" and record["upgraded"]
+    assert record["response"]["status"] == 101 and record["error"] is None
+    assert set(record["closed"]) == set(CLOSED_KEYS)
+    assert record["closed"]["code"] == 1000 and record["closed"]["closed_by"] == "client"
+    assert record["request"]["target"] == f"/chat?token={REDACTED}&wslab-cell=abc123"
+    assert record["request"]["path"] == f"/chat?token={REDACTED}"
+    headers = {name.lower(): value for name, value in record["request"]["headers"]}
+    assert headers["authorization"] == REDACTED == headers["cookie"]
+    assert f"GET /chat?token={REDACTED}&wslab-cell=abc123 HTTP/1.1\r\n" in record["raw_head"]
+    assert f"Authorization: {REDACTED}\r\n" in record["raw_head"]
+    assert f"Cookie: {REDACTED}\r\n" in record["raw_head"]
+
+    # Only the HTTP/1.0 request: no cell id, and the report connections themselves are never recorded.
+    [legacy] = recent["connections"]
+    assert legacy["cell"] is None and legacy["request"]["version"] == "HTTP/1.0"
+    assert legacy["request"]["target"] == f"/legacy?access_token={REDACTED}"
+    assert not legacy["upgraded"]
+    if websockets_path is not None:  # 15.0.1 cannot read HTTP/1.0 and quotes the request line
+        assert "unsupported protocol" in legacy["error"]["cause"]
+    assert ".wslab" not in text
+    for secret in SECRETS:
+        assert secret not in text, secret
+    assert "Traceback" not in server.stderr, server.stderr
+    assert "opening handshake failed" not in server.stderr
+    for secret in SECRETS:
+        assert secret not in server.stderr, secret
+    assert '"GET /chat?token=[redacted] HTTP/1.1" 101 cell=abc123' in server.stderr
+
+
+def test_no_redact_keeps_the_values() -> None:
+    async def scenario(server: Deployed) -> dict[str, Any]:
+        async with connect(f"{server.url}/?token=visible&wslab-cell=raw1", open_timeout=5) as ws:
+            await ws.send("x")
+            await ws.recv()
+        return await report(server, {"token": TOKEN, "cell": "raw1"})
+
+    with deployed("--no-redact") as server:
+        reply = asyncio.run(scenario(server))
+    assert reply["connections"][0]["request"]["target"] == "/?token=visible&wslab-cell=raw1"
+
+
+# -- plain HTTP, the token, the command line ---------------------------------------------------------
+
+
+def test_plain_get_is_answered_200_and_a_generated_token_is_printed() -> None:
+    with deployed(token=None) as server:
+        assert plain_get(server) == (200, b"OK\n")
+        assert plain_get(server, "/health") == (200, b"OK\n")
+        [token_line] = [line for line in server.stdout if line.startswith("report token: ")]
+        token = token_line.split(": ", 1)[1].strip()
+        assert len(token) >= 24
+        reply = asyncio.run(report(server, {"token": token, "since": 60}))
+        assert [c["request"]["path"] for c in reply["connections"]] == ["/", "/health"]
+        assert [c["response"]["status"] for c in reply["connections"]] == [200, 200]
+    assert '"GET / HTTP/1.1" 200' in server.stderr
+    assert '"GET /health HTTP/1.1" 200' in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+@pytest.mark.parametrize("websockets_path", RELEASES)
+def test_no_answer_plain_http_gets_426(websockets_path: Path | None) -> None:
+    with deployed("--no-answer-plain-http", websockets_path=websockets_path) as server:
+        status, _ = plain_get(server)
+        assert status == 426
+        asyncio.run(echo(server))
+    assert '"GET / HTTP/1.1" 426' in server.stderr
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+def test_command_line() -> None:
+    parser = build_parser()
+    options, generated = options_from(parser.parse_args([]), {"PORT": "9123"})
+    assert (options.host, options.port, generated) == ("127.0.0.1", 9123, True)
+    assert options.answer_plain_http and options.redact and len(options.token) >= 24
+    assert (options.max_header_bytes, options.max_message_bytes, options.max_connections) == (
+        16384,
+        2**20,
+        100,
+    )
+    options, generated = options_from(parser.parse_args(["--public"]), {"WSLAB_TOKEN": "abc"})
+    assert (options.host, options.port, options.token, generated) == ("0.0.0.0", 8080, "abc", False)
+    options, _ = options_from(
+        parser.parse_args(
+            ["--token", "x", "--no-redact", "--no-answer-plain-http", "--max-connections", "5"]
+        ),
+        {"WSLAB_TOKEN": "abc"},
+    )
+    assert (options.token, options.redact, options.answer_plain_http, options.max_connections) == (
+        "x",
+        False,
+        False,
+        5,
+    )
+    with pytest.raises(ValueError):
+        options_from(parser.parse_args([]), {"PORT": "http"})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-header-bytes", "100000"])
+
+
+# -- limits ------------------------------------------------------------------------------------------
+
+
+def _oversized_head(line_bytes: int, lines: int) -> bytes:
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * line_bytes) for i in range(lines))
+    return (
+        b"GET /?wslab-cell=bighead HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n" + pad + b"\r\n"
+    )
+
+
+async def _send_head(server: Deployed, head: bytes) -> bytes:
+    """Write a request head; what came back (b"" when the server closed or reset the connection)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    answer = b""
+    try:
+        writer.write(head)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return answer
+
+
+async def _limits(server: Deployed) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    # 100 KB of headers in 1 KB lines (each under websockets' own 8192-byte line limit).
+    found["many_lines"] = await _send_head(server, _oversized_head(1000, 100))
+    # One 100 KB header line (websockets' own limit applies first).
+    found["one_line"] = await _send_head(server, _oversized_head(100_000, 1))
+    await echo(server)
+    found["big_head_records"] = (await report(server, {"token": TOKEN, "cell": "bighead"}))["connections"]
+
+    # A 2 MiB message: closed with 1009.
+    async with connect(server.url + "/?wslab-cell=big", open_timeout=5, max_size=None) as ws:
+        await ws.send(b"\0" * (2 * 2**20))
+        with pytest.raises(websockets.ConnectionClosedError):
+            await asyncio.wait_for(ws.recv(), 5)
+        found["big_message_close"] = (ws.close_code, ws.protocol.close_sent and ws.protocol.close_sent.code)
+    await echo(server)
+
+    # --max-connections 20: 40 at once.
+    async def one() -> Any:
+        try:
+            return await connect(server.url + "/flood", open_timeout=5)
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+        except (OSError, websockets.InvalidHandshake, TimeoutError) as error:
+            return type(error).__name__
+
+    outcomes = await asyncio.gather(*(one() for _ in range(40)))
+    opened = [o for o in outcomes if not isinstance(o, int | str)]
+    found["flood"] = (len(opened), sorted(str(o) for o in outcomes if isinstance(o, int | str)))
+    found["report_while_full"] = await report(server, {"token": TOKEN, "since": 60})
+    for ws in opened:
+        await ws.send("held")
+        assert await ws.recv() == "held"
+    await asyncio.gather(*(ws.close() for ws in opened))
+    for attempt in range(40):
+        try:
+            await echo(server, "/after-flood")
+            break
+        except websockets.InvalidStatus:
+            if attempt == 39:
+                raise
+            await asyncio.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize("websockets_path", RELEASES)
+def test_limits_are_enforced_and_the_server_survives(websockets_path: Path | None) -> None:
+    started = time.monotonic()
+    with deployed("--max-connections", "20", websockets_path=websockets_path) as server:
+        found = asyncio.run(_limits(server))
+        assert server.process.poll() is None
+    assert time.monotonic() - started < 15
+
+    assert found["many_lines"] == b"" or found["many_lines"].startswith(b"HTTP/1.1 431 ")
+    assert found["one_line"] == b"" or found["one_line"].startswith(b"HTTP/1.1 4")
+    records = found["big_head_records"]
+    assert records, "the oversized heads were not recorded"
+    assert all(r["bytes_received"] <= 65536 and not r["upgraded"] and r["error"] for r in records)
+    assert any(r["error"]["text"] == "request head larger than 16384 bytes" for r in records)
+
+    assert found["big_message_close"][1] == 1009
+
+    # 20 open, 20 refused: with 503, or (a connection still closing from the steps above can put the
+    # 40th over the TCP limit, twice --max-connections) closed before the handshake.
+    opened, refused = found["flood"]
+    assert opened == 20 and len(refused) == 20
+    assert refused.count("503") >= 10 and all(r == "503" or not r.isdigit() for r in refused), refused
+    statuses = [c["response"]["status"] for c in found["report_while_full"]["connections"] if c["response"]]
+    assert statuses.count(503) == refused.count("503") and statuses.count(101) >= 20
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+# -- redaction, as a pure function -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "token",
+        "TOKEN",
+        "access_token",
+        "auth",
+        "key",
+        "api_key",
+        "apikey",
+        "ApiKey",
+        "secret",
+        "password",
+        "passwd",
+        "sig",
+        "signature",
+        "session",
+        "jwt",
+        "auth_token",
+        "X-Amz-Signature",
+        "sessionId",
+        "client_secret",
+        "id-token",
+        "access%5Ftoken",
+    ],
+)
+def test_token_like_parameters(name: str) -> None:
+    assert is_secret_param(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["wslab-cell", "WSLAB-CELL", "wslab-ping", "monkey", "keyboard", "author", "q"]
+)
+def test_other_parameters(name: str) -> None:
+    assert not is_secret_param(name)
+
+
+def test_redact_target() -> None:
+    assert redact_target("/") == "/"
+    assert redact_target("/a?b=1") == "/a?b=1"
+    assert redact_target("/?token=abc&wslab-cell=c1") == f"/?token={REDACTED}&wslab-cell=c1"
+    assert redact_target("/p?Api_Key=1;x=2&sig=&flag") == f"/p?Api_Key={REDACTED};x=2&sig=&flag"
+    assert redact_target("/p?password=a=b#frag") == f"/p?password={REDACTED}#frag"
+    assert redact_target("http://user:pw@host/x?session=s") == f"http://{REDACTED}@host/x?session={REDACTED}"
+
+
+def test_redact_headers_case_insensitive_and_folded() -> None:
+    headers = [
+        ["authorization", "Bearer a"],
+        ["PROXY-AUTHORIZATION", "Basic b"],
+        ["Cookie", "c=d"],
+        ["set-cookie", "e=f"],
+        [" folded-continuation", ""],
+        ["Referer", "https://x/?jwt=abc&q=1"],
+        ["X-Other", "token=kept-not-a-url-header"],
+        ["Host", "example"],
+    ]
+    assert redact_headers(headers) == [
+        ["authorization", REDACTED],
+        ["PROXY-AUTHORIZATION", REDACTED],
+        ["Cookie", REDACTED],
+        ["set-cookie", REDACTED],
+        [f" {REDACTED}", ""],
+        ["Referer", f"https://x/?jwt={REDACTED}&q=1"],
+        ["X-Other", "token=kept-not-a-url-header"],
+        ["Host", "example"],
+    ]
+    assert headers[0] == ["authorization", "Bearer a"], "the input must not change"
+
+
+def test_redact_raw_head_keeps_layout() -> None:
+    raw = (
+        "GET /ws?auth=abc&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer abc\r\n"
+        "cookie:a=1\r\nX-Folded: 1\r\n\tcontinued\r\nUser-Agent: t\r\n\r\n"
+    )
+    assert redact_raw_head(raw) == (
+        f"GET /ws?auth={REDACTED}&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  {REDACTED}\r\n"
+        f"cookie:{REDACTED}\r\nX-Folded: 1\r\n\tcontinued\r\nUser-Agent: t\r\n\r\n"
+    )
+    # Incomplete heads (cut by a limit), bare LF, a continuation of a secret header.
+    assert redact_raw_head("GET /?token=x HTTP/1.1\nCookie: a\n more\nAuthoriz") == (
+        f"GET /?token={REDACTED} HTTP/1.1\nCookie: {REDACTED}\n {REDACTED}\nAuthoriz"
+    )
+    assert parse_request_head(redact_raw_head(raw).encode("latin-1")).cell == "z9"
+
+
+def test_redact_text() -> None:
+    text = "unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token=abc HTTP/1.0"
+    assert (
+        redact_text(text)
+        == f"unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token={REDACTED} HTTP/1.0"
+    )
+    assert redact_text("invalid HTTP header value: Bearer \x01xyzw", ["Bearer \x01xyzw", "ab"]) == (
+        f"invalid HTTP header value: {REDACTED}"
+    )
+    assert redact_text("HTTP/1.1 ab", ["ab"]) == "HTTP/1.1 ab", "short values are not swept from free text"
+
+
+def test_redact_record() -> None:
+    raw = (
+        "GET /x?token=tok-123&wslab-cell=c HTTP/1.0\r\nHost: h\r\nCookie: sid=cookie-456\r\n"
+        "Authorization: Bearer auth-789\r\n\r\n"
+    )
+    head = parse_request_head(raw.encode())
+    assert head is not None
+    record = {
+        "event": "handshake",
+        "listener": "target",
+        "conn": 3,
+        "cell": head.cell,
+        "raw_head": raw,
+        "request": head.to_dict(),
+        "response": {"status": 400, "reason": "Bad", "headers": [["Set-Cookie", "a=cookie-000"], ["X", "y"]]},
+        "upgraded": False,
+        "error": {
+            "type": "InvalidMessage",
+            "text": "did not receive a valid HTTP request",
+            "cause": f"ValueError: unsupported protocol; expected HTTP/1.1: {raw.splitlines()[0]}; auth-789",
+        },
+    }
+    before = json.dumps(record)
+    redacted = redact_record(record)
+    assert json.dumps(record) == before, "the input must not change"
+    text = json.dumps(redacted)
+    for secret in ("tok-123", "cookie-456", "auth-789", "cookie-000"):
+        assert secret not in text
+    assert redacted["cell"] == "c" and redacted["request"]["path"] == f"/x?token={REDACTED}"
+    assert redacted["response"]["headers"] == [["Set-Cookie", REDACTED], ["X", "y"]]
+    assert redacted["error"]["text"] == "did not receive a valid HTTP request"
+    assert redact_record({**record, "request": None, "response": None, "error": None})["request"] is None
+
+
+# -- the recorder ------------------------------------------------------------------------------------
+
+
+def test_recorder_keeps_recent_records_and_matches_closes() -> None:
+    recorder = Recorder()
+    now = time.time()
+    for conn in range(1, MAX_RECORDS + 11):
+        recorder.publish(
+            {
+                "event": "handshake",
+                "listener": "target",
+                "conn": conn,
+                "cell": "c" if conn % 2 else None,
+                "opened_at": now - (MAX_RECORDS + 10 - conn),
+                "peer": None,
+                "request": None,
+                "response": None,
+                "error": None,
+            }
+        )
+    assert len(recorder.connections) == MAX_RECORDS
+    assert recorder.connections[0]["conn"] == 11
+    recorder.publish(
+        {
+            "event": "closed",
+            "listener": "target",
+            "conn": MAX_RECORDS + 9,
+            "cell": "c",
+            "at": 1.0,
+            "code": 1000,
+        }
+    )
+    recorder.publish({"event": "closed", "listener": "target", "conn": 1, "at": 1.0})  # evicted: ignored
+    [closed] = [c for c in recorder.for_cell("c") if c["closed"]]
+    assert closed["closed"] == {"at": 1.0, "code": 1000, "reason": None, "closed_by": None}
+    assert "event" not in closed
+    assert [c["conn"] for c in recorder.since(2.5, now)] == [MAX_RECORDS + 8, MAX_RECORDS + 10]
+
+
+def test_deploy_imports_only_websockets_and_the_standard_library() -> None:
+    code = (
+        "import sys; before = set(sys.modules); import lab.probe.deploy; "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(sorted(n for n in new if n not in sys.stdlib_module_names and n not in ('lab', 'websockets')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
