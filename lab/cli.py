@@ -40,7 +40,7 @@ from .reports.html import render_html
 from .reports.junit import render_junit
 from .reports.markdown import render_markdown
 from .reports.progress import RunProgress
-from .results import ERROR, RunResult
+from .results import ERROR, RunResult, merge
 from .runner import Backend, RunOptions, run
 from .scenario import ScenarioError, load_scenarios
 from .topology import Topology, TopologyError, load_topologies
@@ -149,7 +149,7 @@ def _verdict(result: RunResult, baseline: RunResult | None, console: Console) ->
 
 
 async def _cmd_report(args: argparse.Namespace, console: Console) -> int:
-    result = _load_results(args.results)
+    result = merge([_load_results(path) for path in args.results])
     if args.format == "terminal":
         terminal.render(result, console)
         return EXIT_OK
@@ -489,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--json", metavar="PATH", help="write the cells of the as-is run")
 
     report_parser = commands.add_parser("report", help="re-render a saved run (--json results)")
-    report_parser.add_argument("results", metavar="RESULTS.json")
+    report_parser.add_argument(
+        "results", metavar="RESULTS.json", nargs="+", help="several runs are merged into one matrix"
+    )
     report_parser.add_argument(
         "--format", "-f", choices=["terminal", *RENDERERS], default="terminal", help="default: terminal"
     )

@@ -74,3 +74,50 @@ class RunResult:
         fields = {k: v for k, v in data.items() if k != "format"}
         fields["cells"] = [CellResult(**cell) for cell in data["cells"]]
         return cls(**fields)
+
+
+def merge(results: list[RunResult]) -> RunResult:
+    """Several runs as one matrix: a real deployment (--target) beside the emulations, say.
+
+    A topology that appears in more than one run is renamed after its run (name@N).
+    """
+    if len(results) == 1:
+        return results[0]
+    topologies, cells, scenarios, seen = [], [], {}, set()
+    proxies: dict[str, str] = {}
+    for number, result in enumerate(results, 1):
+        renames = {}
+        for topology in result.topologies:
+            name = topology["name"] if topology["name"] not in seen else f"{topology['name']}@{number}"
+            seen.add(name)
+            renames[topology["name"]] = name
+            topologies.append({**topology, "name": name})
+        cells += [CellResult(**{**asdict(c), "topology": renames[c.topology]}) for c in result.cells]
+        scenarios.update({s["id"]: s for s in result.scenarios})
+        proxies.update(result.components["proxies"])
+    present = {(cell.topology, cell.scenario) for cell in cells}
+    for topology in topologies:
+        for scenario in scenarios.values():
+            if (topology["name"], scenario["id"]) not in present:
+                cells.append(
+                    CellResult(
+                        topology["name"],
+                        scenario["id"],
+                        scenario["suite"],
+                        UNAVAILABLE,
+                        "not run",
+                        error="this scenario was not part of that run",
+                    )
+                )
+    servers = sorted({r.components["websockets_server"] for r in results})
+    first = results[0]
+    return RunResult(
+        started_at=first.started_at,
+        duration=round(sum(r.duration for r in results), 3),
+        backend="+".join(dict.fromkeys(r.backend for r in results)),
+        options=first.options,
+        components={**first.components, "websockets_server": ", ".join(servers), "proxies": proxies},
+        topologies=topologies,
+        scenarios=list(scenarios.values()),
+        cells=cells,
+    )

@@ -122,3 +122,12 @@ def test_progress_is_plain_off_a_terminal() -> None:
     result = wslab("run", "-t", "direct", "-t", "haproxy-default")
     lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(lines) == 2 and lines[-1].startswith("[26/26] ")
+
+
+def test_report_merges_runs_side_by_side(saved: Path) -> None:
+    merged = wslab("report", str(saved), str(saved), "-f", "json")
+    assert merged.returncode == 0
+    data = json.loads(merged.stdout)
+    names = [t["name"] for t in data["topologies"]]
+    assert names == ["haproxy-default", "envoy-default", "haproxy-default@2", "envoy-default@2"]
+    assert len(data["cells"]) == 4 * len(data["scenarios"])
