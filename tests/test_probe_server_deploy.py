@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from lab.probe.deploy import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
+from lab.probe.provision import websockets_path
 from lab.probe.redact import (
     REDACTED,
     is_secret_param,
@@ -38,6 +38,7 @@ from lab.probe.redact import (
     redact_text,
 )
 from lab.probe.wire import parse_request_head
+from lab.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "t0ken-for-tests"
@@ -47,36 +48,6 @@ AUTH_SECRET = "Bearer sup3r-s3cret-auth"
 COOKIE_SECRET = "sessionid=c00kie-s3cret"
 QUERY_SECRET = "s3cret"
 SECRETS = ["sup3r-s3cret-auth", "c00kie-s3cret", QUERY_SECRET, "hidden-err0r-token"]
-
-
-def seed_path() -> Path | None:
-    """A folder holding websockets 15.0.1: the lab's cache, or a pip install into /tmp."""
-    cached = Path(os.environ.get("WSLAB_CACHE", Path.home() / ".cache" / "wslab")) / f"websockets-{SEED}"
-    for folder in (cached, Path("/tmp/ws15")):
-        if (folder / "websockets" / "__init__.py").is_file():
-            return folder
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            "/tmp/ws15",
-            f"websockets=={SEED}",
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    return Path("/tmp/ws15") if result.returncode == 0 else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -173,15 +144,7 @@ def plain_get(server: Deployed, path: str = "/") -> tuple[int, bytes]:
 
 # -- the report channel and redaction, under each websockets release ---------------------------------
 
-SEED_PATH = seed_path()
-RELEASES = [
-    pytest.param(None, id="installed"),
-    pytest.param(
-        SEED_PATH,
-        id=SEED,
-        marks=pytest.mark.skipif(SEED_PATH is None, reason=f"websockets {SEED} cannot be installed"),
-    ),
-]
+RELEASES = [pytest.param(None, id="installed"), pytest.param(websockets_path(SEED), id=SEED)]
 
 
 async def _report_scenario(server: Deployed) -> tuple[dict[str, Any], dict[str, Any], str]:
