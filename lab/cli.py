@@ -309,14 +309,22 @@ async def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
         LocalBackend(run_dir / name, StackOptions(**{**vars(_probe_options(args)), "answer_plain_http": ok}))
         for name, ok in (("as-is", False), ("fixed", True))
     )
+    runs = [run(plain, topologies, scenarios), run(fixed, topologies, scenarios)]
+    if args.target:
+        # A real platform's limits cannot be accelerated: its timeouts rows stay empty here
+        # (`wslab run --target URL --suite timeouts --faithful` measures them).
+        target = _backend(args, run_dir)
+        assert isinstance(target, RemoteBackend)
+        target_scenarios = [s for s in scenarios if s.suite != TIMEOUTS_SUITE]
+        runs.append(run(target, [target.topology], target_scenarios))
     try:
-        result, fixed_result = await asyncio.gather(
-            run(plain, topologies, scenarios), run(fixed, topologies, scenarios)
-        )
+        result, fixed_result, *remote = await asyncio.gather(*runs)
     finally:
         if temporary:
             shutil.rmtree(run_dir, ignore_errors=True)
-    page = compare_page.render_markdown(compare(result, fixed_result))
+    result = merge([result, *remote])
+    extra = tuple(t["name"] for t in result.topologies[len(topologies) :])
+    page = compare_page.render_markdown(compare(result, fixed_result, extra))
     console.print(Markdown(page))
     if args.markdown:
         Path(args.markdown).write_text(page)
@@ -486,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_arguments(compare_parser)
     compare_parser.set_defaults(time_scale=ACCELERATED)
     compare_parser.add_argument("--markdown", metavar="PATH", help="also write the page as Markdown")
+    compare_parser.add_argument(
+        "--target", metavar="URL", help="add a real deployment of `wslab probe-server`"
+    )
+    compare_parser.add_argument("--token", help="its report token (or env WSLAB_TOKEN)")
+    compare_parser.add_argument("--insecure", action="store_true", help="wss: accept any certificate")
+    compare_parser.add_argument("--ca-file", metavar="PEM", help="wss: trust these CA certificates")
     compare_parser.add_argument("--json", metavar="PATH", help="write the cells of the as-is run")
 
     report_parser = commands.add_parser("report", help="re-render a saved run (--json results)")

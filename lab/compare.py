@@ -110,10 +110,11 @@ def _rank(option: Option) -> tuple:
     return (option.carries_websockets, option.lifetime is None, option.lifetime or 0)
 
 
-def compare(result: RunResult, fixed: RunResult) -> Comparison:
-    """Every compared option, and the Replit option to choose with the reasons."""
+def compare(result: RunResult, fixed: RunResult, extra: tuple[str, ...] = ()) -> Comparison:
+    """Every compared option (plus ``extra`` topologies, such as a real --target), and the
+    Replit option to choose with the reasons."""
     present = {t["name"] for t in result.topologies if t["status"] == "ready"}
-    options = [summarise(result, fixed, name) for name in COMPARED if name in present]
+    options = [summarise(result, fixed, name) for name in COMPARED + extra if name in present]
     replit = [o for o in options if o.name in REPLIT_OPTIONS] or options
     best = max(replit, key=_rank)
     reasons = [

@@ -202,3 +202,32 @@ def test_wrong_token_is_a_clear_error(deployed: int) -> None:
     )
     assert result.returncode == 3
     assert "refused the report token" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_compare_puts_the_real_deployment_beside_the_emulations(deployed: int, tmp_path: Path) -> None:
+    page = tmp_path / "compare.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "compare",
+            "--target",
+            f"ws://127.0.0.1:{deployed}",
+            "--token",
+            TOKEN,
+            "--markdown",
+            str(page),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = page.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| | "))
+    assert "**replit-dev**" in header and header.rstrip(" |").endswith("**target**")
+    clients = next(line for line in text.splitlines() if line.startswith("| real WebSocket clients"))
+    assert clients.rstrip(" |").endswith("✓ 7/7 pass")
+    assert "**Replit Reserved VM deployment**" in text
