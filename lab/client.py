@@ -24,8 +24,6 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from .probe.wire import RequestHead, parse_response_head, split_head, with_cell
 
-DEFAULT_STEP_TIMEOUT = 5.0
-
 
 @dataclass
 class Endpoint:

@@ -196,11 +196,6 @@ def render(document: dict[str, Any], header: str = HEADER) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=110, default_flow_style=None)
 
 
-def published_port(topology: Topology) -> int:
-    """Where the host reaches this topology."""
-    return topology.port
-
-
 def network_endpoint(topology: Topology) -> tuple[str, int]:
     """Where a container on the stack's network reaches this topology."""
     if topology.direct:

@@ -64,6 +64,7 @@ class Deployment:
                 {"name": p.name, "seconds": p.seconds, "source": p.source} for p in self.topology.parameters
             ],
             "behaviours": list(self.topology.behaviours),
+            "sources": list(self.topology.sources),
             "status": self.status,
             "endpoint": self.endpoint.ws_url() if self.endpoint else None,
             "detail": self.detail,

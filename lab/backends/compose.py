@@ -29,7 +29,6 @@ from ..stack import (
     PROJECT,
     network_endpoint,
     parameter_environment,
-    published_port,
 )
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
@@ -134,9 +133,7 @@ class ComposeBackend:
             ) from None
 
     async def _deployment(self, topology: Topology) -> Deployment:
-        host, port = (
-            network_endpoint(topology) if self.in_network else ("127.0.0.1", published_port(topology))
-        )
+        host, port = network_endpoint(topology) if self.in_network else ("127.0.0.1", topology.port)
         kind = None if topology.direct else REGISTRY[topology.proxy]
         # Inside the stack the runner cannot look into other containers: the image names the version.
         version = "" if kind is None else os.environ.get("WSLAB_PROXY_IMAGE") or kind.image

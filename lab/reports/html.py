@@ -302,8 +302,3 @@ def render_html(result: RunResult) -> str:
             data=script_json(data),
         )
     )
-
-
-def write_html(result: RunResult, path: Path | str) -> None:
-    """Write :func:`render_html`'s page to ``path`` (UTF-8)."""
-    Path(path).write_text(render_html(result), encoding="utf-8")
