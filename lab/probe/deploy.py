@@ -62,6 +62,7 @@ from .server import (
     MAX_RECORDED_HEAD,
     SUBPROTOCOLS,
     ObservingConnection,
+    json_object,
     make_handler,
     record_before_answering,
     select_subprotocol,
@@ -330,16 +331,6 @@ def make_process_request(options: DeployOptions, guard: Guard) -> Any:
     return process_request
 
 
-def _question(message: Any) -> dict[str, Any] | None:
-    if not isinstance(message, str):
-        return None
-    try:
-        question = json.loads(message)
-    except ValueError:
-        return None
-    return question if isinstance(question, dict) else None
-
-
 def _authorized(question: dict[str, Any] | None, token: str) -> bool:
     given = question.get("token") if question else None
     if not isinstance(given, str):
@@ -359,7 +350,7 @@ async def answer_report(connection: ServerConnection, recorder: Recorder, token:
         message: Any = await asyncio.wait_for(connection.recv(), REPORT_TIMEOUT)
     except (TimeoutError, websockets.ConnectionClosed):
         message = None
-    question = _question(message)
+    question = json_object(message)
     if not _authorized(question, token):
         log.warning("report refused: missing or wrong token")
         await connection.close(FORBIDDEN, "forbidden")

@@ -181,14 +181,19 @@ async def obey(connection: ServerConnection) -> None:
             return
 
 
-def _command(message: str | bytes) -> dict[str, Any] | None:
-    if not isinstance(message, str) or not message.startswith('{"wslab"'):
+def json_object(message: str | bytes) -> dict[str, Any] | None:
+    """A text message holding a JSON object, as a dict; None for anything else."""
+    if not isinstance(message, str):
         return None
     try:
-        command = json.loads(message)
+        value = json.loads(message)
     except ValueError:
         return None
-    return command if isinstance(command, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _command(message: str | bytes) -> dict[str, Any] | None:
+    return json_object(message) if isinstance(message, str) and message.startswith('{"wslab"') else None
 
 
 def _closed_record(connection: ObservingConnection) -> dict[str, Any]:
