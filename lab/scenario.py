@@ -207,7 +207,8 @@ def load_scenarios(paths: list[Path | str] | None = None, suites: list[str] | No
             files.append((entry, True))
     if not files:
         raise ScenarioError(paths[0] if paths else SCENARIO_DIR, None, "no scenario files")
-    known = {load_suite(file).name for file, _ in files}
+    loaded = [(load_suite(file), named) for file, named in files]
+    known = {suite.name for suite, _ in loaded}
     unknown = sorted(set(suites or []) - known)
     if unknown:
         raise ScenarioError(
@@ -215,8 +216,7 @@ def load_scenarios(paths: list[Path | str] | None = None, suites: list[str] | No
         )
     seen: dict[str, str] = {}
     scenarios = []
-    for file, named in files:
-        suite = load_suite(file)
+    for suite, named in loaded:
         wanted = suite.name in suites if suites else named or suite.default
         if not wanted:
             continue
