@@ -227,7 +227,12 @@ def _describe_event(event: dict[str, Any]) -> str:
     outcome = str(response["status"]) if response else "no response"
     error = f" — {event['error']['text']}" if event["error"] else ""
     headers = "".join(f"\n    {name}: {value}" for name, value in (request or {}).get("headers", []))
-    return f"[{event['listener']}] #{event['conn']} {line} -> {outcome}{error}{headers}"
+    streams = "".join(
+        f"\n    HTTP/2 stream {stream['stream']}: {stream['method']} {stream['target']}"
+        + "".join(f"\n      {name}: {value}" for name, value in stream["headers"] if not name.startswith(":"))
+        for stream in event.get("http2_requests", [])
+    )
+    return f"[{event['listener']}] #{event['conn']} {line} -> {outcome}{error}{headers}{streams}"
 
 
 async def _cmd_up(args: argparse.Namespace, console: Console) -> int:

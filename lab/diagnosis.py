@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .evidence import Facts
+from .evidence import Facts, header
 from .topology import Topology
 
 PROCESS_REQUEST_FIX = """\
@@ -73,6 +73,16 @@ def _client_got(facts: Facts) -> str:
         return ""
     got = f"the proxy answered {facts.status}" if facts.status else "the client got no response"
     return f" Then {got}."
+
+
+def _http2_stream(facts: Facts) -> str:
+    """Which HTTP/2 stream carried this cell's request, read from the frames the server got."""
+    stream = (facts.server or {}).get("http2_request")
+    if not stream:
+        return ""
+    protocol = header(stream["headers"], ":protocol")
+    carried = f" with :protocol {protocol} (RFC 8441, WebSocket over HTTP/2)" if protocol else ""
+    return f" This request was stream {stream['stream']} on it: {stream['method']} {stream['path']}{carried}."
 
 
 def _hold(facts: Facts) -> dict[str, Any]:
@@ -150,7 +160,8 @@ RULES: list[Rule] = [
             "The front end spoke HTTP/2 (h2c) to the server: it received the HTTP/2 connection "
             f"preface '{f.server_request['method']} {f.server_request['target']} "
             f"{f.server_request['version']}', which websockets, an HTTP/1.1 server, cannot read "
-            f"('{f.server_error}'). Every request fails this way, WebSocket or not.{_client_got(f)}"
+            f"('{f.server_error}'). Every request fails this way, WebSocket or not."
+            f"{_http2_stream(f)}{_client_got(f)}"
         ),
         _proxy_fix,
     ),

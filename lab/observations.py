@@ -14,6 +14,8 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import connect
 
+from .http2 import for_cell, read_connection
+
 
 class ObservationFeed:
     """Collects observation events; lets cells wait for theirs."""
@@ -42,6 +44,7 @@ class ObservationFeed:
             await asyncio.shield(self._task)
 
     def add(self, event: dict[str, Any]) -> None:
+        event = read_connection(event)
         self.events.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
@@ -81,7 +84,9 @@ class ObservationFeed:
         """
         deadline = asyncio.get_running_loop().time() + settle
         while True:
-            connections = self._connections(lambda event: event.get("cell") == cell)
+            connections = self._connections(
+                lambda event: event.get("cell") == cell or cell in event.get("cells", ()), cell
+            )
             if connections and all(c["closed"] or not c["upgraded"] for c in connections):
                 return connections
             if not await self._wait_change(deadline):
@@ -97,13 +102,15 @@ class ObservationFeed:
     async def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
         """Connections on ``listener`` since ``start`` that carried no correlation id.
 
-        A request the server could not read (HTTP/2, garbage) has none; such
-        connections are the best evidence a cell whose own request never showed up has.
+        A request the server could not read (garbage, an HTTP/2 connection whose
+        frames name no cell) has none; such connections are the best evidence a
+        cell whose own request never showed up has.
         """
         connections = self._connections(
             lambda event: (
                 event["listener"] == listener
                 and event.get("cell") is None
+                and not event.get("cells")
                 and event.get("opened_at", 0) >= start
             )
         )
@@ -111,7 +118,7 @@ class ObservationFeed:
             connection["attributed"] = False
         return connections
 
-    def _connections(self, match: Any) -> list[dict[str, Any]]:
+    def _connections(self, match: Any, cell: str | None = None) -> list[dict[str, Any]]:
         handshakes = [e for e in self.events if e["event"] == "handshake" and match(e)]
         connections = []
         for handshake in handshakes:
@@ -120,7 +127,7 @@ class ObservationFeed:
                 (e for e in self.events if e["event"] == "closed" and (e["listener"], e["conn"]) == key),
                 None,
             )
-            connection = {k: v for k, v in handshake.items() if k != "event"}
+            connection = for_cell({k: v for k, v in handshake.items() if k != "event"}, cell)
             connection["closed"] = (
                 {k: closed[k] for k in ("at", "code", "reason", "closed_by")} if closed else None
             )

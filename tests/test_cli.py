@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from lab.backends import StackOptions
 from lab.backends.local import LocalBackend
@@ -119,6 +120,8 @@ def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
             "haproxy-default",
             "-t",
             "envoy-websocket",
+            "-t",
+            "cloudrun-h2c",
             "--run-dir",
             str(run_dir),
         ],
@@ -130,12 +133,12 @@ def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
     try:
         urls = {}
         for line in process.stdout:
-            if line.strip().startswith(("haproxy-default", "envoy-websocket")):
+            if line.strip().startswith(("haproxy-default", "envoy-websocket", "cloudrun-h2c")):
                 name, url = line.split()
                 urls[name] = url
             if "Ctrl-C" in line:
                 break
-        assert set(urls) == {"haproxy-default", "envoy-websocket"}
+        assert set(urls) == {"haproxy-default", "envoy-websocket", "cloudrun-h2c"}
 
         async def talk() -> str:
             async with connect(urls["haproxy-default"] + "manual") as websocket:
@@ -145,6 +148,16 @@ def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
         assert asyncio.run(talk()) == "hi"
         seen = process.stdout.readline()
         assert "[haproxy-default]" in seen and "GET /manual HTTP/1.1 -> 101" in seen
+
+        async def refused() -> int:
+            with pytest.raises(InvalidStatus) as refusal:
+                await connect(urls["cloudrun-h2c"] + "over-h2c")
+            return refusal.value.response.status_code
+
+        assert asyncio.run(refused()) == 503
+        seen = next(line for line in process.stdout if "[cloudrun-h2c]" in line) + process.stdout.readline()
+        assert "[cloudrun-h2c]" in seen and "PRI * HTTP/2.0 -> no response" in seen
+        assert "HTTP/2 stream 1: CONNECT /over-h2c" in seen, "the request inside the h2c connection is shown"
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)

@@ -70,6 +70,13 @@ def test_cloudrun_headers_and_h2c(matrix: RunResult) -> None:
         assert cell.diagnosis["rule"] == "upstream-speaks-http2"
         assert "no-use-http2" in cell.diagnosis["fix"]
         assert cell.server[0]["request"]["method"] == "PRI"
+        stream = cell.server[0]["http2_request"]
+        assert (stream["method"], header(stream["headers"], ":protocol")) == ("CONNECT", "websocket")
+        assert stream["path"] == cell.client["sent"]["path"], "each cell finds its own stream"
+        assert f"stream {stream['stream']}" in cell.diagnosis["cause"]
+    browser = matrix.cell("cloudrun-h2c", "browser-tab-get").server[0]["http2_request"]
+    assert browser["method"] == "GET" and header(browser["headers"], ":protocol") is None
+    assert matrix.cell("cloudrun-h2c", "http10-upgrade").server == [], "Envoy answered HTTP/1.0 itself"
 
 
 def test_lifetime_cap_cuts_even_with_pings(timeouts: RunResult) -> None:

@@ -21,6 +21,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from ..client import Endpoint
+from ..http2 import for_cell, read_connection
 from ..topology import Topology
 from . import READY, Deployment, StackOptions
 from .local import LabError
@@ -73,7 +74,12 @@ class RemoteFeed:
                 **kwargs,
             ) as websocket:
                 await websocket.send(json.dumps({"token": self.token, **question}))
-                return json.loads(await websocket.recv())
+                answer = json.loads(await websocket.recv())
+                # Without redaction the server passes h2c frames on; nothing here can say
+                # which cell a stream belonged to, and they may hold secrets: drop them.
+                connections = answer.get("connections", [])
+                answer["connections"] = [for_cell(read_connection(c), None) for c in connections]
+                return answer
         except websockets.ConnectionClosed as closed:
             if closed.rcvd is not None and closed.rcvd.code == 4003:
                 raise LabError("the probe server refused the report token (--token)") from None

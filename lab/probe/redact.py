@@ -189,8 +189,8 @@ def secret_values(record: dict[str, Any]) -> list[str]:
     """The secret strings a record holds: secret header values (whole, the credentials
     after an auth scheme, each cookie's value) and token-like query values."""
     found: set[str] = set()
-    request = record.get("request") or {}
-    headers = list(request.get("headers") or [])
+    requests = [record.get(key) or {} for key in ("request", "http2_request")]
+    headers = [pair for request in requests for pair in request.get("headers") or []]
     raw = record.get("raw_head") or ""
     for line in _LINE_END.split(raw)[2::2]:
         name, sep, value = line.partition(":")
@@ -206,7 +206,7 @@ def secret_values(record: dict[str, Any]) -> list[str]:
         for cookie in value.split(";"):
             found.add(cookie.strip())
             found.add(cookie.partition("=")[2].strip())
-    targets = [request.get("target") or ""]
+    targets = [request.get("target") or "" for request in requests]
     first_line = _LINE_END.split(raw, maxsplit=1)[0]
     targets.append(first_line)
     for target in targets:
@@ -220,22 +220,27 @@ def secret_values(record: dict[str, Any]) -> list[str]:
     return sorted(swept)
 
 
+def _redact_request(request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **request,
+        "target": redact_target(request.get("target") or ""),
+        "path": redact_target(request.get("path") or ""),
+        "headers": redact_headers(request.get("headers") or []),
+    }
+
+
 def redact_record(record: dict[str, Any]) -> dict[str, Any]:
     """A copy of a handshake record (see ``ObservingConnection._handshake_record``)
-    in which no secret value remains: ``raw_head``, ``request`` (target, path,
-    headers), ``response`` headers and ``error`` text."""
+    in which no secret value remains: ``raw_head``, ``request`` and ``http2_request``
+    (target, path, headers), ``response`` headers and ``error`` text. Undecoded
+    HTTP/2 frames (``http2_frames``) are dropped: HPACK hides what they hold."""
     secrets = secret_values(record)
-    redacted = dict(record)
+    redacted = {key: value for key, value in record.items() if key != "http2_frames"}
     if isinstance(record.get("raw_head"), str):
         redacted["raw_head"] = redact_raw_head(record["raw_head"])
-    request = record.get("request")
-    if request:
-        redacted["request"] = {
-            **request,
-            "target": redact_target(request.get("target") or ""),
-            "path": redact_target(request.get("path") or ""),
-            "headers": redact_headers(request.get("headers") or []),
-        }
+    for key in ("request", "http2_request"):
+        if record.get(key):
+            redacted[key] = _redact_request(record[key])
     response = record.get("response")
     if response:
         redacted["response"] = {**response, "headers": redact_headers(response.get("headers") or [])}

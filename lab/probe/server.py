@@ -18,6 +18,7 @@ runs under any websockets release the lab is asked to reproduce.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http
 import itertools
 import json
@@ -30,7 +31,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from .wire import parse_request_head, split_head
+from .wire import may_be_http2, parse_request_head, split_head, split_http2
 
 MAX_RECORDED_HEAD = 65536
 SUBPROTOCOLS = ["wslab.v1", "chat"]
@@ -67,7 +68,11 @@ class ObservingConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         if not self.head_complete and len(self.raw_head) < MAX_RECORDED_HEAD:
             self.raw_head += data
-            if split_head(self.raw_head) is not None:
+            # An h2c front end multiplexes many requests on one connection; its frames
+            # (each stream's HEADERS) are the only evidence of which requests it carried.
+            if may_be_http2(self.raw_head):
+                self.raw_head = self.raw_head[:MAX_RECORDED_HEAD]
+            elif split_head(self.raw_head) is not None:
                 self.raw_head = split_head(self.raw_head)[0] + b"\r\n\r\n"
                 self.head_complete = True
         super().data_received(data)
@@ -89,7 +94,8 @@ class ObservingConnection(ServerConnection):
         self.publish(self.observed)
 
     def _handshake_record(self, timed_out: bool) -> dict[str, Any]:
-        head = parse_request_head(self.raw_head) if self.raw_head else None
+        raw, frames = split_http2(self.raw_head) or (self.raw_head, b"")
+        head = parse_request_head(raw) if raw else None
         response = getattr(self, "response", None)
         error = _describe_error(self.protocol.handshake_exc)
         if timed_out and error is None:
@@ -99,7 +105,7 @@ class ObservingConnection(ServerConnection):
                 "cause": f"{len(self.raw_head)} bytes received, no complete request",
             }
         peer = self.transport.get_extra_info("peername")
-        return {
+        record = {
             "event": "handshake",
             "listener": self.listener,
             "conn": self.serial,
@@ -108,12 +114,16 @@ class ObservingConnection(ServerConnection):
             "at": time.time(),
             "peer": list(peer[:2]) if peer else None,
             "bytes_received": len(self.raw_head),
-            "raw_head": self.raw_head.decode("latin-1"),
+            "raw_head": raw.decode("latin-1"),
             "request": head.to_dict() if head else None,
             "response": _response_record(response),
             "upgraded": response is not None and response.status_code == 101,
             "error": error,
         }
+        if frames:
+            # Binary HTTP/2 frames, decoded by the runner (lab.http2), which has an HPACK decoder.
+            record["http2_frames"] = base64.b64encode(frames).decode("ascii")
+        return record
 
 
 def _response_record(response: Response | None) -> dict[str, Any] | None:

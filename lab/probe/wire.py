@@ -16,6 +16,8 @@ CELL_PARAM = "wslab-cell"
 
 _CELL_SUFFIX = re.compile(r"[?&]" + CELL_PARAM + r"=([A-Za-z0-9_-]+)$")
 HEAD_END = b"\r\n\r\n"
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What a client speaking HTTP/2 without TLS (h2c, "prior knowledge") sends first."""
 
 
 @dataclass
@@ -64,6 +66,18 @@ class ResponseHead:
             "reason": self.reason,
             "headers": [list(pair) for pair in self.headers],
         }
+
+
+def may_be_http2(data: bytes) -> bool:
+    """Whether ``data`` is, or could still grow into, the HTTP/2 connection preface."""
+    return data[: len(HTTP2_PREFACE)] == HTTP2_PREFACE[: len(data)]
+
+
+def split_http2(data: bytes) -> tuple[bytes, bytes] | None:
+    """Split ``data`` into (preface, frames) if it starts with the HTTP/2 preface, else None."""
+    if not data.startswith(HTTP2_PREFACE):
+        return None
+    return data[: len(HTTP2_PREFACE)], data[len(HTTP2_PREFACE) :]
 
 
 def split_head(data: bytes) -> tuple[bytes, bytes] | None:

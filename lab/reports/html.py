@@ -169,10 +169,12 @@ def _cell_data(cell: CellResult, log: list[str] | None) -> dict[str, Any]:
     sent = client.get("sent")
     server = []
     for conn in sorted(cell.server, key=lambda c: c.get("opened_at") or 0):
-        request = conn.get("request")
+        # Over h2c the request is a stream inside the connection, not its first line.
+        request = conn.get("http2_request") or conn.get("request")
         server.append(
             {
                 **conn,
+                "request": request,
                 "header_diff": header_diff(sent["headers"], request["headers"]) if sent and request else None,
                 "line_diff": request_line_diff(sent, request),
             }

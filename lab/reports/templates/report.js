@@ -201,6 +201,8 @@
         ["bytes received", conn.bytes_received],
         ["listener", conn.listener],
         ["correlation id", conn.cell],
+        ["HTTP/2 stream", conn.http2_request ? "#" + conn.http2_request.stream +
+          " of a cleartext HTTP/2 connection (the server read only its preface)" : null],
         ["attributed to this cell", conn.attributed === undefined ? null : yesno(conn.attributed)]
       ])),
       more("raw request head as received (" + (conn.raw_head || "").length + " characters)", conn.raw_head ? pre(conn.raw_head) : null));
