@@ -1,7 +1,9 @@
 """The client side of a cell: plays a scenario's steps and keeps a transcript.
 
 Opening steps (``connect``, ``raw``, ``tcp_probe``) record the request exactly
-as it went out and the response head exactly as it came back. WebSocket steps
+as it went out and the response head exactly as it came back. Browser steps
+(``browser_visit``, ``browser_websocket``) hand the URL to real Chromium
+(:mod:`lab.browser`) and record what it reported. WebSocket steps
 (``send``, ``expect_message``, ``expect_close``, ``command``, ``ping``,
 ``idle``, ``close``) run
 on the connection a ``connect`` step opened.
@@ -22,6 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
 from .probe.wire import RequestHead, parse_response_head, split_head, with_cell
 
 
@@ -69,6 +72,8 @@ class Transcript:
     steps: list[dict[str, Any]] = field(default_factory=list)
     close: dict[str, Any] | None = None
     hold: dict[str, Any] | None = None
+    browser: dict[str, Any] | None = None
+    """Browser steps only: Chromium's version and every request the page made."""
     started_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +89,7 @@ class Transcript:
             "steps": self.steps,
             "close": self.close,
             "hold": self.hold,
+            "browser": self.browser,
         }
 
 
@@ -123,9 +129,15 @@ class Client:
     """Runs one scenario's steps against an endpoint."""
 
     def __init__(
-        self, endpoint: Endpoint, cell: str | None, step_timeout: float, time_scale: float = 1.0
+        self,
+        endpoint: Endpoint,
+        cell: str | None,
+        step_timeout: float,
+        time_scale: float = 1.0,
+        browser: Chromium | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.browser = browser
         self.cell = cell
         self.step_timeout = step_timeout
         self.time_scale = time_scale
@@ -168,6 +180,9 @@ class Client:
             return float(argument) * self.time_scale + self.step_timeout
         if action == "hold":
             return float(argument["seconds"]) * self.time_scale + self.step_timeout
+        if action.startswith("browser_"):
+            # The page load, the wait for Chromium's own follow-ups, and the tab's setup.
+            return 2 * self.step_timeout + FAVICON_WAIT
         return self.step_timeout
 
     async def _finish(self) -> None:
@@ -266,6 +281,47 @@ class Client:
         self.transcript.connected = True
         writer.close()
         return "connected and closed without sending a byte"
+
+    async def _browser_visit(self, argument: dict[str, Any]) -> str:
+        scheme = "https" if self.endpoint.tls else "http"
+        url = f"{scheme}://{self.endpoint.authority}{self._target(argument.get('path', '/'))}"
+        try:
+            exchange = await visit(self._chromium, url, self.step_timeout)
+        except RuntimeError as error:
+            raise StepFailed(f"Chromium: {error}") from None
+        return self._record_browser(exchange)
+
+    async def _browser_websocket(self, argument: dict[str, Any]) -> str:
+        url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
+        try:
+            exchange = await open_websocket(
+                self._chromium,
+                url,
+                argument.get("subprotocols", []),
+                argument.get("send", []),
+                self.step_timeout,
+            )
+        except RuntimeError as error:
+            raise StepFailed(f"Chromium: {error}") from None
+        return self._record_browser(exchange)
+
+    @property
+    def _chromium(self) -> Chromium:
+        if self.browser is None:
+            raise StepFailed("this run has no browser")
+        return self.browser
+
+    def _record_browser(self, exchange: Exchange) -> str:
+        transcript = self.transcript
+        transcript.kind = "browser"
+        transcript.connected = exchange.sent is not None
+        transcript.sent, transcript.received = exchange.sent, exchange.received
+        transcript.upgraded, transcript.subprotocol = exchange.upgraded, exchange.subprotocol
+        transcript.close = exchange.close
+        transcript.browser = {"product": self._chromium.version, "requests": exchange.requests}
+        if exchange.error:
+            raise StepFailed(exchange.error)
+        return exchange.detail
 
     # WebSocket steps.
 

@@ -123,19 +123,32 @@ def _redact_argument(argument: Any) -> Any:
     return redacted
 
 
-def redact_evidence(transcript: dict[str, Any], connections: list[dict[str, Any]]) -> tuple[dict, list]:
-    """Copies of a cell's evidence with no secret value left (Authorization, cookies, tokens).
-
-    Results are meant to be shared: every output format is built from these copies.
-    """
-    redacted = dict(transcript)
+def _redact_heads(exchange: dict[str, Any]) -> dict[str, Any]:
+    """The ``sent`` and ``received`` heads of an exchange with no secret left."""
+    redacted = {}
     for key in ("sent", "received"):
-        head = transcript.get(key)
+        head = exchange.get(key)
         if head:
             redacted[key] = {**head, "headers": redact_headers(head["headers"])}
             for field in ("target", "path"):
                 if field in head:
                     redacted[key][field] = redact_target(head[field])
+    return redacted
+
+
+def redact_evidence(transcript: dict[str, Any], connections: list[dict[str, Any]]) -> tuple[dict, list]:
+    """Copies of a cell's evidence with no secret value left (Authorization, cookies, tokens).
+
+    Results are meant to be shared: every output format is built from these copies.
+    """
+    redacted = {**transcript, **_redact_heads(transcript)}
+    browser = transcript.get("browser")
+    if browser:
+        requests = [
+            {**request, **_redact_heads(request), "url": redact_target(request["url"])}
+            for request in browser["requests"]
+        ]
+        redacted["browser"] = {**browser, "requests": requests}
     redacted["steps"] = [
         {**step, "argument": _redact_argument(step["argument"])} for step in transcript["steps"]
     ]

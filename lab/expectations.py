@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .evidence import Facts, header
-
-OPENING_STEPS = ("connect", "raw", "tcp_probe")
+from .scenario import OPENING_STEPS
 
 
 @dataclass
@@ -86,12 +85,13 @@ def _check_server_received(expected: dict[str, Any], facts: Facts) -> list[Check
 
 
 def _steps_check(facts: Facts) -> Check | None:
-    """Every step must have run, unless the opening step got an HTTP answer (status decides)."""
+    """Every step must have run, unless the opening step got an HTTP answer other than 101
+    (then the status decides)."""
     failed = [step for step in facts.transcript["steps"] if not step["ok"]]
     if not failed:
         return None
     step = failed[0]
-    if step["step"] in OPENING_STEPS and facts.status is not None:
+    if step["step"] in OPENING_STEPS and facts.status is not None and not facts.transcript["upgraded"]:
         return None
     return Check(f"step {step['step']}", "completes", step.get("detail", "failed"), False)
 

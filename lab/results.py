@@ -58,6 +58,13 @@ class RunResult:
                 return cell
         raise KeyError((topology, scenario))
 
+    def tool_versions(self) -> str:
+        """The proxies' versions, and the browser's if one ran: 'envoy 1.40.0, haproxy 2.6.12'."""
+        tools = [f"{kind} {version}" for kind, version in self.components.get("proxies", {}).items()]
+        if self.components.get("browser"):
+            tools.append(f"browser {self.components['browser']}")
+        return ", ".join(tools)
+
     def counts(self) -> dict[str, int]:
         return {outcome: sum(c.outcome == outcome for c in self.cells) for outcome in OUTCOMES}
 

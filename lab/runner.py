@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import websockets
 
 from .backends import READY, UNAVAILABLE, Deployment
+from .browser import BrowserUnavailable, Chromium
 from .client import Client
 from .diagnosis import diagnose
 from .evidence import Facts, redact_evidence
@@ -67,18 +68,35 @@ def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> Cell
 
 
 async def play_cell(
-    backend: Backend, deployment: Deployment, scenario: Scenario, options: RunOptions
+    backend: Backend,
+    deployment: Deployment,
+    scenario: Scenario,
+    options: RunOptions,
+    browser: Chromium | None = None,
 ) -> CellResult:
     """Run one scenario against one deployed topology and judge it."""
     if deployment.status != READY:
         return _lab_error(deployment, scenario, deployment.detail)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
+    if scenario.uses_browser and (missing := await _browser_missing(browser)):
+        return CellResult(
+            topology=deployment.topology.name,
+            scenario=scenario.id,
+            suite=scenario.suite,
+            outcome=UNAVAILABLE,
+            summary="n/a",
+            error=missing,
+        )
     assert deployment.endpoint is not None
     cell_id = None if scenario.exclusive else secrets.token_hex(6)
     started = time.time()
     client = Client(
-        deployment.endpoint, cell_id, scenario.timeout or options.step_timeout, backend.time_scale
+        deployment.endpoint,
+        cell_id,
+        scenario.timeout or options.step_timeout,
+        backend.time_scale,
+        browser,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     try:
@@ -111,6 +129,17 @@ async def play_cell(
     )
 
 
+async def _browser_missing(browser: Chromium | None) -> str:
+    """Why browser cells cannot run, or '' once Chromium is up."""
+    if browser is None:
+        return "this run started no browser"
+    try:
+        await browser.ensure_started()
+    except BrowserUnavailable as missing:
+        return str(missing)
+    return ""
+
+
 def _proxy_died(deployment: Deployment, scenario: Scenario) -> CellResult:
     tail = log_tail(deployment.log_path) if deployment.log_path else ""
     cell = _lab_error(deployment, scenario, f"{deployment.topology.proxy} exited during the run")
@@ -126,11 +155,12 @@ async def _play_topology(
     bound: asyncio.Semaphore,
     on_cell: Callable[[CellResult], None],
     on_start: Callable[[str, str], None],
+    browser: Chromium | None,
 ) -> list[CellResult]:
     async def bounded(scenario: Scenario) -> CellResult:
         async with bound:
             on_start(deployment.topology.name, scenario.id)
-            cell = await play_cell(backend, deployment, scenario, options)
+            cell = await play_cell(backend, deployment, scenario, options, browser)
         on_cell(cell)
         return cell
 
@@ -163,16 +193,21 @@ async def run(
     """Start the topologies, play every cell, stop everything, return the results."""
     options = options or RunOptions()
     started = time.time()
+    browser = Chromium() if any(s.uses_browser for s in scenarios) else None
     try:
         deployments = await backend.start(topologies)
         bound = asyncio.Semaphore(options.concurrency)
         per_topology = await asyncio.gather(
             *(
-                _play_topology(backend, deployments[t.name], scenarios, options, bound, on_cell, on_start)
+                _play_topology(
+                    backend, deployments[t.name], scenarios, options, bound, on_cell, on_start, browser
+                )
                 for t in topologies
             )
         )
     finally:
+        if browser is not None:
+            await browser.stop()
         await backend.stop()
     order = {s.id: index for index, s in enumerate(scenarios)}
     cells = [cell for cells in per_topology for cell in sorted(cells, key=lambda c: order[c.scenario])]
@@ -181,7 +216,7 @@ async def run(
         duration=round(time.time() - started, 3),
         backend=backend.name,
         options={**_options_record(options), "time_scale": backend.time_scale},
-        components=_components(backend, deployments),
+        components=_components(backend, deployments, browser),
         topologies=[deployments[t.name].to_dict() for t in topologies],
         scenarios=[_scenario_record(s) for s in scenarios],
         cells=cells,
@@ -197,7 +232,9 @@ def _options_record(options: RunOptions) -> dict[str, Any]:
     }
 
 
-def _components(backend: Backend, deployments: dict[str, Deployment]) -> dict[str, Any]:
+def _components(
+    backend: Backend, deployments: dict[str, Deployment], browser: Chromium | None
+) -> dict[str, Any]:
     proxies = {
         d.topology.proxy: d.version for d in deployments.values() if d.version and not d.topology.direct
     }
@@ -206,6 +243,7 @@ def _components(backend: Backend, deployments: dict[str, Deployment]) -> dict[st
         "websockets_client": websockets.__version__,
         "python": platform.python_version(),
         "proxies": dict(sorted(proxies.items())),
+        **({"browser": browser.version} if browser is not None and browser.version else {}),
     }
 
 

@@ -19,7 +19,8 @@ import yaml
 
 from .paths import SCENARIO_DIR
 
-OPENING_STEPS = ("connect", "raw", "tcp_probe")
+OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
+"""Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
 
 
 class ScenarioError(Exception):
@@ -56,6 +57,11 @@ class Scenario:
         for step in self.steps:
             total += float(step.get("idle", 0)) + float(step.get("hold", {}).get("seconds", 0))
         return total
+
+    @property
+    def uses_browser(self) -> bool:
+        """True if a step drives real Chromium (``browser_visit``, ``browser_websocket``)."""
+        return any(action.startswith("browser_") for step in self.steps for action in step)
 
     @property
     def exclusive(self) -> bool:

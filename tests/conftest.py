@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -85,3 +86,18 @@ def source_digest() -> str:
     names = sorted(str(path.relative_to(root)) for path in files)
     listing = "".join(f"{hashlib.sha256((root / name).read_bytes()).hexdigest()}  {name}\n" for name in names)
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def holders(folder: Path) -> list[str]:
+    """Processes that still hold a file under ``folder`` open (every child logs there)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(target.startswith(str(folder)) for target in targets):
+            found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+    return found

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import holders
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -37,21 +38,6 @@ def wslab(*args: str, env: dict | None = None, **kwargs) -> subprocess.Completed
         timeout=120,
         **kwargs,
     )
-
-
-def holders(folder: Path) -> list[str]:
-    """Processes that still hold a file under ``folder`` open (every child logs there)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
-        except OSError:
-            continue
-        if any(target.startswith(str(folder)) for target in targets):
-            found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
-    return found
 
 
 def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:

@@ -31,8 +31,12 @@ class RequestHead:
 
     @property
     def cell(self) -> str | None:
-        """The correlation id the runner appended to the target, if any."""
+        """The correlation id the runner appended to the target, if any; else the one in
+        the Referer, so that a browser's own follow-up (``/favicon.ico``) joins its page."""
         match = _CELL_SUFFIX.search(self.target)
+        if match is None:
+            referer = next((value for name, value in self.headers if name.lower() == "referer"), "")
+            match = _CELL_SUFFIX.search(referer)
         return match.group(1) if match else None
 
     @property

@@ -16,7 +16,7 @@ def _escape(text: str) -> str:
 def render_markdown(result: RunResult) -> str:
     """Matrix table, legend, and the failed cells grouped by cause."""
     components = result.components
-    proxies = ", ".join(f"{kind} {version}" for kind, version in components["proxies"].items())
+    proxies = result.tool_versions()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
     names = [t["name"] for t in result.topologies]
     lines = [

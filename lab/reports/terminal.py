@@ -55,7 +55,7 @@ def matrix(result: RunResult) -> Table:
 
 def _header(result: RunResult) -> Text:
     components = result.components
-    proxies = ", ".join(f"{kind} {version}" for kind, version in components["proxies"].items())
+    proxies = result.tool_versions()
     counts = result.counts()
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
     return Text.assemble(
