@@ -1,37 +1,28 @@
 """The HTML report: self-contained, escaped, and its drill-down works in a real (headless) Chromium.
 
-The browser test drives Debian's chromium over the DevTools protocol with the
-websockets library (no selenium or playwright) and saves a screenshot of the
-drill-down to reports/screenshots/html-drilldown.png.
+The browser test drives Debian's chromium through lab.browser (the DevTools
+protocol over the websockets library, no selenium or playwright) and saves a
+screenshot of the drill-down to reports/screenshots/html-drilldown.png.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import os
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
+from lab.browser import CHROMIUM, INSTALL_HINT, Chromium
 from lab.reports.html import header_diff, render_html, request_line_diff
 from lab.results import CellResult, RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "reports" / "screenshots" / "html-drilldown.png"
-CHROMIUM_WRAPPER = Path("/usr/bin/chromium")
-CHROMIUM = Path("/usr/lib/chromium/chromium")
-INSTALL_HINT = (
-    "apt-get install -y chromium chromium-driver (Debian's packages; scripts/install.sh should do it)"
-)
 VIEWPORT = {"width": 1440, "height": 1200, "deviceScaleFactor": 1, "mobile": False}
 
 
@@ -106,92 +97,6 @@ def test_html_is_self_contained(matrix: RunResult) -> None:
 # 2. The drill-down in headless Chromium, over the DevTools protocol.
 
 
-class DevTools:
-    """A minimal DevTools protocol client: commands (flattened sessions) and the events seen meanwhile."""
-
-    def __init__(self, socket: ClientConnection) -> None:
-        self.socket = socket
-        self.last_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
-        self.last_id += 1
-        message: dict[str, Any] = {"id": self.last_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        self.socket.send(json.dumps(message))
-        deadline = time.monotonic() + 10
-        while True:
-            reply = json.loads(self.socket.recv(timeout=max(0.05, deadline - time.monotonic())))
-            if reply.get("id") != self.last_id:
-                self.events.append(reply)
-                continue
-            if "error" in reply:
-                raise AssertionError(f"{method}: {reply['error']}")
-            return reply["result"]
-
-    def evaluate(self, session: str, expression: str) -> Any:
-        result = self.call(
-            "Runtime.evaluate",
-            {"expression": expression, "returnByValue": True, "awaitPromise": True},
-            session,
-        )
-        assert "exceptionDetails" not in result, f"{expression}: {result['exceptionDetails']}"
-        return result["result"].get("value")
-
-
-@contextmanager
-def chromium(tmp_path: Path) -> Iterator[str]:
-    """Start headless Chromium in its own process group; yield its browser DevTools URL; kill the group."""
-    missing = [str(path) for path in (CHROMIUM_WRAPPER, CHROMIUM) if not path.exists()]
-    if missing:
-        pytest.fail(f"Chromium is not installed ({', '.join(missing)} missing): {INSTALL_HINT}")
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    stderr = tmp_path / "chromium.log"
-    argv = [
-        str(CHROMIUM),
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--remote-debugging-port=0",
-        "--remote-debugging-address=127.0.0.1",
-        "about:blank",
-    ]
-    with open(stderr, "wb") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 10
-        while True:
-            lines = port_file.read_text().split() if port_file.exists() else []
-            if len(lines) >= 2:
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Chromium did not open its DevTools port:\n{stderr.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield f"ws://127.0.0.1:{lines[0]}{lines[1]}"
-    finally:
-        # SIGTERM lets Chromium reap its own children; then nothing of the group survives.
-        process.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=3)
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 DRILL_STATE = """(() => {
   const drill = document.getElementById("drill");
   const rect = drill.getBoundingClientRect();
@@ -220,39 +125,9 @@ def test_drilldown_in_chromium(matrix: RunResult, tmp_path: Path) -> None:
     assert cell.outcome == "fail" and cell.diagnosis, cell
     report = tmp_path / "report.html"
     report.write_text(render_html(matrix), encoding="utf-8")
-
-    with chromium(tmp_path) as url, connect(url, max_size=None, open_timeout=5) as socket:
-        devtools = DevTools(socket)
-        target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        attached = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})
-        session = attached["sessionId"]
-        devtools.call("Runtime.enable", session=session)
-        devtools.call("Emulation.setDeviceMetricsOverride", VIEWPORT, session)
-        devtools.call("Page.navigate", {"url": report.as_uri()}, session)
-        loaded = "location.protocol === 'file:' && document.readyState === 'complete'"
-        deadline = time.monotonic() + 10
-        while not devtools.evaluate(session, loaded):
-            assert time.monotonic() < deadline, "the report did not load"
-            time.sleep(0.05)
-
-        # The topology filter hides a column and shows it again.
-        n = len(matrix.topologies)
-        toggle = f"document.querySelector('.f-topology[value=\"{topology}\"]').click()"
-        devtools.evaluate(session, toggle)
-        assert devtools.evaluate(session, COLUMN_HIDDEN) == [True, f"{n - 1}/{n}"]
-        devtools.evaluate(session, toggle)
-        assert devtools.evaluate(session, COLUMN_HIDDEN) == [False, f"{n}/{n}"]
-
-        # Click the cell; the drill-down opens on its evidence.
-        selector = f'td[data-topology="{topology}"][data-scenario="{scenario}"] button'
-        assert devtools.evaluate(session, f"!!document.querySelector('{selector}')"), selector
-        devtools.evaluate(session, f"document.querySelector('{selector}').click()")
-        state = devtools.evaluate(session, DRILL_STATE)
-        shot = devtools.call("Page.captureScreenshot", {"format": "png"}, session)
-        png = base64.b64decode(shot["data"])
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        SCREENSHOT.write_bytes(png)
-        errors = [event for event in devtools.events if event.get("method") == "Runtime.exceptionThrown"]
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed ({CHROMIUM} missing): {INSTALL_HINT}")
+    state, png, errors = asyncio.run(_drill_down(report, topology, scenario, len(matrix.topologies)))
 
     assert not errors, errors
     assert state["visible"], "the drill-down did not open"
@@ -264,6 +139,42 @@ def test_drilldown_in_chromium(matrix: RunResult, tmp_path: Path) -> None:
     assert state["hash"] == f"#cell={topology}/{scenario}"
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 10_000, f"screenshot only {len(png)} bytes"
+
+
+async def _drill_down(report: Path, topology: str, scenario: str, n: int) -> tuple[dict, bytes, list]:
+    """Open the report in the lab's own Chromium, try the filters, click the cell, take a screenshot."""
+    browser = Chromium()
+    try:
+        async with browser.tab() as tab:
+            await tab.call("Emulation.setDeviceMetricsOverride", VIEWPORT)
+            await tab.call("Page.navigate", {"url": report.as_uri()})
+            loaded = "location.protocol === 'file:' && document.readyState === 'complete'"
+            deadline = time.monotonic() + 10
+            while not await tab.evaluate(loaded):
+                assert time.monotonic() < deadline, "the report did not load"
+                await asyncio.sleep(0.05)
+
+            # The topology filter hides a column and shows it again.
+            toggle = f"document.querySelector('.f-topology[value=\"{topology}\"]').click()"
+            await tab.evaluate(toggle)
+            assert await tab.evaluate(COLUMN_HIDDEN) == [True, f"{n - 1}/{n}"]
+            await tab.evaluate(toggle)
+            assert await tab.evaluate(COLUMN_HIDDEN) == [False, f"{n}/{n}"]
+
+            # Click the cell; the drill-down opens on its evidence.
+            selector = f'td[data-topology="{topology}"][data-scenario="{scenario}"] button'
+            assert await tab.evaluate(f"!!document.querySelector('{selector}')"), selector
+            await tab.evaluate(f"document.querySelector('{selector}').click()")
+            state = await tab.evaluate(DRILL_STATE)
+            shot = await tab.call("Page.captureScreenshot", {"format": "png"})
+            png = base64.b64decode(shot["data"])
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            SCREENSHOT.write_bytes(png)
+            await tab.wait_for(lambda events: False, 0.2)
+            errors = tab.named("Runtime.exceptionThrown")
+    finally:
+        await browser.stop()
+    return state, png, errors
 
 
 # 3. The header diff, and escaping of hostile evidence.
