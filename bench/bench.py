@@ -80,12 +80,12 @@ def compose_figures() -> None:
     print(f"warm compose up          first result after {first:5.1f} s, whole matrix and down {whole:5.1f} s")
 
 
-def timeouts_suite() -> float:
-    """The timeouts suite through every topology, accelerated (as `wslab run --suite timeouts`)."""
+def suite_time(suite: str, time_scale: float = 1.0) -> float:
+    """One non-default suite through every topology (as `wslab run --suite NAME`)."""
     with tempfile.TemporaryDirectory(prefix="wslab-bench-") as folder:
-        backend = LocalBackend(Path(folder), StackOptions(time_scale=ACCELERATED))
+        backend = LocalBackend(Path(folder), StackOptions(time_scale=time_scale))
         started = time.perf_counter()
-        asyncio.run(run(backend, list(load_topologies().values()), load_scenarios(suites=["timeouts"])))
+        asyncio.run(run(backend, list(load_topologies().values()), load_scenarios(suites=[suite])))
         return time.perf_counter() - started
 
 
@@ -103,7 +103,8 @@ def main() -> None:
             f"{label:24} {cells} cells  median {statistics.median(times):6.2f} s  "
             f"min {min(times):6.2f} s  max {max(times):6.2f} s  ({counts})"
         )
-    print(f"timeouts suite, accelerated {timeouts_suite():6.2f} s")
+    print(f"timeouts suite, accelerated {suite_time('timeouts', ACCELERATED):6.2f} s")
+    print(f"browser suite (Chromium)    {suite_time('browser'):6.2f} s")
     if args.compose:
         compose_figures()
 

@@ -175,7 +175,8 @@ class Chromium:
         self._devtools: DevTools | None = None
         self._pages: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._tabs = asyncio.Semaphore(OPEN_TABS)
+        self.tab_slot = asyncio.Semaphore(OPEN_TABS)
+        """Held by the runner around a browser cell, so that a cell's timeouts start with its tab."""
         self.version = ""
 
     async def ensure_started(self) -> None:
@@ -214,11 +215,6 @@ class Chromium:
         await self.ensure_started()
         devtools = self._devtools
         assert devtools is not None
-        async with self._tabs, self._context(devtools) as tab:
-            yield tab
-
-    @contextlib.asynccontextmanager
-    async def _context(self, devtools: DevTools) -> AsyncIterator[Tab]:
         context = (await devtools.call("Target.createBrowserContext"))["browserContextId"]
         try:
             target = await devtools.call(

@@ -13,6 +13,7 @@ import platform
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -90,7 +91,6 @@ async def play_cell(
         )
     assert deployment.endpoint is not None
     cell_id = None if scenario.exclusive else secrets.token_hex(6)
-    started = time.time()
     client = Client(
         deployment.endpoint,
         cell_id,
@@ -99,10 +99,13 @@ async def play_cell(
         browser,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
-    try:
-        transcript = await asyncio.wait_for(client.play(scenario.steps), budget)
-    except TimeoutError:
-        return _lab_error(deployment, scenario, f"cell did not finish in {budget:g} s")
+    # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
+    async with browser.tab_slot if browser is not None and scenario.uses_browser else nullcontext():
+        started = time.time()
+        try:
+            transcript = await asyncio.wait_for(client.play(scenario.steps), budget)
+        except TimeoutError:
+            return _lab_error(deployment, scenario, f"cell did not finish in {budget:g} s")
     if cell_id is None:
         connections = await backend.feed.in_window(deployment.listener, started, options.settle)
     else:
