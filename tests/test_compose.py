@@ -37,7 +37,7 @@ def comparable(result: RunResult) -> dict:
         (cell.topology, cell.scenario): (
             cell.outcome,
             cell.summary,
-            # A set: connections without a correlation id (h2c) are matched by time, not one to one.
+            # A set: one cell may see several connections (a TCP probe's window, a page and its favicon).
             sorted({c["error"]["text"] if c["error"] else "" for c in cell.server}),
         )
         for cell in result.cells
@@ -49,11 +49,22 @@ def test_compose_files_are_generated_from_the_topologies() -> None:
     assert result.returncode == 0
 
 
-@pytest.mark.parametrize("files", [["-f", COMPOSE_FILE], OFFLINE])
-def test_compose_config_accepts_the_files(engine: None, files: list[str]) -> None:
+@pytest.mark.parametrize("version", ["v2", "v1"])
+@pytest.mark.parametrize("files", [["-f", COMPOSE_FILE], OFFLINE], ids=["official", "offline"])
+def test_compose_config_accepts_the_files(
+    engine: None, files: list[str], version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WSLAB_COMPOSE", version)
     result = subprocess.run([*compose_command(), *files, "config"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "127.0.0.1:18004:8080" in result.stdout or "published: 18004" in result.stdout
+    config = yaml.safe_load(result.stdout)
+    published = [port for service in config["services"].values() for port in service.get("ports", [])]
+    assert len(published) == len(load_topologies()) + 1, "every topology and the probe's control port"
+    # v2 prints the long syntax, v1 the short one; both must say loopback.
+    hosts = {port["host_ip"] if isinstance(port, dict) else port.split(":")[0] for port in published}
+    assert hosts == {"127.0.0.1"}
+    if version == "v2":
+        assert config["name"] == "wslab", "the project name, from .env"
 
 
 def test_compose_files_follow_the_compose_specification() -> None:
@@ -77,7 +88,10 @@ def test_every_published_port_is_loopback_only() -> None:
     assert not any("ports" in service for service in overrides.values())
 
 
-def test_compose_backend_matches_local_and_cleans_up(engine: None, matrix: RunResult, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_compose_backend_matches_local_and_cleans_up(
+    engine: None, matrix: RunResult, tmp_path: Path, version: str
+) -> None:
     before = docker_state()
     out = tmp_path / "compose.json"
     result = subprocess.run(
@@ -86,6 +100,7 @@ def test_compose_backend_matches_local_and_cleans_up(engine: None, matrix: RunRe
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "WSLAB_COMPOSE": version},
     )
     assert result.returncode == 1, result.stderr
     compose = RunResult.from_dict(json.loads(out.read_text()))

@@ -37,14 +37,29 @@ from .local import LabError
 HEALTHY_TIMEOUT = 120.0
 
 
+COMPOSE_VERSIONS = {"v2": ["docker", "compose"], "v1": ["docker-compose"]}
+"""How each Compose major version is invoked; ``WSLAB_COMPOSE=v1`` or ``v2`` picks one."""
+
+
+def _answers(command: list[str]) -> bool:
+    if not shutil.which(command[0]):
+        return False
+    return subprocess.run([*command, "version"], capture_output=True).returncode == 0
+
+
 def compose_command() -> list[str]:
-    """``docker compose`` if the v2 plugin answers, else ``docker-compose`` (v1)."""
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
+    """``docker compose`` if the v2 plugin answers, else ``docker-compose`` (v1); or the
+    version named by ``$WSLAB_COMPOSE``."""
+    wanted = os.environ.get("WSLAB_COMPOSE", "")
+    if wanted:
+        if wanted not in COMPOSE_VERSIONS:
+            raise LabError(f"WSLAB_COMPOSE must be v1 or v2, not {wanted!r}")
+        if not _answers(COMPOSE_VERSIONS[wanted]):
+            raise LabError(f"WSLAB_COMPOSE={wanted}: '{' '.join(COMPOSE_VERSIONS[wanted])}' does not answer")
+        return COMPOSE_VERSIONS[wanted]
+    for command in COMPOSE_VERSIONS.values():
+        if _answers(command):
+            return command
     raise LabError("neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed")
 
 
