@@ -101,7 +101,7 @@ def summarise(result: RunResult, fixed: RunResult, topology: str) -> Option:
         traffic_fixed={c.scenario: _traffic(c) for c in _cells(fixed, topology, TRAFFIC_SUITE)},
         lives={name: _lives(cell) for name, cell in timeouts.items()},
         lifetime=busy["lived_faithful"] if busy and busy["closed"] else None,
-        causes=[f"{rule} ({count} cells)" for rule, count in causes.most_common()],
+        causes=[f"{rule} ({count} cell{'' if count == 1 else 's'})" for rule, count in causes.most_common()],
         fixes=fixes,
     )
 
