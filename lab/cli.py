@@ -168,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--ca-file", metavar="PEM", help="wss: trust these CA certificates")
     compare_parser.add_argument("--json", metavar="PATH", help="write the cells of the as-is run")
 
+    explain_parser = commands.add_parser(
+        "explain", help="which causes make a websockets server log this error, and how to tell them apart"
+    )
+    explain_parser.add_argument(
+        "log", metavar="LOG_LINE", help="the error as the log shows it, e.g. 'missing Connection header'"
+    )
+    explain_parser.add_argument(
+        "--results",
+        action="append",
+        metavar="RESULTS.json",
+        help="read saved runs (repeatable) instead of running the default suites now",
+    )
+    _add_probe_arguments(explain_parser)
+    explain_parser.set_defaults(time_scale=ACCELERATED)
+    explain_parser.add_argument("--markdown", metavar="PATH", help="also write the answer as Markdown")
+
     report_parser = commands.add_parser("report", help="re-render a saved run (--json results)")
     report_parser.add_argument(
         "results", metavar="RESULTS.json", nargs="+", help="several runs are merged into one matrix"

@@ -28,10 +28,12 @@ from .backends.local import LocalBackend
 from .backends.remote import RemoteBackend
 from .baseline import FAILING, changes, regressions
 from .compare import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
+from .explain import explain
 from .observations import ObservationFeed
 from .paths import PROJECT_ROOT, SCENARIO_DIR
 from .processes import wait_answering
 from .reports import compare as compare_page
+from .reports import explain as explain_page
 from .reports import terminal
 from .reports.html import render_html
 from .reports.junit import render_junit
@@ -336,6 +338,34 @@ async def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+async def _cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    if args.results:
+        result = merge([_load_results(path) for path in args.results])
+    else:
+        topologies = _select(args.topology)
+        scenarios = load_scenarios()
+        run_dir, temporary = _run_dir(args)
+        progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
+        try:
+            with progress:
+                result = await run(
+                    LocalBackend(run_dir, _probe_options(args)),
+                    topologies,
+                    scenarios,
+                    on_cell=progress.finished,
+                    on_start=progress.started,
+                )
+        finally:
+            if temporary:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    page = explain_page.render_markdown(explain(result, args.log))
+    console.print(Markdown(page))
+    if args.markdown:
+        Path(args.markdown).write_text(page)
+        console.print(f"written: {args.markdown}")
+    return EXIT_OK
+
+
 async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     from .proxies import REGISTRY
 
@@ -365,6 +395,7 @@ COMMANDS = {
     "report": _cmd_report,
     "diff": _cmd_diff,
     "compare": _cmd_compare,
+    "explain": _cmd_explain,
     "compose-file": _cmd_compose_file,
     "list": _cmd_list,
     "validate": _cmd_validate,
