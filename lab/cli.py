@@ -1,6 +1,6 @@
 """The ``wslab`` command line: argument parsing, signals and exit codes.
 
-The commands themselves live in lab/commands.py.
+The commands themselves live in lab/commands/, one module per family.
 """
 
 from __future__ import annotations

@@ -1,0 +1,29 @@
+"""What each ``wslab`` command does, once its arguments are parsed (see lab/cli.py).
+
+Exit codes: 0 every cell met its expectation, 1 some cell did not, 2 usage or
+configuration error (a bad scenario file, an unknown topology), 3 the lab
+itself failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from .advice import compare_command, explain_command
+from .common import EXIT_INTERRUPTED, EXIT_LAB, EXIT_USAGE, UsageError
+from .project import compose_file_command, list_command, validate_command
+from .run import RENDERERS, diff_command, report_command, run_command
+from .serve import up_command, watch_command
+
+__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_LAB", "EXIT_USAGE", "RENDERERS", "UsageError"]
+
+COMMANDS = {
+    "run": run_command,
+    "up": up_command,
+    "watch": watch_command,
+    "report": report_command,
+    "diff": diff_command,
+    "compare": compare_command,
+    "explain": explain_command,
+    "compose-file": compose_file_command,
+    "list": list_command,
+    "validate": validate_command,
+}

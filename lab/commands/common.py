@@ -1,0 +1,89 @@
+"""What the commands share: exit codes, usage errors, and arguments turned into parts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..backends import StackOptions
+from ..backends.compose import ComposeBackend
+from ..backends.local import LocalBackend
+from ..backends.remote import RemoteBackend
+from ..results import RunResult
+from ..runner import Backend
+from ..topology import Topology, load_topologies
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """Arguments that do not go together, or name something that does not exist (exit 2)."""
+
+
+def select_topologies(names: list[str] | None) -> list[Topology]:
+    topologies = load_topologies()
+    if not names:
+        return list(topologies.values())
+    unknown = [name for name in names if name not in topologies]
+    if unknown:
+        raise UsageError(f"unknown topology {', '.join(unknown)} (known: {', '.join(topologies)})")
+    return [topologies[name] for name in names]
+
+
+def probe_options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
+        websockets_version=args.websockets,
+        answer_plain_http=args.answer_plain_http,
+        ping_interval=args.ping_interval,
+        time_scale=args.time_scale,
+    )
+
+
+def make_run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+    if args.run_dir:
+        return Path(args.run_dir), False
+    return Path(tempfile.mkdtemp(prefix="wslab-")), True
+
+
+def load_results(path: str) -> RunResult:
+    try:
+        return RunResult.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise UsageError(f"{path}: not a wslab results file ({error})") from None
+
+
+def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
+    if args.target:
+        token = args.token or os.environ.get("WSLAB_TOKEN")
+        if not token:
+            raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
+        return RemoteBackend(
+            args.target, token, probe_options(args), insecure=args.insecure, ca_file=args.ca_file
+        )
+    if args.insecure or args.ca_file:
+        raise UsageError("--insecure and --ca-file go with --target")
+    if args.backend == "compose":
+        return ComposeBackend(
+            probe_options(args), in_network=args.in_network, offline=args.offline, keep=args.keep
+        )
+    if args.in_network or args.keep:
+        raise UsageError("--in-network and --keep go with --backend compose")
+    if args.backend == "containers":
+        from ..backends.containers import ContainersBackend
+
+        return ContainersBackend(probe_options(args), offline=args.offline)
+    if args.offline:
+        raise UsageError("--offline goes with --backend compose or containers")
+    return LocalBackend(run_dir, probe_options(args))
+
+
+def parse_upstream(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise UsageError(f"--upstream needs HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)

@@ -1,0 +1,87 @@
+"""`wslab up` and `wslab watch`: topologies kept up, and what the probe server receives."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+from typing import Any
+
+from rich.console import Console
+
+from ..backends import READY
+from ..backends.local import LocalBackend
+from ..observations import ObservationFeed
+from ..processes import wait_answering
+from .common import (
+    EXIT_OK,
+    make_run_dir,
+    parse_upstream,
+    probe_options,
+    select_topologies,
+)
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    if event["event"] == "hello":
+        return f"probe server running websockets {event['websockets']}"
+    if event["event"] == "closed":
+        return f"[{event['listener']}] #{event['conn']} closed by {event['closed_by']} (code {event['code']})"
+    request = event["request"]
+    line = (
+        f"{request['method']} {request['target']} {request['version']}"
+        if request
+        else (f"{event['bytes_received']} bytes, no request line")
+    )
+    response = event["response"]
+    outcome = str(response["status"]) if response else "no response"
+    error = f" — {event['error']['text']}" if event["error"] else ""
+    headers = "".join(f"\n    {name}: {value}" for name, value in (request or {}).get("headers", []))
+    streams = "".join(
+        f"\n    HTTP/2 stream {stream['stream']}: {stream['method']} {stream['target']}"
+        + "".join(f"\n      {name}: {value}" for name, value in stream["headers"] if not name.startswith(":"))
+        for stream in event.get("http2_requests", [])
+    )
+    return f"[{event['listener']}] #{event['conn']} {line} -> {outcome}{error}{headers}{streams}"
+
+
+async def up_command(args: argparse.Namespace, console: Console) -> int:
+    topologies = select_topologies(args.topology)
+    run_dir, temporary = make_run_dir(args)
+    backend = LocalBackend(run_dir, probe_options(args), parse_upstream(args.upstream))
+    try:
+        deployments = await backend.start(topologies)
+        server = args.upstream or f"websockets {backend.websockets_version}"
+        console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}")
+        for deployment in deployments.values():
+            if deployment.status == READY:
+                assert deployment.endpoint is not None
+                console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}")
+            else:
+                console.print(f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}")
+        if args.upstream:
+            console.print("Ctrl-C stops everything.")
+        else:
+            console.print("What the server receives is printed below. Ctrl-C stops everything.")
+        backend.feed.subscribers.append(
+            lambda event: console.print(describe_event(event), markup=False, highlight=False)
+        )
+        await asyncio.Event().wait()
+    finally:
+        await backend.stop()
+        if temporary:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return EXIT_OK
+
+
+async def watch_command(args: argparse.Namespace, console: Console) -> int:
+    feed = ObservationFeed()
+    feed.subscribers.append(lambda event: console.print(describe_event(event), markup=False, highlight=False))
+    host, _, port = args.control.rpartition(":")
+    await wait_answering(host, int(port), 60)
+    await feed.start(host, int(port))
+    try:
+        await feed.closed()
+    finally:
+        await feed.stop()
+    return EXIT_OK
