@@ -13,11 +13,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import holders
+from test_html_report import embedded_data
 
 from lab import browser
 from lab.backends import StackOptions
 from lab.backends.local import LocalBackend
 from lab.evidence import header
+from lab.reports.html import render_html
 from lab.results import FAIL, PASS, UNAVAILABLE, CellResult, RunResult
 from lab.runner import run
 from lab.scenario import load_scenarios
@@ -117,6 +119,18 @@ def test_raw_imitations_predict_real_chromium_everywhere(
     ]
     assert len(browser_matrix.cells) == 2 * len(load_topologies())
     assert differ == []
+
+
+def test_html_pairs_each_connection_with_its_own_browser_request(browser_matrix: RunResult) -> None:
+    cells = embedded_data(render_html(browser_matrix))["cells"]
+    cell = next(
+        c for c in cells if (c["topology"], c["scenario"]) == ("haproxy-default", "chromium-page-visit")
+    )
+    page, favicon = cell["server"]
+    assert page["client_sent"]["path"] == "/" and favicon["client_sent"]["path"] == "/favicon.ico"
+    assert favicon["client_received"]["status"] == 426
+    removed = [d["name"] for d in favicon["header_diff"] if d["status"] == "removed"]
+    assert removed == ["Connection"], "the favicon request is compared with its own request"
 
 
 def test_results_match_the_schema(browser_matrix: RunResult) -> None:

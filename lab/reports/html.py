@@ -164,17 +164,29 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _exchange_for(client: dict[str, Any], request: dict[str, Any] | None) -> dict[str, Any]:
+    """The client's side of this connection (``sent``, ``received``): a browser page makes
+    several requests (the page, its /favicon.ico), matched by path; other clients make one."""
+    for exchange in (client.get("browser") or {}).get("requests", []):
+        if request and exchange["sent"]["path"] == request["path"]:
+            return exchange
+    return client
+
+
 def _cell_data(cell: CellResult, log: list[str] | None) -> dict[str, Any]:
     client = cell.client or {}
-    sent = client.get("sent")
     server = []
     for conn in sorted(cell.server, key=lambda c: c.get("opened_at") or 0):
         # Over h2c the request is a stream inside the connection, not its first line.
         request = conn.get("http2_request") or conn.get("request")
+        exchange = _exchange_for(client, request)
+        sent = exchange.get("sent")
         server.append(
             {
                 **conn,
                 "request": request,
+                "client_sent": sent,
+                "client_received": exchange.get("received"),
                 "header_diff": header_diff(sent["headers"], request["headers"]) if sent and request else None,
                 "line_diff": request_line_diff(sent, request),
             }

@@ -177,7 +177,7 @@
     return table;
   }
 
-  function connection(conn, index, count, sent, received) {
+  function connection(conn, index, count, sent, received, sentHint) {
     var title = "connection " + (count > 1 ? (index + 1) + " of " + count + " " : "") + "#" + conn.conn +
       (conn.peer ? " from " + conn.peer.join(":") : "");
     var closed = conn.closed ?
@@ -185,7 +185,7 @@
     var node = h("div", { class: "sub-sec" },
       count > 1 || index ? h("h4", { class: "conn-title" }, title) : h("div", { class: "difflegend" }, title),
       h("div", { class: "pair" },
-        h("div", null, h("h4", null, "Client sent ", h("span", { class: "hint" }, "request as written on the wire")),
+        h("div", null, h("h4", null, "Client sent ", h("span", { class: "hint" }, sentHint)),
           requestHead(sent, null, null, lostOnTheWay(conn.header_diff))),
         h("div", null, h("h4", null, "Server received ", h("span", { class: "hint" }, "marked against what the client sent")),
           diffLegend(conn.header_diff, conn.line_diff), requestHead(conn.request, conn.header_diff, conn.line_diff))),
@@ -222,7 +222,11 @@
         h("div", null, h("h4", null, "Client received"), responseHead(received, "no response came back"))));
       return s;
     }
-    cell.server.forEach(function (conn, i) { add(s, connection(conn, i, cell.server.length, sent, received)); });
+    var hint = client.kind === "browser" ?
+      "as Chromium reported it (its header order, not the wire's)" : "request as written on the wire";
+    cell.server.forEach(function (conn, i) {
+      add(s, connection(conn, i, cell.server.length, conn.client_sent, conn.client_received, hint));
+    });
     return s;
   }
 
