@@ -64,6 +64,22 @@ CLOSED: dict[str, Any] = {}
 """The answer every pending command gets when the DevTools connection ends."""
 
 
+def loopback_only(hosts: set[str]) -> list[str]:
+    """Flags that keep Chromium's traffic on this machine, ``hosts`` excepted.
+
+    No name resolves but the allowed ones, and whatever Chromium would send to a
+    non-loopback address goes to a proxy on port 9 of 127.0.0.1, where nothing
+    listens (loopback itself bypasses proxies), so no background request leaves.
+    """
+    allowed = sorted(hosts)
+    kept = ["localhost", "127.0.0.1", *allowed]
+    rules = ", ".join(["MAP * ~NOTFOUND", *(f"EXCLUDE {host}" for host in kept)])
+    flags = [f"--host-resolver-rules={rules}", "--proxy-server=http://127.0.0.1:9"]
+    if allowed:
+        flags.append(f"--proxy-bypass-list={';'.join(allowed)}")
+    return flags
+
+
 class BrowserUnavailable(Exception):
     """Chromium is missing or would not start; carries why, with the install hint or its log."""
 
@@ -170,6 +186,8 @@ class Chromium:
     """One headless Chromium for a run, started on first use, with a loopback page server."""
 
     def __init__(self) -> None:
+        self.hosts: set[str] = set()
+        """Host names beyond loopback that pages may reach: a remote target's, if any."""
         self._profile: Path | None = None
         self._process: ManagedProcess | None = None
         self._devtools: DevTools | None = None
@@ -190,7 +208,13 @@ class Chromium:
             raise BrowserUnavailable(f"Chromium is not installed ({CHROMIUM} missing): {INSTALL_HINT}")
         self._profile = Path(tempfile.mkdtemp(prefix="wslab-chromium-"))
         log = self._profile / "chromium.log"
-        argv = [str(CHROMIUM), *FLAGS, f"--user-data-dir={self._profile / 'profile'}", "about:blank"]
+        argv = [
+            str(CHROMIUM),
+            *FLAGS,
+            *loopback_only(self.hosts),
+            f"--user-data-dir={self._profile / 'profile'}",
+            "about:blank",
+        ]
         self._process = ManagedProcess("chromium", argv, log)
         await self._process.start()
         port_file = self._profile / "profile" / "DevToolsActivePort"
@@ -318,6 +342,16 @@ def _loaded(events: list[dict[str, Any]], kind: str, suffix: str = "") -> bool:
     )
 
 
+def _headers_reported(events: list[dict[str, Any]]) -> bool:
+    """Whether every HTTP request has its requestWillBeSentExtraInfo (the headers as written)."""
+    reported = {params["requestId"] for params in _named(events, "Network.requestWillBeSentExtraInfo")}
+    return all(
+        params["requestId"] in reported
+        for params in _named(events, "Network.requestWillBeSent")
+        if params["request"]["url"].startswith(("http:", "https:"))
+    )
+
+
 def _target(url: str) -> str:
     """The request target of a URL: its path and query."""
     parts = urlsplit(url)
@@ -334,6 +368,8 @@ def _page_requests(tab: Tab) -> list[dict[str, Any]]:
     for sent in tab.named("Network.requestWillBeSent"):
         number = sent["requestId"]
         url = sent["request"]["url"]
+        if not url.startswith(("http:", "https:")):
+            continue  # the images of Chromium's own error page (data: URLs)
         headers = extra.get(number, {}).get("headers") or sent["request"]["headers"]
         response = responses.get(number)
         received = None
@@ -368,6 +404,8 @@ async def visit(browser: Chromium, url: str, timeout: float) -> Exchange:
         loaded = await tab.wait_for(lambda events: _loaded(events, "Document"), timeout)
         if loaded:
             await tab.wait_for(lambda events: _loaded(events, "Other", "/favicon.ico"), FAVICON_WAIT)
+        # The headers Chromium wrote come in their own event, at times after the response.
+        await tab.wait_for(_headers_reported, FAVICON_WAIT)
         requests = _page_requests(tab)
     page = requests[0] if requests else None
     exchange = Exchange(requests=requests)

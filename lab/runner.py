@@ -199,6 +199,10 @@ async def run(
     browser = Chromium() if any(s.uses_browser for s in scenarios) else None
     try:
         deployments = await backend.start(topologies)
+        if browser is not None:
+            browser.hosts = {
+                d.endpoint.name or d.endpoint.host for d in deployments.values() if d.endpoint
+            } - {"127.0.0.1", "localhost"}
         bound = asyncio.Semaphore(options.concurrency)
         per_topology = await asyncio.gather(
             *(

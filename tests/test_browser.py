@@ -34,6 +34,8 @@ def run_browser_suite(tmp: Path, topologies: list[str], **probe: object) -> RunR
     return asyncio.run(run(backend, [load_topologies()[name] for name in topologies], scenarios))
 
 
+OUTSIDE = ["http://example.com/", "http://192.0.2.1/"]
+"""A name and an address (TEST-NET-1) that a lab browser must not reach."""
 IMITATIONS = {"chromium-page-visit": "browser-tab-get", "chromium-websocket": "chrome-handshake"}
 """Each browser scenario and the raw scenario that copies Chromium's request head."""
 
@@ -169,3 +171,19 @@ def test_ctrl_c_during_the_browser_suite_leaves_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
     assert chromium_processes() == []
     assert holders(run_dir) == []
+
+
+def test_chromium_reaches_nothing_beyond_loopback() -> None:
+    """Principle 6: a page (or Chromium itself) cannot resolve a name or reach an address outside."""
+
+    async def visit_outside() -> list[str | None]:
+        chromium = browser.Chromium()
+        try:
+            return [(await browser.visit(chromium, url, 5)).error for url in OUTSIDE]
+        finally:
+            await chromium.stop()
+
+    # Everything not loopback goes to a proxy on 127.0.0.1:9, where nothing listens.
+    assert asyncio.run(visit_outside()) == ["Chromium: net::ERR_PROXY_CONNECTION_FAILED"] * len(OUTSIDE)
+    flags = browser.loopback_only({"app.example.org"})
+    assert "EXCLUDE app.example.org" in flags[0] and flags[-1] == "--proxy-bypass-list=app.example.org"
