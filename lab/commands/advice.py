@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -18,7 +17,6 @@ from ..compare import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, com
 from ..explain import explain
 from ..reports import compare as compare_page
 from ..reports import explain as explain_page
-from ..reports.progress import RunProgress
 from ..results import merge
 from ..runner import run
 from ..scenario import load_scenarios
@@ -28,6 +26,7 @@ from .common import (
     load_results,
     make_run_dir,
     probe_options,
+    run_with_progress,
     select_topologies,
 )
 
@@ -55,11 +54,7 @@ async def compare_command(args: argparse.Namespace, console: Console) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
     result = merge([result, *remote])
     extra = tuple(t["name"] for t in result.topologies[len(topologies) :])
-    page = compare_page.render_markdown(compare(result, fixed_result, extra))
-    console.print(Markdown(page))
-    if args.markdown:
-        Path(args.markdown).write_text(page)
-        console.print(f"written: {args.markdown}")
+    _show_page(compare_page.render_markdown(compare(result, fixed_result, extra)), args, console)
     if args.json:
         result.write_json(args.json)
     return EXIT_OK
@@ -72,22 +67,17 @@ async def explain_command(args: argparse.Namespace, console: Console) -> int:
         topologies = select_topologies(args.topology)
         scenarios = load_scenarios()
         run_dir, temporary = make_run_dir(args)
-        progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
-        try:
-            with progress:
-                result = await run(
-                    LocalBackend(run_dir, probe_options(args)),
-                    topologies,
-                    scenarios,
-                    on_cell=progress.finished,
-                    on_start=progress.started,
-                )
-        finally:
-            if temporary:
-                shutil.rmtree(run_dir, ignore_errors=True)
-    page = explain_page.render_markdown(explain(result, args.log))
+        backend = LocalBackend(run_dir, probe_options(args))
+        result = await run_with_progress(
+            backend, topologies, scenarios, scratch=run_dir if temporary else None
+        )
+    _show_page(explain_page.render_markdown(explain(result, args.log)), args, console)
+    return EXIT_OK
+
+
+def _show_page(page: str, args: argparse.Namespace, console: Console) -> None:
+    """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
     console.print(Markdown(page))
     if args.markdown:
         Path(args.markdown).write_text(page)
         console.print(f"written: {args.markdown}")
-    return EXIT_OK

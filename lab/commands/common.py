@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from ..backends import StackOptions
 from ..backends.compose import ComposeBackend
 from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend
+from ..reports.progress import RunProgress
 from ..results import RunResult
-from ..runner import Backend
+from ..runner import Backend, RunOptions, run
+from ..scenario import Scenario
 from ..topology import Topology, load_topologies
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -87,3 +91,23 @@ def parse_upstream(text: str | None) -> tuple[str, int] | None:
     if not port.isdigit():
         raise UsageError(f"--upstream needs HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+async def run_with_progress(
+    backend: Backend,
+    topologies: list[Topology],
+    scenarios: list[Scenario],
+    options: RunOptions | None = None,
+    scratch: Path | None = None,
+) -> RunResult:
+    """Play the cells with live progress on stderr; remove ``scratch`` (a temporary run
+    directory) afterwards, whatever happens."""
+    progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
+    try:
+        with progress:
+            return await run(
+                backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started
+            )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

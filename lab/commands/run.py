@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from ..reports import terminal
 from ..reports.html import render_html
 from ..reports.junit import render_junit
 from ..reports.markdown import render_markdown
-from ..reports.progress import RunProgress
 from ..results import ERROR, RunResult, merge
-from ..runner import RunOptions, run
+from ..runner import RunOptions
 from ..scenario import load_scenarios
 from .common import (
     EXIT_FAILED,
@@ -29,6 +27,7 @@ from .common import (
     backend_for,
     load_results,
     make_run_dir,
+    run_with_progress,
     select_topologies,
 )
 
@@ -46,15 +45,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
         topologies = [backend.topology]
     options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
     baseline = load_results(args.baseline) if args.baseline else None
-    progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
-    try:
-        with progress:
-            result = await run(
-                backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started
-            )
-    finally:
-        if temporary:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    result = await run_with_progress(backend, topologies, scenarios, options, run_dir if temporary else None)
     terminal.render(result, console)
     _write_outputs(result, args, console)
     if not temporary and args.backend == "local":
