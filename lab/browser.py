@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .probe.wire import RequestHead, parse_request_head, parse_response_head
+from .probe.wire import RequestHead, ResponseHead, parse_response_head
 from .processes import ManagedProcess, log_tail
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -64,6 +64,9 @@ CLOSED: dict[str, Any] = {}
 """The answer every pending command gets when the DevTools connection ends."""
 
 
+LOOPBACK = ("localhost", "127.0.0.1")
+
+
 def loopback_only(hosts: set[str]) -> list[str]:
     """Flags that keep Chromium's traffic on this machine, ``hosts`` excepted.
 
@@ -71,8 +74,8 @@ def loopback_only(hosts: set[str]) -> list[str]:
     non-loopback address goes to a proxy on port 9 of 127.0.0.1, where nothing
     listens (loopback itself bypasses proxies), so no background request leaves.
     """
-    allowed = sorted(hosts)
-    kept = ["localhost", "127.0.0.1", *allowed]
+    allowed = sorted(hosts - set(LOOPBACK))
+    kept = [*LOOPBACK, *allowed]
     rules = ", ".join(["MAP * ~NOTFOUND", *(f"EXCLUDE {host}" for host in kept)])
     flags = [f"--host-resolver-rules={rules}", "--proxy-server=http://127.0.0.1:9"]
     if allowed:
@@ -288,25 +291,20 @@ async def _serve_page(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     writer.close()
 
 
-def request_record(method: str, url_path: str, headers: dict[str, str] | None, text: str | None) -> dict:
-    """The request Chromium sent: its raw head when Chromium gave one, else method, path and headers."""
-    head = parse_request_head(text.encode("latin-1", "replace")) if text else None
+def request_record(method: str, target: str, headers: dict[str, str]) -> dict[str, Any]:
+    """A request Chromium sent, in the probe server's record shape (Chromium gives no raw head)."""
+    return RequestHead(method, target, "HTTP/1.1", list(headers.items())).to_dict()
+
+
+def response_record(response: dict[str, Any], raw: str | None = None) -> dict[str, Any]:
+    """The response head Chromium reported (``status``, ``statusText``, ``headers``): parsed
+    from its raw text when Chromium gave one, here or in ``headersText``."""
+    raw = raw or response.get("headersText")
+    head = parse_response_head(raw.encode("latin-1", "replace")) if raw else None
     if head is None:
-        head = RequestHead(method, url_path, "HTTP/1.1", list((headers or {}).items()))
+        headers = list(response.get("headers", {}).items())
+        head = ResponseHead("HTTP/1.1", response["status"], response.get("statusText", ""), headers)
     return head.to_dict()
-
-
-def response_record(status: int, reason: str, headers: dict[str, str] | None, text: str | None) -> dict:
-    """The response head Chromium received: parsed from its raw text when it gave one."""
-    head = parse_response_head(text.encode("latin-1", "replace")) if text else None
-    if head is not None:
-        return head.to_dict()
-    return {
-        "version": "HTTP/1.1",
-        "status": status,
-        "reason": reason,
-        "headers": [list(pair) for pair in (headers or {}).items()],
-    }
 
 
 @dataclass
@@ -361,7 +359,7 @@ def _target(url: str) -> str:
 def _page_requests(tab: Tab) -> list[dict[str, Any]]:
     """The HTTP requests of a tab, each with the headers Chromium wrote and what came back."""
     extra = {p["requestId"]: p for p in tab.named("Network.requestWillBeSentExtraInfo")}
-    answers = {p["requestId"]: p for p in tab.named("Network.responseReceivedExtraInfo")}
+    raw_heads = {p["requestId"]: p.get("headersText") for p in tab.named("Network.responseReceivedExtraInfo")}
     responses = {p["requestId"]: p["response"] for p in tab.named("Network.responseReceived")}
     failures = {p["requestId"]: p["errorText"] for p in tab.named("Network.loadingFailed")}
     requests = []
@@ -372,20 +370,12 @@ def _page_requests(tab: Tab) -> list[dict[str, Any]]:
             continue  # the images of Chromium's own error page (data: URLs)
         headers = extra.get(number, {}).get("headers") or sent["request"]["headers"]
         response = responses.get(number)
-        received = None
-        if response is not None:
-            received = response_record(
-                response["status"],
-                response.get("statusText", ""),
-                response.get("headers"),
-                answers.get(number, {}).get("headersText"),
-            )
         requests.append(
             {
                 "url": url,
                 "type": sent.get("type", ""),
-                "sent": request_record(sent["request"]["method"], _target(url), headers, None),
-                "received": received,
+                "sent": request_record(sent["request"]["method"], _target(url), headers),
+                "received": response_record(response, raw_heads.get(number)) if response else None,
                 "error": failures.get(number),
             }
         )
@@ -466,16 +456,13 @@ async def open_websocket(
     exchange = Exchange(upgraded=bool(log["opened"]), subprotocol=log["protocol"] or None)
     request = next(iter(tab.named("Network.webSocketWillSendHandshakeRequest")), None)
     if request is not None:
-        exchange.sent = request_record("GET", _target(url), request["request"]["headers"], None)
+        exchange.sent = request_record("GET", _target(url), request["request"]["headers"])
     response = next(iter(tab.named("Network.webSocketHandshakeResponseReceived")), None)
     failure = next(iter(tab.named("Network.webSocketFrameError")), None)
     if response is not None:
-        answer = response["response"]
-        exchange.received = response_record(
-            answer["status"], answer.get("statusText", ""), answer.get("headers"), answer.get("headersText")
-        )
+        exchange.received = response_record(response["response"])
     elif failure is not None and (status := _refused_status(failure["errorMessage"])) is not None:
-        exchange.received = {"version": "HTTP/1.1", "status": status, "reason": "", "headers": []}
+        exchange.received = response_record({"status": status})
     if log["code"] is not None:
         exchange.close = {"code": log["code"], "reason": log["reason"]}
     if not log["opened"]:

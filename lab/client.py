@@ -18,6 +18,7 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,25 +286,14 @@ class Client:
     async def _browser_visit(self, argument: dict[str, Any]) -> str:
         scheme = "https" if self.endpoint.tls else "http"
         url = f"{scheme}://{self.endpoint.authority}{self._target(argument.get('path', '/'))}"
-        try:
-            exchange = await visit(self._chromium, url, self.step_timeout)
-        except RuntimeError as error:
-            raise StepFailed(f"Chromium: {error}") from None
-        return self._record_browser(exchange)
+        return await self._record_browser(visit(self._chromium, url, self.step_timeout))
 
     async def _browser_websocket(self, argument: dict[str, Any]) -> str:
         url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
-        try:
-            exchange = await open_websocket(
-                self._chromium,
-                url,
-                argument.get("subprotocols", []),
-                argument.get("send", []),
-                self.step_timeout,
-            )
-        except RuntimeError as error:
-            raise StepFailed(f"Chromium: {error}") from None
-        return self._record_browser(exchange)
+        subprotocols, messages = argument.get("subprotocols", []), argument.get("send", [])
+        return await self._record_browser(
+            open_websocket(self._chromium, url, subprotocols, messages, self.step_timeout)
+        )
 
     @property
     def _chromium(self) -> Chromium:
@@ -311,7 +301,12 @@ class Client:
             raise StepFailed("this run has no browser")
         return self.browser
 
-    def _record_browser(self, exchange: Exchange) -> str:
+    async def _record_browser(self, step: Awaitable[Exchange]) -> str:
+        """Run a browser step and put what Chromium reported into the transcript."""
+        try:
+            exchange = await step
+        except RuntimeError as error:  # a DevTools command Chromium refused
+            raise StepFailed(f"Chromium: {error}") from None
         transcript = self.transcript
         transcript.kind = "browser"
         transcript.connected = exchange.sent is not None

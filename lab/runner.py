@@ -200,9 +200,7 @@ async def run(
     try:
         deployments = await backend.start(topologies)
         if browser is not None:
-            browser.hosts = {
-                d.endpoint.name or d.endpoint.host for d in deployments.values() if d.endpoint
-            } - {"127.0.0.1", "localhost"}
+            browser.hosts = {d.endpoint.name or d.endpoint.host for d in deployments.values() if d.endpoint}
         bound = asyncio.Semaphore(options.concurrency)
         per_topology = await asyncio.gather(
             *(
