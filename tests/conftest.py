@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from lab.scenario import load_scenarios
 from lab.topology import Topology, load_topologies
 
 SEED_VERSION = "15.0.1"
+RESULTS_SCHEMA = json.loads(resources.files("lab.schemas").joinpath("results.schema.json").read_text())
+"""The documented results format, which every --json output must match."""
 
 
 def run_local(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import holders
+from conftest import RESULTS_SCHEMA, holders
 from test_html_report import embedded_data
 
 from lab import browser
@@ -24,8 +23,6 @@ from lab.results import FAIL, PASS, UNAVAILABLE, CellResult, RunResult
 from lab.runner import run
 from lab.scenario import load_scenarios
 from lab.topology import load_topologies
-
-SCHEMA = json.loads((Path(__file__).parent.parent / "lab" / "schemas" / "results.schema.json").read_text())
 
 
 def run_browser_suite(tmp: Path, topologies: list[str], **probe: object) -> RunResult:
@@ -136,7 +133,7 @@ def test_html_pairs_each_connection_with_its_own_browser_request(browser_matrix:
 
 
 def test_results_match_the_schema(browser_matrix: RunResult) -> None:
-    jsonschema.validate(browser_matrix.to_dict(), SCHEMA)
+    jsonschema.validate(browser_matrix.to_dict(), RESULTS_SCHEMA)
     assert browser_matrix.components["browser"].startswith(("Chrome/", "HeadlessChrome/"))
     assert chromium_processes() == [], "Chromium outlived the run"
 

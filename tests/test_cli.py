@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import holders
+from conftest import RESULTS_SCHEMA, holders
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -25,7 +25,6 @@ from lab.scenario import load_scenarios
 from lab.topology import load_topologies, load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "lab" / "schemas" / "results.schema.json").read_text())
 
 
 def wslab(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -47,7 +46,7 @@ def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:
     assert "missing Connection header" in result.stdout
     assert "haproxy-default" in result.stdout and "✓ 101" in result.stdout
     data = json.loads(out.read_text())
-    jsonschema.validate(data, SCHEMA)
+    jsonschema.validate(data, RESULTS_SCHEMA)
     run_result = RunResult.from_dict(data)
     cell = run_result.cell("haproxy-default", "browser-tab-get")
     assert cell.client["sent"]["headers"][0] == ["Host", cell.client["sent"]["headers"][0][1]]
