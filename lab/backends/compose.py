@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -89,10 +90,15 @@ class ComposeBackend:
 
     # The compose CLI.
 
+    @functools.cached_property
+    def _cli(self) -> list[str]:
+        """The compose command, found once per backend (each probe is a subprocess)."""
+        return compose_command()
+
     def _compose(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         files = ["-f", COMPOSE_FILE] + (["-f", OFFLINE_FILE] if self.offline else [])
         return subprocess.run(
-            [*compose_command(), "-p", PROJECT, *files, *args],
+            [*self._cli, "-p", PROJECT, *files, *args],
             cwd=self.project_dir,
             capture_output=True,
             text=True,
