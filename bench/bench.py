@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.backends import ACCELERATED, StackOptions  # noqa: E402
-from lab.backends.compose import ComposeBackend  # noqa: E402
-from lab.backends.local import LocalBackend  # noqa: E402
-from lab.runner import RunOptions, run  # noqa: E402
-from lab.scenario import load_scenarios  # noqa: E402
-from lab.topology import load_topologies  # noqa: E402
+from wslab.backends import ACCELERATED, StackOptions  # noqa: E402
+from wslab.backends.compose import ComposeBackend  # noqa: E402
+from wslab.backends.local import LocalBackend  # noqa: E402
+from wslab.runner import RunOptions, run  # noqa: E402
+from wslab.scenario import load_scenarios  # noqa: E402
+from wslab.topology import load_topologies  # noqa: E402
 
 
 def timed_run(concurrency: int) -> tuple[float, int, dict[str, int]]:

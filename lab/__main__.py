@@ -1,4 +1,4 @@
-"""``python -m lab`` is the ``wslab`` command."""
+"""``python -m wslab`` is the ``wslab`` command."""
 
 import sys
 

@@ -28,8 +28,9 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .probe.wire import RequestHead, ResponseHead, parse_response_head
+from .probe import wire
 from .processes import ManagedProcess, log_tail
+from .records import BrowserRequest, Close, RequestHead, ResponseHead
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 """The binary itself: Debian's /usr/bin/chromium wrapper adds flags of its own."""
@@ -291,33 +292,35 @@ async def _serve_page(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     writer.close()
 
 
-def request_record(method: str, target: str, headers: dict[str, str]) -> dict[str, Any]:
+def request_record(method: str, target: str, headers: dict[str, str]) -> RequestHead:
     """A request Chromium sent, in the probe server's record shape (Chromium gives no raw head)."""
-    return RequestHead(method, target, "HTTP/1.1", list(headers.items())).to_dict()
+    return RequestHead.model_validate(
+        wire.RequestHead(method, target, "HTTP/1.1", list(headers.items())).to_dict()
+    )
 
 
-def response_record(response: dict[str, Any], raw: str | None = None) -> dict[str, Any]:
+def response_record(response: dict[str, Any], raw: str | None = None) -> ResponseHead:
     """The response head Chromium reported (``status``, ``statusText``, ``headers``): parsed
     from its raw text when Chromium gave one, here or in ``headersText``."""
     raw = raw or response.get("headersText")
-    head = parse_response_head(raw.encode("latin-1", "replace")) if raw else None
+    head = wire.parse_response_head(raw.encode("latin-1", "replace")) if raw else None
     if head is None:
         headers = list(response.get("headers", {}).items())
-        head = ResponseHead("HTTP/1.1", response["status"], response.get("statusText", ""), headers)
-    return head.to_dict()
+        head = wire.ResponseHead("HTTP/1.1", response["status"], response.get("statusText", ""), headers)
+    return ResponseHead.model_validate(head.to_dict())
 
 
 @dataclass
 class Exchange:
     """What Chromium reported for one step: the evidence a transcript needs."""
 
-    sent: dict[str, Any] | None = None
-    received: dict[str, Any] | None = None
+    sent: RequestHead | None = None
+    received: ResponseHead | None = None
     upgraded: bool = False
     subprotocol: str | None = None
     error: str | None = None
-    close: dict[str, Any] | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    close: Close | None = None
+    requests: list[BrowserRequest] = field(default_factory=list)
     """Every request the page made, in order: the document and Chromium's own follow-ups."""
     detail: str = ""
 
@@ -356,7 +359,7 @@ def _target(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def _page_requests(tab: Tab) -> list[dict[str, Any]]:
+def _page_requests(tab: Tab) -> list[BrowserRequest]:
     """The HTTP requests of a tab, each with the headers Chromium wrote and what came back."""
     extra = {p["requestId"]: p for p in tab.named("Network.requestWillBeSentExtraInfo")}
     raw_heads = {p["requestId"]: p.get("headersText") for p in tab.named("Network.responseReceivedExtraInfo")}
@@ -371,13 +374,13 @@ def _page_requests(tab: Tab) -> list[dict[str, Any]]:
         headers = extra.get(number, {}).get("headers") or sent["request"]["headers"]
         response = responses.get(number)
         requests.append(
-            {
-                "url": url,
-                "type": sent.get("type", ""),
-                "sent": request_record(sent["request"]["method"], _target(url), headers),
-                "received": response_record(response, raw_heads.get(number)) if response else None,
-                "error": failures.get(number),
-            }
+            BrowserRequest(
+                url=url,
+                type=sent.get("type", ""),
+                sent=request_record(sent["request"]["method"], _target(url), headers),
+                received=response_record(response, raw_heads.get(number)) if response else None,
+                error=failures.get(number),
+            )
         )
     return requests
 
@@ -402,14 +405,14 @@ async def visit(browser: Chromium, url: str, timeout: float) -> Exchange:
     if page is None:
         exchange.error = "Chromium sent no request"
         return exchange
-    exchange.sent, exchange.received = page["sent"], page["received"]
+    exchange.sent, exchange.received = page.sent, page.received
     if not loaded:
         exchange.error = f"the page did not load within {timeout:g} s"
-    elif page["received"] is None:
-        exchange.error = f"Chromium: {page['error'] or 'no response'}"
+    elif page.received is None:
+        exchange.error = f"Chromium: {page.error or 'no response'}"
     exchange.detail = "; then ".join(
-        f"{r['sent']['method']} {r['sent']['path']} -> "
-        + (str(r["received"]["status"]) if r["received"] else r["error"] or "nothing")
+        f"{r.sent.method} {r.sent.path} -> "
+        + (str(r.received.status) if r.received else r.error or "nothing")
         for r in requests
     )
     return exchange
@@ -464,7 +467,7 @@ async def open_websocket(
     elif failure is not None and (status := _refused_status(failure["errorMessage"])) is not None:
         exchange.received = response_record({"status": status})
     if log["code"] is not None:
-        exchange.close = {"code": log["code"], "reason": log["reason"]}
+        exchange.close = Close(code=log["code"], reason=log["reason"] or "")
     if not log["opened"]:
         why = failure["errorMessage"] if failure else f"closed with {log['code']} before opening"
         exchange.error = "Chromium: " + ("no answer in time" if log.get("timedOut") else why)

@@ -1,6 +1,8 @@
 """The ``wslab`` command line: argument parsing, signals and exit codes.
 
-The commands themselves live in lab/commands/, one module per family.
+The commands themselves live in wslab/commands/, one module per family. Every
+error meant for a person is a :class:`~wslab.errors.WslabError`; :func:`main`
+prints it on one line and exits with its code, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -9,17 +11,50 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from typing import Any
 
+import websockets
 from rich.console import Console
 
 from .backends import ACCELERATED
-from .backends.local import LabError
-from .commands import COMMANDS, EXIT_INTERRUPTED, EXIT_LAB, EXIT_USAGE, RENDERERS, UsageError
-from .probe.provision import ProvisionError
-from .scenario import ScenarioError
-from .topology import TopologyError
+from .commands import COMMANDS, RENDERERS
+from .errors import EXIT_INTERRUPTED, EXIT_OK, WslabError
+from .proxies import REGISTRY
+
+
+def wslab_version() -> str:
+    try:
+        return installed_version("wslab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+async def _proxy_versions() -> list[str]:
+    found = [(kind, binary) for kind in REGISTRY.values() if (binary := kind.locate()) is not None]
+    versions = await asyncio.gather(*(kind.version(binary) for kind, binary in found))
+    lines = [
+        f"{kind.name} {version} ({binary})" for (kind, binary), version in zip(found, versions, strict=True)
+    ]
+    missing = [kind.name for kind in REGISTRY.values() if kind.locate() is None]
+    return lines + ([f"not found: {', '.join(missing)}"] if missing else [])
+
+
+class VersionAction(argparse.Action):
+    """``--version``: wslab's, websockets' and each installed proxy's version, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="print the versions of wslab, websockets and each proxy"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        lines = [f"wslab {wslab_version()}", f"websockets {websockets.__version__}"]
+        lines += asyncio.run(_proxy_versions())
+        print("\n".join(lines))
+        parser.exit(EXIT_OK)
 
 
 def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wslab",
         description="WebSocket deployment lab: real proxies in front of an observing server.",
     )
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_parser = commands.add_parser("run", help="play every scenario through every topology")
@@ -209,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     compose_mode.add_argument("--write", action="store_true")
     compose_mode.add_argument("--check", action="store_true")
 
+    schema_parser = commands.add_parser(
+        "schema", help="print (or --write, --check) the JSON Schema of results files, made from the records"
+    )
+    schema_mode = schema_parser.add_mutually_exclusive_group()
+    schema_mode.add_argument("--write", action="store_true")
+    schema_mode.add_argument("--check", action="store_true")
+
     list_parser = commands.add_parser("list", help="list topologies and scenarios")
     list_parser.add_argument("--scenarios", "-s", action="append", metavar="PATH")
 
@@ -238,16 +281,13 @@ def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["probe-server"]:
-        from .probe.deploy import main as serve_deployed
+        from .probe.standalone import main as serve_standalone
 
-        return serve_deployed(argv[1:], prog="wslab probe-server")
+        return serve_standalone(argv[1:], prog="wslab probe-server")
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         return _run_until_signal(COMMANDS[args.command](args, console))
-    except (ScenarioError, TopologyError, UsageError) as exc:
-        print(f"wslab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (LabError, ProvisionError) as exc:
-        print(f"wslab: lab failure: {exc}", file=sys.stderr)
-        return EXIT_LAB
+    except WslabError as error:
+        print(f"wslab: {error.label}: {error}", file=sys.stderr)
+        return error.exit_code

@@ -16,82 +16,37 @@ import base64
 import contextlib
 import json
 import os
-import ssl
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
-from .probe.wire import RequestHead, parse_response_head, split_head, with_cell
+from .endpoint import Endpoint
+from .probe import wire
+from .records import (
+    BrowserReport,
+    ClientKind,
+    Close,
+    Hold,
+    RequestHead,
+    ResponseHead,
+    Step,
+    Transcript,
+)
 
 
-@dataclass
-class Endpoint:
-    """Where a cell's client connects: a local topology on loopback, or a remote target."""
-
-    host: str
-    port: int
-    tls: ssl.SSLContext | None = None
-    """TLS settings for wss:// targets; None for plain ws://."""
-    name: str = ""
-    """The host name to send (Host header, TLS server name) when it differs from ``host``."""
-
-    @property
-    def authority(self) -> str:
-        default = 443 if self.tls else 80
-        host = self.name or self.host
-        return host if self.name and self.port == default else f"{host}:{self.port}"
-
-    def ws_url(self, path: str = "/") -> str:
-        return f"{'wss' if self.tls else 'ws'}://{self.authority}{path}"
-
-    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A TCP (or TLS) connection to the endpoint."""
-        if self.tls is None:
-            return await asyncio.open_connection(self.host, self.port)
-        return await asyncio.open_connection(
-            self.host, self.port, ssl=self.tls, server_hostname=self.name or self.host
-        )
+def request_record(head: wire.RequestHead) -> RequestHead:
+    """A request head as the records keep it (its path without the correlation parameter)."""
+    return RequestHead.model_validate(head.to_dict())
 
 
-@dataclass
-class Transcript:
-    """Everything the client did and saw in one cell."""
-
-    kind: str = ""
-    sent: dict[str, Any] | None = None
-    received: dict[str, Any] | None = None
-    connected: bool = False
-    upgraded: bool = False
-    subprotocol: str | None = None
-    error: str | None = None
-    timed_out: bool = False
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    close: dict[str, Any] | None = None
-    hold: dict[str, Any] | None = None
-    browser: dict[str, Any] | None = None
-    """Browser steps only: Chromium's version and every request the page made."""
-    started_at: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "sent": self.sent,
-            "received": self.received,
-            "connected": self.connected,
-            "upgraded": self.upgraded,
-            "subprotocol": self.subprotocol,
-            "error": self.error,
-            "timed_out": self.timed_out,
-            "steps": self.steps,
-            "close": self.close,
-            "hold": self.hold,
-            "browser": self.browser,
-        }
+def response_record(data: bytes) -> ResponseHead | None:
+    """The response head at the start of ``data``, as the records keep it; None if there is none."""
+    head = wire.parse_response_head(data)
+    return ResponseHead.model_validate(head.to_dict()) if head else None
 
 
 class RecordingConnection(ClientConnection):
@@ -104,7 +59,7 @@ class RecordingConnection(ClientConnection):
 
     def data_received(self, data: bytes) -> None:
         self.last_byte_at = time.monotonic()
-        if split_head(self.raw_head) is None:
+        if wire.split_head(self.raw_head) is None:
             self.raw_head += data
         super().data_received(data)
 
@@ -147,14 +102,14 @@ class Client:
         self.websocket: RecordingConnection | None = None
 
     def _target(self, path: str) -> str:
-        return with_cell(path, self.cell) if self.cell else path
+        return wire.with_cell(path, self.cell) if self.cell else path
 
     async def play(self, steps: list[dict[str, Any]]) -> Transcript:
         """Run every step in order; the first failing step ends the run."""
         try:
             for step in steps:
                 ((action, argument),) = step.items()
-                record = {"step": action, "argument": argument, "ok": True}
+                record = Step(step=action, argument=argument)
                 self.transcript.steps.append(record)
                 try:
                     detail = await asyncio.wait_for(
@@ -163,13 +118,13 @@ class Client:
                 except TimeoutError:
                     self.transcript.timed_out = True
                     detail = f"no answer within {self._timeout_for(action, argument):g} s"
-                    record["ok"] = False
+                    record.ok = False
                 except (OSError, websockets.WebSocketException, StepFailed) as exc:
                     detail = _error_text(exc)
-                    record["ok"] = False
+                    record.ok = False
                 if detail:
-                    record["detail"] = detail
-                if not record["ok"]:
+                    record.detail = detail
+                if not record.ok:
                     self.transcript.error = self.transcript.error or f"{action}: {detail}"
                     break
         finally:
@@ -193,15 +148,15 @@ class Client:
             await self.websocket.close()
             self.transcript.close = self._close_record()
 
-    def _close_record(self) -> dict[str, Any]:
+    def _close_record(self) -> Close:
         websocket = self.websocket
         assert websocket is not None
-        return {"code": websocket.close_code, "reason": websocket.close_reason}
+        return Close(code=websocket.close_code, reason=websocket.close_reason or "")
 
     # Opening steps.
 
     async def _connect(self, argument: dict[str, Any]) -> str:
-        self.transcript.kind = "connect"
+        self.transcript.kind = ClientKind.CONNECT
         key = _new_key()
         headers = [_fill(h, self.endpoint, key) for h in argument.get("headers", [])]
         opened: list[RecordingConnection] = []
@@ -237,16 +192,15 @@ class Client:
         self.transcript.connected = True
         request = getattr(connection, "request", None)
         if request is not None:
-            self.transcript.sent = RequestHead(
-                "GET", request.path, "HTTP/1.1", list(request.headers.raw_items())
-            ).to_dict()
-        head = parse_response_head(connection.raw_head)
-        self.transcript.received = head.to_dict() if head else None
+            self.transcript.sent = request_record(
+                wire.RequestHead("GET", request.path, "HTTP/1.1", list(request.headers.raw_items()))
+            )
+        self.transcript.received = response_record(connection.raw_head)
 
     async def _raw(self, argument: dict[str, Any]) -> str:
-        self.transcript.kind = "raw"
+        self.transcript.kind = ClientKind.RAW
         key = _new_key()
-        head = RequestHead(
+        head = wire.RequestHead(
             argument.get("method", "GET"),
             self._target(argument.get("path", "/")),
             argument.get("version", "HTTP/1.1"),
@@ -258,26 +212,26 @@ class Client:
             lines = [f"{head.method} {head.target} {head.version}"]
             lines += [f"{name}: {value}" for name, value in head.headers]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            self.transcript.sent = head.to_dict()
+            self.transcript.sent = request_record(head)
             data = b""
-            while split_head(data) is None:
+            while wire.split_head(data) is None:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
                 data += chunk
         finally:
             writer.close()
-        response = parse_response_head(data)
+        response = response_record(data)
         if response is None:
             raise StepFailed(
                 "connection closed without a response" if not data else f"unreadable response: {data[:80]!r}"
             )
-        self.transcript.received = response.to_dict()
+        self.transcript.received = response
         self.transcript.upgraded = response.status == 101
         return ""
 
     async def _tcp_probe(self, argument: dict[str, Any]) -> str:
-        self.transcript.kind = "tcp_probe"
+        self.transcript.kind = ClientKind.TCP_PROBE
         _, writer = await self.endpoint.open()
         self.transcript.connected = True
         writer.close()
@@ -308,12 +262,12 @@ class Client:
         except RuntimeError as error:  # a DevTools command Chromium refused
             raise StepFailed(f"Chromium: {error}") from None
         transcript = self.transcript
-        transcript.kind = "browser"
+        transcript.kind = ClientKind.BROWSER
         transcript.connected = exchange.sent is not None
         transcript.sent, transcript.received = exchange.sent, exchange.received
         transcript.upgraded, transcript.subprotocol = exchange.upgraded, exchange.subprotocol
         transcript.close = exchange.close
-        transcript.browser = {"product": self._chromium.version, "requests": exchange.requests}
+        transcript.browser = BrowserReport(product=self._chromium.version, requests=exchange.requests)
         if exchange.error:
             raise StepFailed(exchange.error)
         return exchange.detail
@@ -362,17 +316,17 @@ class Client:
         ended = time.monotonic()
         closed = websocket.close_code is not None
         lived = ended - started
-        self.transcript.hold = {
-            "seconds": wanted,
-            "seconds_faithful": float(argument["seconds"]),
-            "closed": closed,
-            "lived": round(lived, 3),
-            "lived_faithful": round(lived / self.time_scale, 1),
-            "since_last_byte": round(ended - websocket.last_byte_at, 3),
-            "code": websocket.close_code,
-            "reason": websocket.close_reason,
-            "closed_by": self._closed_by() if closed else None,
-        }
+        self.transcript.hold = Hold(
+            seconds=wanted,
+            seconds_faithful=float(argument["seconds"]),
+            closed=closed,
+            lived=round(lived, 3),
+            lived_faithful=round(lived / self.time_scale, 1),
+            since_last_byte=round(ended - websocket.last_byte_at, 3),
+            code=websocket.close_code,
+            reason=websocket.close_reason,
+            closed_by=self._closed_by() if closed else None,
+        )
         if closed:
             self.transcript.close = self._close_record()
             return f"closed after {lived:.2f} s ({lived / self.time_scale:.0f} s faithful)"
@@ -395,7 +349,7 @@ class Client:
     async def _expect_close(self, argument: dict[str, Any]) -> str:
         await self._open.wait_closed()
         self.transcript.close = self._close_record()
-        code = self.transcript.close["code"]
+        code = self.transcript.close.code
         if "code" in argument and code != argument["code"]:
             raise StepFailed(f"expected close code {argument['code']}, got {code}")
         return f"closed with {code}"

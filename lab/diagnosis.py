@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from .evidence import Facts, header
+from .evidence import Evidence
+from .records import Check, ClientKind, Diagnosis, Hold
 from .topology import Topology
 
 PROCESS_REQUEST_FIX = """\
@@ -35,24 +35,14 @@ UPGRADE_WEBSOCKETS_FIX = (
 
 
 @dataclass(frozen=True)
-class Diagnosis:
-    rule: str
-    cause: str
-    fix: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"rule": self.rule, "cause": self.cause, "fix": self.fix}
-
-
-@dataclass(frozen=True)
 class Rule:
     id: str
-    when: Callable[[Facts], bool]
-    cause: Callable[[Facts], str]
-    fix: Callable[[Facts, Topology], str]
+    when: Callable[[Evidence], bool]
+    cause: Callable[[Evidence], str]
+    fix: Callable[[Evidence, Topology], str]
 
 
-def _proxy_fix(facts: Facts, topology: Topology) -> str:
+def _proxy_fix(facts: Evidence, topology: Topology) -> str:
     return topology.websocket_fix or GENERIC_PROXY_FIX
 
 
@@ -60,14 +50,14 @@ def _shown(value: str | None) -> str:
     return f"'{value}'" if value is not None else "absent"
 
 
-def _server_said(facts: Facts) -> str:
+def _server_said(facts: Evidence) -> str:
     if facts.server_error is None:
         return f" The server answered {facts.server_status}." if facts.server_status else ""
     answer = f"answered {facts.server_status}" if facts.server_status else "closed without answering"
     return f" The server {answer}: '{facts.server_error}'."
 
 
-def _client_got(facts: Facts) -> str:
+def _client_got(facts: Evidence) -> str:
     """What the client got, when that differs from what the server answered."""
     if facts.status is not None and facts.status == facts.server_status:
         return ""
@@ -75,23 +65,20 @@ def _client_got(facts: Facts) -> str:
     return f" Then {got}."
 
 
-def _http2_stream(facts: Facts) -> str:
+def _http2_stream(facts: Evidence) -> str:
     """Which HTTP/2 stream carried this cell's request, read from the frames the server got."""
-    stream = (facts.server or {}).get("http2_request")
-    if not stream:
+    stream = facts.server.http2_request if facts.server else None
+    if stream is None:
         return ""
-    protocol = header(stream["headers"], ":protocol")
+    protocol = stream.header(":protocol")
     carried = f" with :protocol {protocol} (RFC 8441, WebSocket over HTTP/2)" if protocol else ""
-    return f" This request was stream {stream['stream']} on it: {stream['method']} {stream['path']}{carried}."
+    return f" This request was stream {stream.stream} on it: {stream.method} {stream.path}{carried}."
 
 
-def _hold(facts: Facts) -> dict[str, Any]:
-    return facts.transcript.get("hold") or {}
-
-
-def _cut_while_idle(facts: Facts) -> bool:
-    hold = _hold(facts)
-    return bool(hold.get("closed")) and hold["since_last_byte"] >= 0.9 * hold["lived"]
+def _cut(facts: Evidence) -> Hold | None:
+    """The hold step's record, if the connection it held was cut."""
+    hold = facts.transcript.hold
+    return hold if hold is not None and hold.closed else None
 
 
 def _limits(topology: Topology) -> str:
@@ -104,12 +91,13 @@ def _limits(topology: Topology) -> str:
     )
 
 
-def _ended(facts: Facts) -> str:
-    hold = _hold(facts)
+def _ended(facts: Evidence) -> str:
+    hold = facts.transcript.hold
+    assert hold is not None
     return (
-        f"after {hold['lived_faithful']:g} s (faithful; {hold['lived']:.2f} s in this run), "
-        f"{hold['since_last_byte']:.2f} s after the last byte, closed by {hold['closed_by']}, "
-        f"code {hold['code']}"
+        f"after {hold.lived_faithful:g} s (faithful; {hold.lived:.2f} s in this run), "
+        f"{hold.since_last_byte:.2f} s after the last byte, closed by {hold.closed_by}, "
+        f"code {hold.code}"
     )
 
 
@@ -124,9 +112,9 @@ LIMIT_FIXES = {
 RULES: list[Rule] = [
     Rule(
         "timeout",
-        lambda f: bool(f.transcript.get("timed_out")),
+        lambda f: f.transcript.timed_out,
         lambda f: (
-            f"Timed out: {f.transcript.get('error')}."
+            f"Timed out: {f.transcript.error}."
             + (" The request reached the server." if f.reached_server else " Nothing reached the server.")
         ),
         lambda f, t: (
@@ -138,7 +126,7 @@ RULES: list[Rule] = [
     ),
     Rule(
         "idle-timeout",
-        _cut_while_idle,
+        lambda f: (hold := _cut(f)) is not None and hold.cut_while_idle,
         lambda f: (
             f"The open WebSocket was cut while nothing crossed it, {_ended(f)}: an idle timeout on the path."
         ),
@@ -146,7 +134,7 @@ RULES: list[Rule] = [
     ),
     Rule(
         "lifetime-cap",
-        lambda f: bool(_hold(f).get("closed")) and not _cut_while_idle(f),
+        lambda f: (hold := _cut(f)) is not None and not hold.cut_while_idle,
         lambda f: (
             f"The WebSocket was cut although pings kept crossing it, {_ended(f)}: a cap on "
             "the connection's lifetime, such as a request timeout."
@@ -155,11 +143,11 @@ RULES: list[Rule] = [
     ),
     Rule(
         "upstream-speaks-http2",
-        lambda f: f.server_request is not None and f.server_request["method"] == "PRI",
+        lambda f: f.server_request is not None and f.server_request.method == "PRI",
         lambda f: (
             "The front end spoke HTTP/2 (h2c) to the server: it received the HTTP/2 connection "
-            f"preface '{f.server_request['method']} {f.server_request['target']} "
-            f"{f.server_request['version']}', which websockets, an HTTP/1.1 server, cannot read "
+            f"preface '{f.server_request.method} {f.server_request.target} "
+            f"{f.server_request.version}', which websockets, an HTTP/1.1 server, cannot read "
             f"('{f.server_error}'). Every request fails this way, WebSocket or not."
             f"{_http2_stream(f)}{_client_got(f)}"
         ),
@@ -170,8 +158,9 @@ RULES: list[Rule] = [
         lambda f: (
             f.client_asked_upgrade
             and f.server_request is not None
-            and (f.sent or {}).get("version") == "HTTP/1.1"
-            and f.server_request["version"] == "HTTP/1.0"
+            and f.sent is not None
+            and f.sent.version == "HTTP/1.1"
+            and f.server_request.version == "HTTP/1.0"
         ),
         lambda f: (
             "The proxy downgraded the request to HTTP/1.0 (the server received "
@@ -184,10 +173,11 @@ RULES: list[Rule] = [
     Rule(
         "proxy-upgraded-http10",
         lambda f: (
-            (f.sent or {}).get("version") == "HTTP/1.0"
+            f.sent is not None
+            and f.sent.version == "HTTP/1.0"
             and f.server_request is not None
-            and f.server_request["version"] == "HTTP/1.1"
-            and f.transcript.get("upgraded", False)
+            and f.server_request.version == "HTTP/1.1"
+            and f.transcript.upgraded
         ),
         lambda f: (
             "The client asked for an upgrade over HTTP/1.0, which RFC 6455 does not allow; "
@@ -228,8 +218,8 @@ RULES: list[Rule] = [
             and f.server_request is not None
         ),
         lambda f: (
-            f"websockets could not parse this {f.server_request['method']} "
-            f"{f.server_request['version']} request ({f.server['error']['cause']}) and closed the "
+            f"websockets could not parse this {f.server_request.method} "
+            f"{f.server_request.version} request ({f.server.error.cause}) and closed the "
             f"connection without any response.{_client_got(f)}"
         ),
         lambda f, t: UPGRADE_WEBSOCKETS_FIX,
@@ -272,25 +262,25 @@ RULES: list[Rule] = [
     ),
     Rule(
         "nothing-reached-server",
-        lambda f: not f.reached_server and f.transcript.get("kind") != "tcp_probe",
+        lambda f: not f.reached_server and f.transcript.kind != ClientKind.TCP_PROBE,
         lambda f: (
             "Nothing reached the server."
             + _client_got(f)
-            + (f" Client error: {f.transcript['error']}." if f.transcript.get("error") else "")
+            + (f" Client error: {f.transcript.error}." if f.transcript.error else "")
         ),
         lambda f, t: "Read the proxy's log for why it did not forward the request.",
     ),
 ]
 
 
-def diagnose(facts: Facts, topology: Topology, failed: list[Any]) -> Diagnosis:
-    """The cause and fix hint for a cell that did not pass."""
+def diagnose(evidence: Evidence, topology: Topology, failed: list[Check]) -> Diagnosis:
+    """The cause and fix hint for a cell that did not pass: the first rule that holds."""
     for rule in RULES:
-        if rule.when(facts):
-            return Diagnosis(rule.id, rule.cause(facts), rule.fix(facts, topology))
+        if rule.when(evidence):
+            return Diagnosis(rule=rule.id, cause=rule.cause(evidence), fix=rule.fix(evidence, topology))
     mismatches = "; ".join(f"{c.name}: expected {c.expected!r}, got {c.actual!r}" for c in failed)
     return Diagnosis(
-        "expectation-mismatch",
-        f"The exchange completed but did not match the scenario: {mismatches}.",
-        "Compare what the client sent with what the server received in the evidence.",
+        rule="expectation-mismatch",
+        cause=f"The exchange completed but did not match the scenario: {mismatches}.",
+        fix="Compare what the client sent with what the server received in the evidence.",
     )

@@ -7,22 +7,11 @@ knows about topologies: the same data decides every cell.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from .evidence import Facts, header
+from .evidence import Evidence
+from .records import Check, header_value
 from .scenario import OPENING_STEPS
-
-
-@dataclass
-class Check:
-    name: str
-    expected: Any
-    actual: Any
-    ok: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _status_matches(pattern: int | str, status: int | None) -> bool:
@@ -33,104 +22,106 @@ def _status_matches(pattern: int | str, status: int | None) -> bool:
     return str(status)[0] == pattern[0]
 
 
-def _check_status(expected: Any, facts: Facts) -> Check:
+def _check_status(expected: Any, evidence: Evidence) -> Check:
     patterns = expected if isinstance(expected, list) else [expected]
-    status = facts.status
+    status = evidence.status
     ok = any(_status_matches(pattern, status) for pattern in patterns)
-    return Check("status", expected, status if status is not None else "no response", ok)
+    return Check(
+        name="status", expected=expected, actual=status if status is not None else "no response", ok=ok
+    )
 
 
-def _check_server_received(expected: dict[str, Any], facts: Facts) -> list[Check]:
-    request = facts.server_request
+def _check_server_received(expected: dict[str, Any], evidence: Evidence) -> list[Check]:
+    request = evidence.server_request
     if request is None:
-        return [Check("server_received", expected, "nothing reached the server", False)]
-    headers = request["headers"]
+        return [
+            Check(name="server_received", expected=expected, actual="nothing reached the server", ok=False)
+        ]
+    headers = request.headers
     checks = []
     for key in ("version", "method", "path"):
         if key in expected:
+            actual = getattr(request, key)
             checks.append(
-                Check(f"server_received.{key}", expected[key], request[key], expected[key] == request[key])
+                Check(
+                    name=f"server_received.{key}",
+                    expected=expected[key],
+                    actual=actual,
+                    ok=expected[key] == actual,
+                )
             )
     for name in expected.get("headers_present", []):
-        value = header(headers, name)
+        value = header_value(headers, name)
         checks.append(
             Check(
-                f"server_received has {name}",
-                "present",
-                value if value is not None else "absent",
-                value is not None,
+                name=f"server_received has {name}",
+                expected="present",
+                actual=value if value is not None else "absent",
+                ok=value is not None,
             )
         )
     for name in expected.get("headers_absent", []):
-        value = header(headers, name)
+        value = header_value(headers, name)
         checks.append(
             Check(
-                f"server_received lacks {name}",
-                "absent",
-                value if value is not None else "absent",
-                value is None,
+                name=f"server_received lacks {name}",
+                expected="absent",
+                actual=value if value is not None else "absent",
+                ok=value is None,
             )
         )
     for name, want in expected.get("headers", {}).items():
-        value = header(headers, name)
+        value = header_value(headers, name)
         checks.append(
             Check(
-                f"server_received {name}",
-                want,
-                value if value is not None else "absent",
-                value is not None and value.lower() == want.lower(),
+                name=f"server_received {name}",
+                expected=want,
+                actual=value if value is not None else "absent",
+                ok=value is not None and value.lower() == want.lower(),
             )
         )
     return checks
 
 
-def _steps_check(facts: Facts) -> Check | None:
+def _steps_check(evidence: Evidence) -> Check | None:
     """Every step must have run, unless the opening step got an HTTP answer other than 101
     (then the status decides)."""
-    failed = [step for step in facts.transcript["steps"] if not step["ok"]]
+    failed = [step for step in evidence.transcript.steps if not step.ok]
     if not failed:
         return None
     step = failed[0]
-    if step["step"] in OPENING_STEPS and facts.status is not None and not facts.transcript["upgraded"]:
+    if step.step in OPENING_STEPS and evidence.status is not None and not evidence.transcript.upgraded:
         return None
-    return Check(f"step {step['step']}", "completes", step.get("detail", "failed"), False)
+    return Check(name=f"step {step.step}", expected="completes", actual=step.detail or "failed", ok=False)
 
 
-def evaluate(expect: dict[str, Any], facts: Facts) -> list[Check]:
+def evaluate(expect: dict[str, Any], evidence: Evidence) -> list[Check]:
     """All checks of a scenario's expectations, in a stable order."""
     checks: list[Check] = []
-    steps = _steps_check(facts)
+    steps = _steps_check(evidence)
     if steps is not None:
         checks.append(steps)
-    transcript = facts.transcript
+    transcript = evidence.transcript
     if "status" in expect:
-        checks.append(_check_status(expect["status"], facts))
+        checks.append(_check_status(expect["status"], evidence))
     for key in ("upgraded", "connected", "subprotocol"):
         if key in expect:
-            checks.append(Check(key, expect[key], transcript[key], expect[key] == transcript[key]))
+            actual = getattr(transcript, key)
+            checks.append(Check(name=key, expected=expect[key], actual=actual, ok=expect[key] == actual))
     if "survives" in expect:
-        hold = transcript.get("hold") or {}
-        survived = hold.get("closed") is False
-        actual = "still open" if survived else f"closed after {hold.get('lived_faithful', '?')} s (faithful)"
-        checks.append(Check("survives", expect["survives"], actual, expect["survives"] == survived))
-    if "reached_server" in expect:
+        hold = transcript.hold
+        survived = hold is not None and not hold.closed
+        lived = f"{hold.lived_faithful:g}" if hold is not None else "?"
+        actual = "still open" if survived else f"closed after {lived} s (faithful)"
         checks.append(
             Check(
-                "reached_server",
-                expect["reached_server"],
-                facts.reached_server,
-                expect["reached_server"] == facts.reached_server,
+                name="survives", expected=expect["survives"], actual=actual, ok=expect["survives"] == survived
             )
         )
-    if "server_error" in expect:
-        checks.append(
-            Check(
-                "server_error",
-                expect["server_error"],
-                facts.server_error,
-                expect["server_error"] == facts.server_error,
-            )
-        )
+    for key in ("reached_server", "server_error"):
+        if key in expect:
+            actual = getattr(evidence, key)
+            checks.append(Check(name=key, expected=expect[key], actual=actual, ok=expect[key] == actual))
     if "server_received" in expect:
-        checks.extend(_check_server_received(expect["server_received"], facts))
+        checks.extend(_check_server_received(expect["server_received"], evidence))
     return checks

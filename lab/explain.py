@@ -11,9 +11,8 @@ that strips an upgrade leaves ``Sec-WebSocket-Key``; a browser tab never sent on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from .results import CellResult, RunResult
+from .records import Cell, RequestHead, Run, ServerError
 
 AS_EXPECTED = "as-expected"
 """The group of cells whose scenario expects this error (the server's answer was right)."""
@@ -43,7 +42,7 @@ class Cause:
     topologies: list[str] = field(default_factory=list)
     tells: list[Tell] = field(default_factory=list)
     """How this cause's requests differ from each other cause's, header by header."""
-    request: dict[str, Any] | None = None
+    request: RequestHead | None = None
     """One request of this cause as the server received it."""
 
 
@@ -58,36 +57,36 @@ class Explanation:
     websockets: str
 
 
-def matches(error: dict[str, Any] | None, text: str) -> bool:
+def matches(error: ServerError | None, text: str) -> bool:
     """Whether a recorded server error is the one in a log line (either may hold the other)."""
     wanted = " ".join(text.split()).lower()
-    if not error or not wanted:
+    if error is None or not wanted:
         return False
-    exact = error["text"].lower()
-    return exact in wanted or wanted in f"{error['type']}: {error['text']}".lower()
+    exact = error.text.lower()
+    return exact in wanted or wanted in f"{error.type}: {error.text}".lower()
 
 
-def _names(request: dict[str, Any] | None) -> set[str]:
-    return {name.lower() for name, _ in (request or {}).get("headers", [])}
+def _names(request: RequestHead | None) -> set[str]:
+    return {name.lower() for name, _ in request.headers} if request else set()
 
 
-def explain(result: RunResult, text: str) -> Explanation:
+def explain(result: Run, text: str) -> Explanation:
     """Every cause of ``text`` in ``result``, most cells first."""
-    titles = {scenario["id"]: scenario["title"] for scenario in result.scenarios}
+    titles = {scenario.id: scenario.title for scenario in result.scenarios}
     causes: dict[str, Cause] = {}
     requests: dict[str, list[set[str]]] = {}
     errors: set[str] = set()
     for cell in result.cells:
-        logged = [c for c in cell.server if matches(c.get("error"), text)]
+        logged = [c for c in cell.server if c.error and matches(c.error, text)]
         if not logged:
             continue
-        errors.update(f"{c['error']['type']}: {c['error']['text']}" for c in logged)
+        errors.update(f"{c.error.type}: {c.error.text}" for c in logged if c.error)
         cause = causes.setdefault(_rule(cell), _new_cause(cell))
         cause.cells.append((cell.topology, cell.scenario))
         _add(cause.senders, titles.get(cell.scenario, cell.scenario))
         _add(cause.topologies, cell.topology)
-        cause.request = cause.request or logged[0].get("request")
-        requests.setdefault(cause.rule, []).extend(_names(c.get("request")) for c in logged)
+        cause.request = cause.request or logged[0].request
+        requests.setdefault(cause.rule, []).extend(_names(c.request) for c in logged)
     always = {rule: set.intersection(*seen) for rule, seen in requests.items()}
     anywhere = {rule: set.union(*seen) for rule, seen in requests.items()}
     for rule, cause in causes.items():
@@ -102,17 +101,17 @@ def explain(result: RunResult, text: str) -> Explanation:
         causes=sorted(causes.values(), key=lambda c: -len(c.cells)),
         cells_matched=sum(len(c.cells) for c in causes.values()),
         cells_run=len(result.cells),
-        websockets=result.components.get("websockets_server", ""),
+        websockets=result.components.websockets_server,
     )
 
 
-def _rule(cell: CellResult) -> str:
-    return cell.diagnosis["rule"] if cell.diagnosis else AS_EXPECTED
+def _rule(cell: Cell) -> str:
+    return cell.diagnosis.rule if cell.diagnosis else AS_EXPECTED
 
 
-def _new_cause(cell: CellResult) -> Cause:
+def _new_cause(cell: Cell) -> Cause:
     if cell.diagnosis:
-        return Cause(cell.diagnosis["rule"], cell.diagnosis["cause"], cell.diagnosis["fix"])
+        return Cause(cell.diagnosis.rule, cell.diagnosis.cause, cell.diagnosis.fix)
     return Cause(AS_EXPECTED, "The scenario expects this error: the server's answer was the right one.", "")
 
 

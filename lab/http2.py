@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from typing import Any
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 
-from .probe.wire import RequestHead
+from .probe import wire
+from .records import StreamRequest
 
 FRAME_HEADER_BYTES = 9
 HEADERS = 0x1
@@ -53,13 +53,14 @@ def _header_fragment(flags: int, payload: bytes) -> bytes:
     return payload
 
 
-def read_requests(frames: bytes) -> list[dict[str, Any]]:
+def read_streams(frames: bytes) -> list[StreamRequest]:
     """The request of every stream whose header block arrived whole, in arrival order.
 
     Each is a request record like the probe server's (method, target, path,
-    version ``HTTP/2``, headers in order with the pseudo-headers first) plus
-    ``stream`` and ``cell``. Reading stops at the first block HPACK cannot
-    decode, since every later block depends on the same compression state.
+    version ``HTTP/2``, headers in order with the pseudo-headers first) with
+    its stream id and the correlation id in its ``:path``. Reading stops at
+    the first block HPACK cannot decode, since every later block depends on
+    the same compression state.
     """
     decoder = Decoder()
     requests = []
@@ -79,29 +80,14 @@ def read_requests(frames: bytes) -> list[dict[str, Any]]:
             break
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in fields]
         pseudo = dict(headers)
-        head = RequestHead(pseudo.get(":method", ""), pseudo.get(":path", ""), "HTTP/2", headers)
-        requests.append({"stream": stream_id, "cell": head.cell, **head.to_dict()})
+        head = wire.RequestHead(pseudo.get(":method", ""), pseudo.get(":path", ""), "HTTP/2", headers)
+        requests.append(
+            StreamRequest.model_validate({"stream": stream_id, "cell": head.cell, **head.to_dict()})
+        )
         block, stream = b"", None
     return requests
 
 
-def read_connection(record: dict[str, Any]) -> dict[str, Any]:
-    """A handshake record with its ``http2_frames`` replaced by the requests they held
-    (``http2_requests``) and the cells those name (``cells``)."""
-    if "http2_frames" not in record:
-        return record
-    read = {key: value for key, value in record.items() if key != "http2_frames"}
-    requests = read_requests(base64.b64decode(record["http2_frames"]))
-    read["http2_requests"] = requests
-    read["cells"] = [request["cell"] for request in requests if request["cell"]]
-    return read
-
-
-def for_cell(connection: dict[str, Any], cell: str | None) -> dict[str, Any]:
-    """One cell's view of a read connection: the stream that carried its request
-    (``http2_request``) instead of every stream on it."""
-    view = {key: value for key, value in connection.items() if key not in ("http2_requests", "cells")}
-    stream = next((r for r in connection.get("http2_requests", []) if cell and r["cell"] == cell), None)
-    if stream is not None:
-        view["http2_request"] = stream
-    return view
+def read_frames(encoded: str) -> list[StreamRequest]:
+    """:func:`read_streams` of the probe server's ``http2_frames`` field (base64)."""
+    return read_streams(base64.b64decode(encoded))

@@ -1,40 +1,113 @@
 """The runner's end of the probe server's side channel.
 
 :class:`ObservationFeed` holds one control WebSocket open to the probe server
-and collects what it reports. Cells find their connections by correlation id,
-or, for scenarios that run alone on a topology, by listener and time window.
+and turns what it reports into records: a greeting, then one
+:class:`Observed` per connection the server saw (its handshake, and for an
+h2c connection the requests inside it), then how upgraded ones closed. Cells
+find their connections by correlation id, or, for scenarios that run alone on
+a topology, by listener and time window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
-from .http2 import for_cell, read_connection
+from .http2 import read_frames
+from .records import Closed, Connection, StreamRequest
+
+ConnectionKey = tuple[str, int]
+"""(listener, connection number): how the probe server names a connection."""
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The probe server's greeting, sent first on the channel."""
+
+    websockets: str
+    time_scale: float = 1.0
+
+
+@dataclass
+class Observed:
+    """One connection the probe server saw, as it reported it."""
+
+    connection: Connection
+    streams: list[StreamRequest] = field(default_factory=list)
+    """For an h2c connection: every request inside it, read from its HEADERS frames."""
+
+    @property
+    def key(self) -> ConnectionKey:
+        return self.connection.listener, self.connection.conn
+
+    @property
+    def cells(self) -> set[str]:
+        """Every correlation id this connection carried: its request's, or its streams'."""
+        ids = {stream.cell for stream in self.streams if stream.cell}
+        return ids | {self.connection.cell} if self.connection.cell else ids
+
+    def view(self, cell: str | None, closed: Closed | None) -> Connection:
+        """The connection as one cell's evidence: with the stream that carried that cell's
+        request (over h2c), and how it closed."""
+        stream = next((s for s in self.streams if cell and s.cell == cell), None)
+        return self.connection.model_copy(update={"http2_request": stream, "closed": closed})
+
+
+@dataclass(frozen=True)
+class Closing:
+    """An upgraded connection ended."""
+
+    key: ConnectionKey
+    closed: Closed
+
+
+Event = Hello | Observed | Closing
+
+
+def parse_event(message: dict[str, Any]) -> Event | None:
+    """A control-channel message as a record; None for a kind this runner does not know."""
+    kind = message.get("event")
+    if kind == "hello":
+        return Hello(str(message["websockets"]), float(message.get("time_scale") or 1.0))
+    if kind == "handshake":
+        fields = {k: v for k, v in message.items() if k not in ("event", "http2_frames")}
+        frames = message.get("http2_frames")
+        return Observed(Connection.model_validate(fields), read_frames(frames) if frames else [])
+    if kind == "closed":
+        closed = Closed.model_validate({key: message[key] for key in ("at", "code", "reason", "closed_by")})
+        return Closing((message["listener"], message["conn"]), closed)
+    return None
 
 
 class ObservationFeed:
-    """Collects observation events; lets cells wait for theirs."""
+    """Collects the probe server's reports; lets cells wait for theirs."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.hello_event: Hello | None = None
+        self.observed: list[Observed] = []
+        self.closings: dict[ConnectionKey, Closed] = {}
+        self.subscribers: list[Callable[[Event], None]] = []
         self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._connection: Any = None
-        self.subscribers: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+        self._connection: ClientConnection | None = None
 
     async def start(self, host: str, port: int) -> None:
         self._connection = await connect(f"ws://{host}:{port}/", ping_interval=None, max_size=None)
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
+        assert self._connection is not None
         try:
             async for message in self._connection:
-                self.add(json.loads(message))
+                event = parse_event(json.loads(message))
+                if event is not None:
+                    self.add(event)
         except websockets.ConnectionClosed:
             pass
 
@@ -43,9 +116,13 @@ class ObservationFeed:
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    def add(self, event: dict[str, Any]) -> None:
-        event = read_connection(event)
-        self.events.append(event)
+    def add(self, event: Event) -> None:
+        if isinstance(event, Hello):
+            self.hello_event = event
+        elif isinstance(event, Observed):
+            self.observed.append(event)
+        else:
+            self.closings[event.key] = event.closed
         for subscriber in self.subscribers:
             subscriber(event)
         self._changed.set()
@@ -67,69 +144,48 @@ class ObservationFeed:
             return False
         return True
 
-    async def hello(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def hello(self, timeout: float = 10.0) -> Hello:
         """The probe server's greeting (its websockets version), sent first on the channel."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            greeting = next((e for e in self.events if e["event"] == "hello"), None)
-            if greeting is not None:
-                return greeting
+        while self.hello_event is None:
             if not await self._wait_change(deadline):
                 raise TimeoutError("the probe server sent no greeting")
+        return self.hello_event
 
-    async def for_cell(self, cell: str, settle: float) -> list[dict[str, Any]]:
+    async def wait_for_cell(self, cell: str, settle: float, expected: int = 1) -> list[Connection]:
         """Connections tagged with ``cell``, waiting up to ``settle`` s for them to report.
 
-        Waits for at least one handshake, then for the close of every upgraded one.
+        Waits for ``expected`` handshakes (a browser page and its favicon are two), then for
+        the close of every upgraded one.
         """
         deadline = asyncio.get_running_loop().time() + settle
         while True:
-            connections = self._connections(
-                lambda event: event.get("cell") == cell or cell in event.get("cells", ()), cell
-            )
-            if connections and all(c["closed"] or not c["upgraded"] for c in connections):
+            connections = self._views(lambda seen: cell in seen.cells, cell)
+            if len(connections) >= expected and all(c.closed or not c.upgraded for c in connections):
                 return connections
             if not await self._wait_change(deadline):
                 return connections
 
-    async def in_window(self, listener: str, start: float, settle: float) -> list[dict[str, Any]]:
+    async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]:
         """Connections opened on ``listener`` since ``start``, once ``settle`` s have passed."""
         await asyncio.sleep(settle)
-        return self._connections(
-            lambda event: event["listener"] == listener and event.get("opened_at", 0) >= start
+        return self._views(
+            lambda seen: seen.connection.listener == listener and seen.connection.opened_at >= start
         )
 
-    async def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
+    async def unattributed(self, listener: str, start: float) -> list[Connection]:
         """Connections on ``listener`` since ``start`` that carried no correlation id.
 
         A request the server could not read (garbage, an HTTP/2 connection whose
         frames name no cell) has none; such connections are the best evidence a
         cell whose own request never showed up has.
         """
-        connections = self._connections(
-            lambda event: (
-                event["listener"] == listener
-                and event.get("cell") is None
-                and not event.get("cells")
-                and event.get("opened_at", 0) >= start
+        views = self._views(
+            lambda seen: (
+                seen.connection.listener == listener and not seen.cells and seen.connection.opened_at >= start
             )
         )
-        for connection in connections:
-            connection["attributed"] = False
-        return connections
+        return [view.model_copy(update={"attributed": False}) for view in views]
 
-    def _connections(self, match: Any, cell: str | None = None) -> list[dict[str, Any]]:
-        handshakes = [e for e in self.events if e["event"] == "handshake" and match(e)]
-        connections = []
-        for handshake in handshakes:
-            key = (handshake["listener"], handshake["conn"])
-            closed = next(
-                (e for e in self.events if e["event"] == "closed" and (e["listener"], e["conn"]) == key),
-                None,
-            )
-            connection = for_cell({k: v for k, v in handshake.items() if k != "event"}, cell)
-            connection["closed"] = (
-                {k: closed[k] for k in ("at", "code", "reason", "closed_by")} if closed else None
-            )
-            connections.append(connection)
-        return connections
+    def _views(self, match: Callable[[Observed], bool], cell: str | None = None) -> list[Connection]:
+        return [seen.view(cell, self.closings.get(seen.key)) for seen in self.observed if match(seen)]

@@ -1,130 +1,136 @@
-"""Results as data: one record per (topology x scenario) cell, and the run around them.
+"""Results at the edge: a :class:`~wslab.records.Run` written to JSON, read back, merged.
 
-The JSON written by ``wslab run --json`` is :meth:`RunResult.to_dict`; its
-format is documented in docs/results-format.md and described by
-lab/schemas/results.schema.json. Renderers read these records and never
-decide a verdict themselves.
+This is the only place runs become text and text becomes runs. Reading
+treats the file as untrusted input: its size is bounded, its contents are
+validated against the records (unknown fields refused), and any problem is
+one :class:`~wslab.errors.ResultsError` naming the file and the first field
+that is wrong.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-FORMAT = "wslab.results/1"
-PASS, FAIL, ERROR, UNAVAILABLE = "pass", "fail", "error", "unavailable"
-BLOCKED, INFORMATIONAL = "blocked", "informational"
-OUTCOMES = (PASS, FAIL, ERROR, BLOCKED, INFORMATIONAL, UNAVAILABLE)
-"""blocked: a scenario it depends on failed on this topology; informational: an
-informational-tier scenario did not match (never a failure)."""
+from pydantic import ValidationError
+
+from .errors import ResultsError
+from .records import FORMAT, Cell, Outcome, Run, ScenarioRecord, TopologyRecord
+
+MAX_RESULTS_BYTES = 256 << 20
+"""A results file larger than this is refused unread (a full default run is a few MB)."""
 
 
-@dataclass
-class CellResult:
-    """Everything known about one cell: evidence, checks, verdict and diagnosis."""
-
-    topology: str
-    scenario: str
-    suite: str
-    outcome: str
-    summary: str
-    duration: float = 0.0
-    client: dict[str, Any] | None = None
-    server: list[dict[str, Any]] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    diagnosis: dict[str, str] | None = None
-    error: str | None = None
-    log_tail: str = ""
+def dump(run: Run) -> str:
+    """The run as the JSON document ``--json`` writes."""
+    return run.model_dump_json(indent=2) + "\n"
 
 
-@dataclass
-class RunResult:
-    """A whole run: components, topologies, scenarios and cells."""
-
-    started_at: str
-    duration: float
-    backend: str
-    options: dict[str, Any]
-    components: dict[str, Any]
-    topologies: list[dict[str, Any]]
-    scenarios: list[dict[str, Any]]
-    cells: list[CellResult]
-
-    def cell(self, topology: str, scenario: str) -> CellResult:
-        for cell in self.cells:
-            if cell.topology == topology and cell.scenario == scenario:
-                return cell
-        raise KeyError((topology, scenario))
-
-    def tool_versions(self) -> str:
-        """The proxies' versions, and the browser's if one ran: 'envoy 1.40.0, haproxy 2.6.12'."""
-        tools = [f"{kind} {version}" for kind, version in self.components.get("proxies", {}).items()]
-        if self.components.get("browser"):
-            tools.append(f"browser {self.components['browser']}")
-        return ", ".join(tools)
-
-    def counts(self) -> dict[str, int]:
-        return {outcome: sum(c.outcome == outcome for c in self.cells) for outcome in OUTCOMES}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, **asdict(self)}
-
-    def write_json(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        if data.get("format") != FORMAT:
-            raise ValueError(f"not a {FORMAT} document (format: {data.get('format')!r})")
-        fields = {k: v for k, v in data.items() if k != "format"}
-        fields["cells"] = [CellResult(**cell) for cell in data["cells"]]
-        return cls(**fields)
+def write(run: Run, path: Path | str) -> None:
+    Path(path).write_text(dump(run))
 
 
-def merge(results: list[RunResult]) -> RunResult:
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a results document, generated from the records."""
+    document = Run.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://wslab.invalid/schemas/results.schema.json",
+        **document,
+        "title": f"wslab results (format {FORMAT})",
+    }
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ResultsError(path, None, f"cannot read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ResultsError(path, None, "not a regular file")
+        data = file.read(MAX_RESULTS_BYTES + 1)
+    if len(data) > MAX_RESULTS_BYTES:
+        raise ResultsError(path, None, f"larger than {MAX_RESULTS_BYTES} bytes")
+    return data
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "top level"
+    return f"{where}: {problem['msg']}"
+
+
+def load(path: Path | str) -> Run:
+    """Read a results file written by ``--json``; raises ResultsError for anything else."""
+    path = Path(path)
+    data = _read_bounded(path)
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise ResultsError(path, None, f"not JSON ({str(error)[:200]})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise ResultsError(path, None, f"not a {FORMAT} document (format: {str(found)[:80]!r})")
+    try:
+        return Run.model_validate(document)
+    except ValidationError as error:
+        raise ResultsError(path, None, f"not a wslab results file: {_first_problem(error)}") from None
+    except RecursionError:
+        raise ResultsError(path, None, "nested too deeply") from None
+
+
+def merge(runs: list[Run]) -> Run:
     """Several runs as one matrix: a real deployment (--target) beside the emulations, say.
 
-    A topology that appears in more than one run is renamed after its run (name@N).
+    A topology that appears in more than one run is renamed after its run
+    (``name@N``); a scenario one run did not play is an unavailable cell there.
     """
-    if len(results) == 1:
-        return results[0]
-    topologies, cells, scenarios, seen = [], [], {}, set()
+    if len(runs) == 1:
+        return runs[0]
+    topologies: list[TopologyRecord] = []
+    cells: list[Cell] = []
+    scenarios: dict[str, ScenarioRecord] = {}
     proxies: dict[str, str] = {}
-    for number, result in enumerate(results, 1):
+    seen: set[str] = set()
+    for number, run in enumerate(runs, 1):
         renames = {}
-        for topology in result.topologies:
-            name = topology["name"] if topology["name"] not in seen else f"{topology['name']}@{number}"
+        for topology in run.topologies:
+            name = topology.name if topology.name not in seen else f"{topology.name}@{number}"
             seen.add(name)
-            renames[topology["name"]] = name
-            topologies.append({**topology, "name": name})
-        cells += [CellResult(**{**asdict(c), "topology": renames[c.topology]}) for c in result.cells]
-        scenarios.update({s["id"]: s for s in result.scenarios})
-        proxies.update(result.components["proxies"])
+            renames[topology.name] = name
+            topologies.append(topology.model_copy(update={"name": name}))
+        cells += [cell.model_copy(update={"topology": renames[cell.topology]}) for cell in run.cells]
+        scenarios.update({scenario.id: scenario for scenario in run.scenarios})
+        proxies.update(run.components.proxies)
     present = {(cell.topology, cell.scenario) for cell in cells}
     for topology in topologies:
         for scenario in scenarios.values():
-            if (topology["name"], scenario["id"]) not in present:
+            if (topology.name, scenario.id) not in present:
                 cells.append(
-                    CellResult(
-                        topology["name"],
-                        scenario["id"],
-                        scenario["suite"],
-                        UNAVAILABLE,
-                        "not run",
+                    Cell(
+                        topology=topology.name,
+                        scenario=scenario.id,
+                        suite=scenario.suite,
+                        outcome=Outcome.UNAVAILABLE,
+                        summary="not run",
                         error="this scenario was not part of that run",
                     )
                 )
-    servers = sorted({r.components["websockets_server"] for r in results})
-    first = results[0]
-    return RunResult(
-        started_at=first.started_at,
-        duration=round(sum(r.duration for r in results), 3),
-        backend="+".join(dict.fromkeys(r.backend for r in results)),
-        options=first.options,
-        components={**first.components, "websockets_server": ", ".join(servers), "proxies": proxies},
-        topologies=topologies,
-        scenarios=list(scenarios.values()),
-        cells=cells,
+    first = runs[0]
+    servers = sorted({run.components.websockets_server for run in runs})
+    return first.model_copy(
+        update={
+            "duration": round(sum(run.duration for run in runs), 3),
+            "backend": "+".join(dict.fromkeys(run.backend for run in runs)),
+            "components": first.components.model_copy(
+                update={"websockets_server": ", ".join(servers), "proxies": proxies}
+            ),
+            "topologies": topologies,
+            "scenarios": list(scenarios.values()),
+            "cells": cells,
+        }
     )

@@ -16,34 +16,23 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 import websockets
 
-from .backends import READY, UNAVAILABLE, Deployment
+from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
 from .client import Client
 from .diagnosis import diagnose
-from .evidence import Facts, redact_evidence
+from .evidence import Evidence
 from .expectations import evaluate
-from .observations import ObservationFeed
 from .processes import log_tail
-from .results import BLOCKED, ERROR, FAIL, INFORMATIONAL, PASS, CellResult, RunResult
+from .records import Cell, Components, Outcome, Run, ScenarioRecord, Settings
+from .redaction import redact_connection, redact_transcript
 from .scenario import Scenario
 from .topology import Topology
 
-
-class Backend(Protocol):
-    name: str
-    feed: ObservationFeed
-    websockets_version: str
-    time_scale: float
-
-    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]: ...
-
-    def alive(self, deployment: Deployment) -> bool: ...
-
-    async def stop(self) -> None: ...
+CELL_LOG_MAX_LINES = 60
+"""A cell keeps at most this many of the proxy's log lines that name it (the last ones)."""
 
 
 @dataclass
@@ -55,14 +44,14 @@ class RunOptions:
     """Seconds to wait for the server's report of a connection that may never come."""
 
 
-def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> CellResult:
-    outcome = UNAVAILABLE if deployment.status == UNAVAILABLE else ERROR
-    return CellResult(
+def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> Cell:
+    outcome = Outcome.UNAVAILABLE if deployment.status == UNAVAILABLE else Outcome.ERROR
+    return Cell(
         topology=deployment.topology.name,
         scenario=scenario.id,
         suite=scenario.suite,
         outcome=outcome,
-        summary="n/a" if outcome == UNAVAILABLE else "error",
+        summary="n/a" if outcome == Outcome.UNAVAILABLE else "error",
         error=message,
         log_tail=deployment.log_tail,
     )
@@ -74,18 +63,18 @@ async def play_cell(
     scenario: Scenario,
     options: RunOptions,
     browser: Chromium | None = None,
-) -> CellResult:
+) -> Cell:
     """Run one scenario against one deployed topology and judge it."""
     if deployment.status != READY:
         return _lab_error(deployment, scenario, deployment.detail)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
-        return CellResult(
+        return Cell(
             topology=deployment.topology.name,
             scenario=scenario.id,
             suite=scenario.suite,
-            outcome=UNAVAILABLE,
+            outcome=Outcome.UNAVAILABLE,
             summary="n/a",
             error=missing,
         )
@@ -109,26 +98,36 @@ async def play_cell(
     if cell_id is None:
         connections = await backend.feed.in_window(deployment.listener, started, options.settle)
     else:
-        connections = await backend.feed.for_cell(cell_id, options.settle)
+        # A browser page brings its own follow-ups (/favicon.ico): wait for each that got an answer.
+        answered = [r for r in transcript.browser.requests if r.received] if transcript.browser else []
+        connections = await backend.feed.wait_for_cell(cell_id, options.settle, max(1, len(answered)))
         if not connections:
             connections = await backend.feed.unattributed(deployment.listener, started)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
-    facts = Facts(*redact_evidence(transcript.to_dict(), connections))
-    checks = evaluate(scenario.expect, facts)
+    evidence = Evidence(redact_transcript(transcript), [redact_connection(c) for c in connections])
+    return judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))
+
+
+def judge(
+    evidence: Evidence, scenario: Scenario, topology: Topology, cell_id: str | None, duration: float
+) -> Cell:
+    """A cell from its evidence: the scenario's checks, the verdict, and if it did not pass, why."""
+    checks = evaluate(scenario.expect, evidence)
     failed = [check for check in checks if not check.ok]
-    missed = INFORMATIONAL if scenario.tier == "informational" else FAIL
-    return CellResult(
-        topology=deployment.topology.name,
+    missed = Outcome.INFORMATIONAL if scenario.tier == "informational" else Outcome.FAIL
+    return Cell(
+        topology=topology.name,
         scenario=scenario.id,
         suite=scenario.suite,
-        outcome=missed if failed else PASS,
-        summary=facts.client_summary(),
-        duration=round(time.time() - started, 3),
-        client=facts.transcript,
-        server=connections,
-        checks=[check.to_dict() for check in checks],
-        diagnosis=diagnose(facts, deployment.topology, failed).to_dict() if failed else None,
+        outcome=missed if failed else Outcome.PASS,
+        summary=evidence.summary(),
+        duration=duration,
+        cell_id=cell_id,
+        client=evidence.transcript,
+        server=evidence.connections,
+        checks=checks,
+        diagnosis=diagnose(evidence, topology, failed) if failed else None,
     )
 
 
@@ -143,7 +142,7 @@ async def _browser_missing(browser: Chromium | None) -> str:
     return ""
 
 
-def _proxy_died(deployment: Deployment, scenario: Scenario) -> CellResult:
+def _proxy_died(deployment: Deployment, scenario: Scenario) -> Cell:
     tail = log_tail(deployment.log_path) if deployment.log_path else ""
     cell = _lab_error(deployment, scenario, f"{deployment.topology.proxy} exited during the run")
     cell.log_tail = tail
@@ -156,11 +155,11 @@ async def _play_topology(
     scenarios: list[Scenario],
     options: RunOptions,
     bound: asyncio.Semaphore,
-    on_cell: Callable[[CellResult], None],
+    on_cell: Callable[[Cell], None],
     on_start: Callable[[str, str], None],
     browser: Chromium | None,
-) -> list[CellResult]:
-    async def bounded(scenario: Scenario) -> CellResult:
+) -> list[Cell]:
+    async def bounded(scenario: Scenario) -> Cell:
         async with bound:
             on_start(deployment.topology.name, scenario.id)
             cell = await play_cell(backend, deployment, scenario, options, browser)
@@ -173,16 +172,25 @@ async def _play_topology(
     return _block_dependents(results, scenarios)
 
 
-def _block_dependents(cells: list[CellResult], scenarios: list[Scenario]) -> list[CellResult]:
+def _block_dependents(cells: list[Cell], scenarios: list[Scenario]) -> list[Cell]:
     """Cells whose prerequisites failed on the same topology are blocked, not failed."""
     outcome = {cell.scenario: cell.outcome for cell in cells}
     needs = {scenario.id: scenario.depends_on for scenario in scenarios}
     for cell in cells:
-        broken = [dep for dep in needs[cell.scenario] if outcome.get(dep) in (FAIL, ERROR)]
-        if broken and cell.outcome in (FAIL, ERROR):
-            cell.outcome = BLOCKED
+        broken = [dep for dep in needs[cell.scenario] if outcome.get(dep, Outcome.PASS).failing]
+        if broken and cell.outcome.failing:
+            cell.outcome = Outcome.BLOCKED
             cell.error = f"blocked: needs {', '.join(broken)}, which did not pass on {cell.topology}"
     return cells
+
+
+def _attach_logs(cells: list[Cell], logs: dict[str, str]) -> None:
+    """Give each cell the proxy's log lines that carry its correlation id."""
+    lines = {name: text.splitlines() for name, text in logs.items()}
+    for cell in cells:
+        if cell.cell_id and cell.topology in lines:
+            named = [line for line in lines[cell.topology] if cell.cell_id in line]
+            cell.proxy_log = named[-CELL_LOG_MAX_LINES:]
 
 
 async def run(
@@ -190,10 +198,14 @@ async def run(
     topologies: list[Topology],
     scenarios: list[Scenario],
     options: RunOptions | None = None,
-    on_cell: Callable[[CellResult], None] = lambda cell: None,
+    on_cell: Callable[[Cell], None] = lambda cell: None,
     on_start: Callable[[str, str], None] = lambda topology, scenario: None,
-) -> RunResult:
-    """Start the topologies, play every cell, stop everything, return the results."""
+) -> Run:
+    """Start the topologies, play every cell, stop everything, return the results.
+
+    The proxies' logs are read before they stop, so the results hold every
+    cell's log lines and need nothing from the run folder afterwards.
+    """
     options = options or RunOptions()
     started = time.time()
     browser = Chromium() if any(s.uses_browser for s in scenarios) else None
@@ -210,57 +222,54 @@ async def run(
                 for t in topologies
             )
         )
+        logs = await backend.proxy_logs(deployments)
     finally:
         if browser is not None:
             await browser.stop()
         await backend.stop()
     order = {s.id: index for index, s in enumerate(scenarios)}
     cells = [cell for cells in per_topology for cell in sorted(cells, key=lambda c: order[c.scenario])]
-    return RunResult(
+    _attach_logs(cells, logs)
+    return Run(
         started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         duration=round(time.time() - started, 3),
         backend=backend.name,
-        options={**_options_record(options), "time_scale": backend.time_scale},
+        options=Settings(
+            concurrency=options.concurrency,
+            step_timeout=options.step_timeout,
+            cell_timeout=options.cell_timeout,
+            settle=options.settle,
+            time_scale=backend.time_scale,
+        ),
         components=_components(backend, deployments, browser),
-        topologies=[deployments[t.name].to_dict() for t in topologies],
+        topologies=[deployments[t.name].record() for t in topologies],
         scenarios=[_scenario_record(s) for s in scenarios],
         cells=cells,
     )
 
 
-def _options_record(options: RunOptions) -> dict[str, Any]:
-    return {
-        "concurrency": options.concurrency,
-        "step_timeout": options.step_timeout,
-        "cell_timeout": options.cell_timeout,
-        "settle": options.settle,
-    }
-
-
-def _components(
-    backend: Backend, deployments: dict[str, Deployment], browser: Chromium | None
-) -> dict[str, Any]:
+def _components(backend: Backend, deployments: dict[str, Deployment], browser: Chromium | None) -> Components:
     proxies = {
         d.topology.proxy: d.version for d in deployments.values() if d.version and not d.topology.direct
     }
-    return {
-        "websockets_server": backend.websockets_version,
-        "websockets_client": websockets.__version__,
-        "python": platform.python_version(),
-        "proxies": dict(sorted(proxies.items())),
-        **({"browser": browser.version} if browser is not None and browser.version else {}),
-    }
+    return Components(
+        websockets_server=backend.websockets_version,
+        websockets_client=websockets.__version__,
+        python=platform.python_version(),
+        proxies=dict(sorted(proxies.items())),
+        browser=browser.version if browser is not None and browser.version else None,
+    )
 
 
-def _scenario_record(scenario: Scenario) -> dict[str, Any]:
-    return {
-        "id": scenario.id,
-        "suite": scenario.suite,
-        "tier": scenario.tier,
-        "depends_on": list(scenario.depends_on),
-        "title": scenario.title,
-        "models": scenario.models,
-        "description": scenario.description,
-        "expect": scenario.expect,
-        "source": scenario.source,
-    }
+def _scenario_record(scenario: Scenario) -> ScenarioRecord:
+    return ScenarioRecord(
+        id=scenario.id,
+        suite=scenario.suite,
+        tier=scenario.tier,
+        depends_on=list(scenario.depends_on),
+        title=scenario.title,
+        models=scenario.models,
+        description=scenario.description,
+        expect=scenario.expect,
+        source=scenario.source,
+    )

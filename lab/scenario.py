@@ -17,20 +17,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import ScenarioError
 from .paths import SCENARIO_DIR
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
 """Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be used, with where and why."""
-
-    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        super().__init__(f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ class Suite:
 
 @cache
 def _schema() -> dict[str, Any]:
-    text = resources.files("lab.schemas").joinpath("scenarios.schema.json").read_text()
+    text = resources.files("wslab.schemas").joinpath("scenarios.schema.json").read_text()
     return json.loads(text)
 
 

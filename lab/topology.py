@@ -13,15 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from .errors import TopologyError
 from .paths import COMPOSE_DIR
 from .proxies import REGISTRY
 
 PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z0-9_]+)\}")
 REQUIRED_FIELDS = ("name", "title", "proxy", "port", "summary")
-
-
-class TopologyError(Exception):
-    """A topology folder that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class Topology:
         text = self.config.read_text()
         missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
         if missing:
-            raise TopologyError(f"{self.config}: no value for {', '.join(missing)}")
+            raise TopologyError(self.config, None, f"no value for {', '.join(missing)}")
         return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
 
 
@@ -88,25 +85,31 @@ def load_topology(folder: Path) -> Topology:
     try:
         meta = yaml.safe_load(meta_path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise TopologyError(f"{meta_path}: {exc}") from None
+        raise TopologyError(meta_path, None, str(exc)) from None
     if not isinstance(meta, dict):
-        raise TopologyError(f"{meta_path}: expected a mapping")
+        raise TopologyError(meta_path, None, "expected a mapping")
     missing = [name for name in REQUIRED_FIELDS if name not in meta]
     if missing:
-        raise TopologyError(f"{meta_path}: missing {', '.join(missing)}")
+        raise TopologyError(meta_path, None, f"missing {', '.join(missing)}")
     if meta["name"] != folder.name:
-        raise TopologyError(f"{meta_path}: name {meta['name']!r} differs from its folder")
+        raise TopologyError(meta_path, None, f"name {meta['name']!r} differs from its folder")
     if meta["proxy"] != "none" and meta["proxy"] not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise TopologyError(f"{meta_path}: unknown proxy {meta['proxy']!r} (known: {known}, none)")
+        raise TopologyError(meta_path, None, f"unknown proxy {meta['proxy']!r} (known: {known}, none)")
     config = folder / meta["config"] if meta.get("config") else None
     parameters = []
     for name, spec in (meta.get("parameters") or {}).items():
         if not isinstance(spec, dict) or "seconds" not in spec or not spec.get("source"):
-            raise TopologyError(f"{meta_path}: parameter {name!r} needs 'seconds' and a 'source'")
+            raise TopologyError(meta_path, None, f"parameter {name!r} needs 'seconds' and a 'source'")
         parameters.append(Parameter(name, float(spec["seconds"]), str(spec["source"]).strip()))
+    for key in ("sources", "behaviours"):
+        entries = meta.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+            raise TopologyError(
+                meta_path, None, f"'{key}' must be a list of strings (quote entries holding ': ')"
+            )
     if meta["proxy"] != "none" and (config is None or not config.is_file()):
-        raise TopologyError(f"{meta_path}: config file {meta.get('config')!r} not found")
+        raise TopologyError(meta_path, None, f"config file {meta.get('config')!r} not found")
     return Topology(
         name=meta["name"],
         title=meta["title"],
@@ -131,8 +134,9 @@ def load_topologies(root: Path = COMPOSE_DIR) -> dict[str, Topology]:
     for topology in topologies:
         if topology.port in ports:
             raise TopologyError(
-                f"{topology.folder / 'topology.yaml'}: port {topology.port} is already used by "
-                f"{ports[topology.port]}"
+                topology.folder / "topology.yaml",
+                None,
+                f"port {topology.port} is already used by {ports[topology.port]}",
             )
         ports[topology.port] = topology.name
     return {topology.name: topology for topology in topologies}

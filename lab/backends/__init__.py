@@ -2,24 +2,30 @@
 
 Every backend yields, per topology, a :class:`Deployment`: an endpoint and the
 name of the probe listener behind it when ready, or why it is not. Each also
-provides an :class:`~lab.observations.ObservationFeed`. The runner knows
-nothing else about how a topology runs.
+provides a feed of what the server received (an
+:class:`~wslab.observations.ObservationFeed`), and, before it stops, each
+proxy's log text, so that results carry the log lines of every cell. The
+runner knows nothing else about how a topology runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..client import Endpoint
+from ..endpoint import Endpoint
+from ..observations import Hello
+from ..records import Connection, DeploymentStatus, Parameter, TopologyRecord
 from ..topology import Topology
 
-READY, UNAVAILABLE, FAILED = "ready", "unavailable", "failed"
-
+READY, UNAVAILABLE, FAILED = DeploymentStatus.READY, DeploymentStatus.UNAVAILABLE, DeploymentStatus.FAILED
 
 ACCELERATED = 0.02
 """Time scale of accelerated runs: platform limits and pings 50 times shorter."""
+
+CONFIG_MAX_CHARS = 40_000
+"""A rendered config longer than this is kept cut, with a note saying so."""
 
 
 @dataclass
@@ -34,17 +40,25 @@ class StackOptions:
     """1.0 runs every time limit as documented; ACCELERATED shortens them all in proportion."""
 
 
+def kept_config(text: str) -> str:
+    """A rendered config as results keep it: whole, or cut at :data:`CONFIG_MAX_CHARS` with a note."""
+    if len(text) <= CONFIG_MAX_CHARS:
+        return text
+    return text[:CONFIG_MAX_CHARS] + f"\n[cut: {len(text) - CONFIG_MAX_CHARS} more characters]\n"
+
+
 @dataclass
 class Deployment:
     """One topology as a backend stood it up (or could not)."""
 
     topology: Topology
-    status: str
+    status: DeploymentStatus
     endpoint: Endpoint | None = None
     detail: str = ""
     log_path: Path | None = None
     log_tail: str = ""
-    config_path: Path | None = None
+    config_text: str | None = None
+    """The proxy's config as rendered for this run."""
     version: str = ""
     handle: Any = None
 
@@ -52,23 +66,62 @@ class Deployment:
     def listener(self) -> str:
         return self.topology.name
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.topology.name,
-            "title": self.topology.title,
-            "proxy": self.topology.proxy,
-            "proxy_version": self.version,
-            "summary": self.topology.summary,
-            "platform": self.topology.platform,
-            "parameters": [
-                {"name": p.name, "seconds": p.seconds, "source": p.source} for p in self.topology.parameters
+    def record(self) -> TopologyRecord:
+        topology = self.topology
+        return TopologyRecord(
+            name=topology.name,
+            title=topology.title,
+            proxy=topology.proxy,
+            proxy_version=self.version,
+            summary=topology.summary,
+            platform=topology.platform,
+            parameters=[
+                Parameter(name=p.name, seconds=p.seconds, source=p.source) for p in topology.parameters
             ],
-            "behaviours": list(self.topology.behaviours),
-            "sources": list(self.topology.sources),
-            "status": self.status,
-            "endpoint": self.endpoint.ws_url() if self.endpoint else None,
-            "detail": self.detail,
-            "log": str(self.log_path) if self.log_path else None,
-            "log_tail": self.log_tail,
-            "config": str(self.config_path) if self.config_path else None,
-        }
+            behaviours=list(topology.behaviours),
+            sources=list(topology.sources),
+            status=self.status,
+            endpoint=self.endpoint.ws_url() if self.endpoint else None,
+            detail=self.detail,
+            log_tail=self.log_tail,
+            config=kept_config(self.config_text) if self.config_text is not None else None,
+        )
+
+
+class Feed(Protocol):
+    """Where the runner learns what the server received (see ObservationFeed)."""
+
+    async def hello(self, timeout: float = 10.0) -> Hello: ...
+
+    async def wait_for_cell(self, cell: str, settle: float, expected: int = 1) -> list[Connection]: ...
+
+    async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]: ...
+
+    async def unattributed(self, listener: str, start: float) -> list[Connection]: ...
+
+    async def stop(self) -> None: ...
+
+
+class Backend(Protocol):
+    """What the runner needs of a backend."""
+
+    name: str
+    feed: Feed
+    websockets_version: str
+    time_scale: float
+
+    async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
+        """Stand every topology up; never raises for one topology (it is FAILED instead)."""
+        ...
+
+    def alive(self, deployment: Deployment) -> bool:
+        """False once the topology's proxy has died."""
+        ...
+
+    async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
+        """Each proxy's log text (topology name -> text), read while the proxies still run."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop everything :meth:`start` started, whatever happened."""
+        ...

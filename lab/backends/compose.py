@@ -17,12 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..client import Endpoint
-from ..observations import ObservationFeed
-from ..paths import PROJECT_ROOT
-from ..processes import wait_answering
-from ..proxies import REGISTRY
-from ..stack import (
+from ..compose_file import (
     COMPOSE_FILE,
     CONTROL_PORT,
     OFFLINE_FILE,
@@ -30,10 +25,16 @@ from ..stack import (
     PROJECT,
     network_endpoint,
     parameter_environment,
+    proxy_config,
 )
+from ..endpoint import Endpoint
+from ..errors import LabFailure, UsageError
+from ..observations import ObservationFeed
+from ..paths import PROJECT_ROOT
+from ..processes import wait_answering
+from ..proxies import REGISTRY
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
-from .local import LabError
 
 HEALTHY_TIMEOUT = 120.0
 
@@ -54,14 +55,16 @@ def compose_command() -> list[str]:
     wanted = os.environ.get("WSLAB_COMPOSE", "")
     if wanted:
         if wanted not in COMPOSE_VERSIONS:
-            raise LabError(f"WSLAB_COMPOSE must be v1 or v2, not {wanted!r}")
+            raise UsageError(f"WSLAB_COMPOSE must be v1 or v2, not {wanted!r}")
         if not _answers(COMPOSE_VERSIONS[wanted]):
-            raise LabError(f"WSLAB_COMPOSE={wanted}: '{' '.join(COMPOSE_VERSIONS[wanted])}' does not answer")
+            raise LabFailure(
+                f"WSLAB_COMPOSE={wanted}: '{' '.join(COMPOSE_VERSIONS[wanted])}' does not answer"
+            )
         return COMPOSE_VERSIONS[wanted]
     for command in COMPOSE_VERSIONS.values():
         if _answers(command):
             return command
-    raise LabError("neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed")
+    raise LabFailure("neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed")
 
 
 class ComposeBackend:
@@ -125,12 +128,17 @@ class ComposeBackend:
             self._compose, "up", "-d", "--no-build", *services, env=self._environment()
         )
         if result.returncode != 0:
-            raise LabError(f"compose up failed:\n{result.stderr.strip()[-2000:]}")
+            raise LabFailure(f"compose up failed:\n{result.stderr.strip()[-2000:]}")
         self.started_stack = True
 
     # Backend interface.
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
+        if not self.in_network and not (self.project_dir / COMPOSE_FILE).is_file():
+            raise UsageError(
+                f"the compose backend runs from a checkout of wslab ({COMPOSE_FILE} not found in "
+                f"{self.project_dir}); --backend containers works from an installed wslab"
+            )
         if not self.in_network:
             services = [PROBE_SERVICE] + [t.name for t in topologies if not t.direct]
             await self._bring_up(services)
@@ -138,9 +146,9 @@ class ComposeBackend:
         await self._wait_control(*control)
         await self.feed.start(*control)
         hello = await self.feed.hello()
-        self.websockets_version = hello["websockets"]
+        self.websockets_version = hello.websockets
         # A stack this run did not start keeps the time scale it was started with.
-        self.time_scale = float(hello.get("time_scale", 1.0))
+        self.time_scale = hello.time_scale
         deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
         return {d.topology.name: d for d in deployments}
 
@@ -149,7 +157,7 @@ class ComposeBackend:
             await wait_answering(host, port, HEALTHY_TIMEOUT, http=False)
         except TimeoutError:
             logs = await asyncio.to_thread(self._compose, "logs", "--tail", "20", PROBE_SERVICE)
-            raise LabError(
+            raise LabFailure(
                 f"the probe server's control channel {host}:{port} did not answer:\n{logs.stdout}"
             ) from None
 
@@ -166,17 +174,41 @@ class ComposeBackend:
                 logs = await asyncio.to_thread(self._compose, "logs", "--tail", "15", topology.name)
                 tail = logs.stdout.strip()
             return Deployment(
-                topology, FAILED, detail=f"{host}:{port} did not answer", log_tail=tail, version=version
+                topology,
+                FAILED,
+                detail=f"{host}:{port} did not answer",
+                log_tail=tail,
+                version=version,
+                config_text=proxy_config(topology, self.time_scale),
             )
         if kind is not None and not self.in_network:
             result = await asyncio.to_thread(
                 self._compose, "exec", "-T", topology.name, *kind.version_command(kind.executable)
             )
             version = kind.parse_version(result.stdout + result.stderr)
-        return Deployment(topology, READY, Endpoint(host, port), version=version)
+        return Deployment(
+            topology,
+            READY,
+            Endpoint(host, port),
+            version=version,
+            config_text=proxy_config(topology, self.time_scale),
+        )
 
     def alive(self, deployment: Deployment) -> bool:
         return True
+
+    async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
+        """Each proxy container's log; inside the stack the runner cannot read other containers'."""
+        if self.in_network:
+            return {}
+        names = [name for name, d in deployments.items() if not d.topology.direct and d.status == READY]
+        results = await asyncio.gather(
+            *(
+                asyncio.to_thread(self._compose, "logs", "--no-color", "--tail", "20000", name)
+                for name in names
+            )
+        )
+        return {name: result.stdout for name, result in zip(names, results, strict=True)}
 
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError, OSError):
@@ -186,4 +218,4 @@ class ComposeBackend:
                 self._compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"
             )
             if result.returncode != 0:
-                raise LabError(f"compose down failed:\n{result.stderr.strip()[-2000:]}")
+                raise LabFailure(f"compose down failed:\n{result.stderr.strip()[-2000:]}")

@@ -15,20 +15,21 @@ import contextlib
 import os
 from typing import Any
 
-from ..client import Endpoint
-from ..observations import ObservationFeed
-from ..paths import PROJECT_ROOT
-from ..processes import wait_answering
-from ..proxies import REGISTRY
-from ..stack import (
+from ..compose_file import (
     CONTROL_PORT,
     LAB_IMAGE,
     OFFLINE_LAB_IMAGE,
     PROBE_SERVICE,
     PROXY_PORT,
     probe_service,
+    proxy_config,
     proxy_service,
 )
+from ..endpoint import Endpoint
+from ..observations import ObservationFeed
+from ..paths import COMPOSE_DIR
+from ..processes import wait_answering
+from ..proxies import REGISTRY
 from ..topology import Topology
 from . import FAILED, READY, Deployment, StackOptions
 
@@ -53,8 +54,9 @@ def _container(spec: dict[str, Any], image: str, network: Network, ports: list[i
     for name, value in spec.get("environment", {}).items():
         container.with_env(name, value)
     for volume in spec.get("volumes", []):
+        # "./compose/..." in the compose file: the topology folders, wherever this copy keeps them.
         source, target, mode = volume.split(":")
-        container.with_volume_mapping(str(PROJECT_ROOT / source), target, mode)
+        container.with_volume_mapping(str(COMPOSE_DIR / source.removeprefix("./compose/")), target, mode)
     for port in ports:
         # A one-element tuple is docker-py's "this host address, any free port";
         # with_bind_ports has no way to say it, and publishing on 0.0.0.0 is not allowed here.
@@ -108,7 +110,7 @@ class ContainersBackend:
         control = int(probe.get_exposed_port(CONTROL_PORT))
         await wait_answering(LOOPBACK, control, READY_TIMEOUT)
         await self.feed.start(LOOPBACK, control)
-        self.websockets_version = (await self.feed.hello())["websockets"]
+        self.websockets_version = (await self.feed.hello()).websockets
         deployments = await asyncio.gather(
             *(self._deployment(t, started[PROBE_SERVICE if t.direct else t.name]) for t in topologies)
         )
@@ -122,15 +124,39 @@ class ContainersBackend:
         except TimeoutError:
             stdout, stderr = container.get_logs()
             tail = "\n".join((stdout + stderr).decode(errors="replace").strip().splitlines()[-15:])
-            return Deployment(topology, FAILED, detail=f"no answer on port {port}", log_tail=tail)
+            return Deployment(
+                topology,
+                FAILED,
+                detail=f"no answer on port {port}",
+                log_tail=tail,
+                config_text=proxy_config(topology, self.time_scale),
+            )
         version = ""
         if kind is not None:
             result = await asyncio.to_thread(container.exec, kind.version_command(kind.executable))
             version = kind.parse_version(result.output.decode(errors="replace"))
-        return Deployment(topology, READY, Endpoint(LOOPBACK, port), version=version)
+        return Deployment(
+            topology,
+            READY,
+            Endpoint(LOOPBACK, port),
+            version=version,
+            config_text=proxy_config(topology, self.time_scale),
+            handle=container,
+        )
 
     def alive(self, deployment: Deployment) -> bool:
         return True
+
+    async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
+        def read(container: DockerContainer) -> str:
+            stdout, stderr = container.get_logs()
+            return (stdout + stderr).decode(errors="replace")
+
+        proxies = {
+            n: d.handle for n, d in deployments.items() if d.handle is not None and not d.topology.direct
+        }
+        texts = await asyncio.gather(*(asyncio.to_thread(read, c) for c in proxies.values()))
+        return dict(zip(proxies, texts, strict=True))
 
     def _remove(self) -> None:
         for container in reversed(self.containers):

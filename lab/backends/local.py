@@ -14,22 +14,30 @@ import os
 import sys
 from pathlib import Path
 
-from ..client import Endpoint
+from ..endpoint import Endpoint
+from ..errors import LabFailure, TopologyError
 from ..observations import ObservationFeed
-from ..paths import PROJECT_ROOT
-from ..probe.provision import websockets_path
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail
 from ..proxies import REGISTRY
-from ..topology import Topology, TopologyError
+from ..topology import Topology
+from ..websockets_release import websockets_path
 from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions
 
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
+LOG_MAX_BYTES = 5_000_000
+"""The end of a proxy's log that results keep lines from."""
 
 
-class LabError(Exception):
-    """The lab itself could not run (as opposed to a topology failing)."""
+def read_log(path: Path) -> str:
+    """The last :data:`LOG_MAX_BYTES` of a log file, or '' if there is none."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_MAX_BYTES))
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 async def _dump_log(argv: list[str], log_path: Path) -> None:
@@ -44,7 +52,7 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, run_dir: Path, probe: StackOptions, upstream: tuple[str, int] | None = None) -> None:
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()
         self.probe = probe
         self.upstream = upstream
         """Put the proxies in front of this server instead of starting the probe server."""
@@ -69,12 +77,10 @@ class LocalBackend:
 
     async def _start_probe(self, names: list[str]) -> dict[str, tuple[str, int]]:
         env = dict(os.environ)
-        paths = [str(PROJECT_ROOT)]
         extra = await asyncio.to_thread(websockets_path, self.probe.websockets_version)
         if extra is not None:
-            paths.insert(0, str(extra))
-        env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        argv = [sys.executable, "-m", "lab.probe", "--ping-interval", str(self.probe.ping_interval)]
+            env["PYTHONPATH"] = os.pathsep.join([str(extra), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        argv = [sys.executable, "-m", "wslab.probe", "--ping-interval", str(self.probe.ping_interval)]
         argv += ["--time-scale", str(self.probe.time_scale)]
         argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:0")]
         if self.probe.answer_plain_http:
@@ -87,7 +93,7 @@ class LocalBackend:
             line = await asyncio.wait_for(process.process.stdout.readline(), PROBE_STARTUP_TIMEOUT)
             ready = json.loads(line)
         except (TimeoutError, ValueError):
-            raise LabError(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
+            raise LabFailure(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
         self.websockets_version = ready["websockets"]
         await self.feed.start(*ready["control"])
         return {name: (host, port) for name, (host, port) in ready["listeners"].items()}
@@ -125,6 +131,7 @@ class LocalBackend:
                 )
             except TopologyError as error:
                 return Deployment(topology, FAILED, detail=str(error), version=version)
+            # The text is kept in the results, so the report shows the config without --run-dir.
             config.write_text(text)
             process = ManagedProcess(
                 topology.name, kind.command(binary, config, folder, HOST, port), log_path
@@ -143,7 +150,7 @@ class LocalBackend:
                     detail=f"{kind.executable} {failure.reason}",
                     log_path=log_path,
                     log_tail=failure.log_tail,
-                    config_path=config,
+                    config_text=text,
                     version=version,
                 )
             if kind.log_dump_argv:
@@ -153,7 +160,7 @@ class LocalBackend:
                 READY,
                 Endpoint(HOST, port),
                 log_path=log_path,
-                config_path=config,
+                config_text=text,
                 version=version,
                 handle=process,
             )
@@ -164,9 +171,18 @@ class LocalBackend:
         process = deployment.handle
         return process is None or process.running
 
+    async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
+        """Each proxy's log; proxies that keep theirs elsewhere (Varnish) write it out first."""
+        dumps, self.log_dumps = self.log_dumps, []
+        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in dumps))
+        return {
+            name: read_log(deployment.log_path)
+            for name, deployment in deployments.items()
+            if deployment.log_path is not None
+        }
+
     async def stop(self) -> None:
         """Stop every process this backend started, even after a failure or Ctrl-C."""
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
-        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in self.log_dumps))
         await asyncio.gather(*(process.stop() for process in self.processes))

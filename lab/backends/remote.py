@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 import websockets
 from websockets.asyncio.client import connect
 
-from ..client import Endpoint
-from ..http2 import for_cell, read_connection
+from ..endpoint import Endpoint
+from ..errors import LabFailure, UsageError
+from ..observations import Hello
+from ..records import Connection
 from ..topology import Topology
 from . import READY, Deployment, StackOptions
-from .local import LabError
 
 REPORT_PATH = "/.wslab/report"
 
@@ -41,9 +42,9 @@ def tls_context(insecure: bool, ca_file: str | None) -> ssl.SSLContext:
 def parse_target(url: str, insecure: bool = False, ca_file: str | None = None) -> Endpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise LabError(f"--target needs a ws:// or wss:// URL, got {url!r}")
+        raise UsageError(f"--target needs a ws:// or wss:// URL, got {url!r}")
     if parts.path not in ("", "/") or parts.query:
-        raise LabError(f"--target takes the server's root URL only, got {url!r}")
+        raise UsageError(f"--target takes the server's root URL only, got {url!r}")
     tls = tls_context(insecure, ca_file) if parts.scheme == "wss" else None
     port = parts.port or (443 if tls else 80)
     return Endpoint(parts.hostname, port, tls=tls, name=parts.hostname)
@@ -74,36 +75,38 @@ class RemoteFeed:
                 **kwargs,
             ) as websocket:
                 await websocket.send(json.dumps({"token": self.token, **question}))
-                answer = json.loads(await websocket.recv())
-                # Without redaction the server passes h2c frames on; nothing here can say
-                # which cell a stream belonged to, and they may hold secrets: drop them.
-                connections = answer.get("connections", [])
-                answer["connections"] = [for_cell(read_connection(c), None) for c in connections]
-                return answer
+                return json.loads(await websocket.recv())
         except websockets.ConnectionClosed as closed:
             if closed.rcvd is not None and closed.rcvd.code == 4003:
-                raise LabError("the probe server refused the report token (--token)") from None
+                raise LabFailure("the probe server refused the report token (--token)") from None
             raise ReportUnreachable(f"report channel closed: {closed}") from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
             raise ReportUnreachable(f"report channel unreachable: {error}") from None
 
-    async def hello(self) -> dict[str, Any]:
-        return {"websockets": (await self._ask({"since": 0}))["websockets"]}
+    async def _connections(self, question: dict[str, Any]) -> list[Connection]:
+        # Without redaction the server passes h2c frames on; nothing here can say which
+        # cell a stream belonged to, and they may hold secrets: drop them.
+        answer = await self._ask(question)
+        return [
+            Connection.model_validate({k: v for k, v in record.items() if k != "http2_frames"})
+            for record in answer.get("connections", [])
+        ]
 
-    async def for_cell(self, cell: str, settle: float) -> list[dict[str, Any]]:
+    async def hello(self, timeout: float = 10.0) -> Hello:
+        return Hello(str((await self._ask({"since": 0}))["websockets"]))
+
+    async def wait_for_cell(self, cell: str, settle: float, expected: int = 1) -> list[Connection]:
         # The server records a handshake before answering it; a short wait lets closes land.
         await asyncio.sleep(min(settle, 0.3))
-        return (await self._ask({"cell": cell}))["connections"]
+        return await self._connections({"cell": cell})
 
-    async def in_window(self, listener: str, start: float, settle: float) -> list[dict[str, Any]]:
+    async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]:
         await asyncio.sleep(settle)
-        return (await self._ask({"since": time.time() - start}))["connections"]
+        return await self._connections({"since": time.time() - start})
 
-    async def unattributed(self, listener: str, start: float) -> list[dict[str, Any]]:
-        connections = (await self._ask({"since": time.time() - start}))["connections"]
-        for connection in connections:
-            connection["attributed"] = False
-        return connections
+    async def unattributed(self, listener: str, start: float) -> list[Connection]:
+        connections = await self._connections({"since": time.time() - start})
+        return [connection.model_copy(update={"attributed": False}) for connection in connections]
 
     async def stop(self) -> None:
         """Nothing to close: every question uses its own connection."""
@@ -141,7 +144,7 @@ class RemoteBackend:
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         try:
-            self.websockets_version = (await self.feed.hello())["websockets"]
+            self.websockets_version = (await self.feed.hello()).websockets
         except ReportUnreachable as unreachable:
             # A deployment that breaks WebSockets breaks the report channel too: the cells still
             # say what the client saw, the server's side stays empty.
@@ -151,6 +154,10 @@ class RemoteBackend:
 
     def alive(self, deployment: Deployment) -> bool:
         return True
+
+    async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
+        """A real platform's front end keeps its logs to itself."""
+        return {}
 
     async def stop(self) -> None:
         await self.feed.stop()

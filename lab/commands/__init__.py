@@ -1,19 +1,19 @@
-"""What each ``wslab`` command does, once its arguments are parsed (see lab/cli.py).
+"""What each ``wslab`` command does, once its arguments are parsed (see wslab/cli.py).
 
-Exit codes: 0 every cell met its expectation, 1 some cell did not, 2 usage or
-configuration error (a bad scenario file, an unknown topology), 3 the lab
-itself failed, 130 interrupted.
+Exit codes (wslab.errors): 0 every cell met its expectation, 1 some cell did
+not, 2 usage or configuration error (a bad scenario file, an unknown
+topology), 3 the lab itself failed, 130 interrupted.
 """
 
 from __future__ import annotations
 
-from .advice import compare_command, explain_command
-from .common import EXIT_INTERRUPTED, EXIT_LAB, EXIT_USAGE, UsageError
-from .project import compose_file_command, list_command, validate_command
+from .compare import compare_command
+from .explain import explain_command
+from .project import compose_file_command, list_command, schema_command, validate_command
 from .run import RENDERERS, diff_command, report_command, run_command
 from .serve import up_command, watch_command
 
-__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_LAB", "EXIT_USAGE", "RENDERERS", "UsageError"]
+__all__ = ["COMMANDS", "RENDERERS"]
 
 COMMANDS = {
     "run": run_command,
@@ -24,6 +24,7 @@ COMMANDS = {
     "compare": compare_command,
     "explain": explain_command,
     "compose-file": compose_file_command,
+    "schema": schema_command,
     "list": list_command,
     "validate": validate_command,
 }

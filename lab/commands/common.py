@@ -1,30 +1,27 @@
-"""What the commands share: exit codes, usage errors, and arguments turned into parts."""
+"""What the commands share: arguments turned into topologies, backends and runs."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from ..backends import StackOptions
+from rich.console import Console
+from rich.markdown import Markdown
+
+from ..backends import Backend, StackOptions
 from ..backends.compose import ComposeBackend
 from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend
+from ..errors import UsageError
+from ..records import Run
 from ..reports.progress import RunProgress
-from ..results import RunResult
-from ..runner import Backend, RunOptions, run
+from ..runner import RunOptions, run
 from ..scenario import Scenario
 from ..topology import Topology, load_topologies
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LAB, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class UsageError(Exception):
-    """Arguments that do not go together, or name something that does not exist (exit 2)."""
 
 
 def select_topologies(names: list[str] | None) -> list[Topology]:
@@ -50,13 +47,6 @@ def make_run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
     if args.run_dir:
         return Path(args.run_dir), False
     return Path(tempfile.mkdtemp(prefix="wslab-")), True
-
-
-def load_results(path: str) -> RunResult:
-    try:
-        return RunResult.from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        raise UsageError(f"{path}: not a wslab results file ({error})") from None
 
 
 def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
@@ -99,7 +89,7 @@ async def run_with_progress(
     scenarios: list[Scenario],
     options: RunOptions | None = None,
     scratch: Path | None = None,
-) -> RunResult:
+) -> Run:
     """Play the cells with live progress on stderr; remove ``scratch`` (a temporary run
     directory) afterwards, whatever happens."""
     progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
@@ -111,3 +101,11 @@ async def run_with_progress(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def show_page(page: str, args: argparse.Namespace, console: Console) -> None:
+    """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
+    console.print(Markdown(page))
+    if args.markdown:
+        Path(args.markdown).write_text(page)
+        console.print(f"written: {args.markdown}")

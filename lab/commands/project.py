@@ -1,45 +1,57 @@
-"""`wslab compose-file`, `wslab list`, `wslab validate`: the project's own files."""
+"""`wslab compose-file`, `wslab schema`, `wslab list`, `wslab validate`: the project's own files."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from .. import stack
-from ..paths import PROJECT_ROOT, SCENARIO_DIR
+from .. import compose_file, results
+from ..errors import EXIT_FAILED, EXIT_OK
+from ..paths import PACKAGE_DIR, PROJECT_ROOT, SCENARIO_DIR
 from ..scenario import load_scenarios
 from ..topology import load_topologies
-from .common import (
-    EXIT_FAILED,
-    EXIT_OK,
-)
+
+RESULTS_SCHEMA = PACKAGE_DIR / "schemas" / "results.schema.json"
+
+
+def _generated(files: dict[Path, str], args: argparse.Namespace, console: Console, command: str) -> int:
+    """Print generated files, or ``--write`` them, or ``--check`` that they are current."""
+    if args.check:
+        stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
+        for path in stale:
+            print(f"wslab: {path.name} is out of date: run 'wslab {command} --write'", file=sys.stderr)
+        return EXIT_FAILED if stale else EXIT_OK
+    for path, text in files.items():
+        if args.write:
+            path.write_text(text)
+            console.print(f"wrote {path}")
+        else:
+            sys.stdout.write(text)
+    return EXIT_OK
 
 
 async def compose_file_command(args: argparse.Namespace, console: Console) -> int:
     topologies = list(load_topologies().values())
     files = {
-        stack.COMPOSE_FILE: stack.render(stack.compose_document(topologies)),
-        stack.OFFLINE_FILE: stack.render(stack.offline_document(topologies), stack.OFFLINE_HEADER),
+        PROJECT_ROOT / compose_file.COMPOSE_FILE: compose_file.render(
+            compose_file.compose_document(topologies)
+        ),
+        PROJECT_ROOT / compose_file.OFFLINE_FILE: compose_file.render(
+            compose_file.offline_document(topologies), compose_file.OFFLINE_HEADER
+        ),
     }
-    stale = (
-        [name for name, text in files.items() if (PROJECT_ROOT / name).read_text() != text]
-        if args.check
-        else []
+    return _generated(files, args, console, "compose-file")
+
+
+async def schema_command(args: argparse.Namespace, console: Console) -> int:
+    """The results format's JSON Schema, generated from the records."""
+    return _generated(
+        {RESULTS_SCHEMA: json.dumps(results.schema(), indent=2) + "\n"}, args, console, "schema"
     )
-    if args.check:
-        for name in stale:
-            print(f"wslab: {name} is out of date: run 'wslab compose-file --write'", file=sys.stderr)
-        return EXIT_FAILED if stale else EXIT_OK
-    for name, text in files.items():
-        if args.write:
-            (PROJECT_ROOT / name).write_text(text)
-            console.print(f"wrote {name}")
-        else:
-            sys.stdout.write(text)
-    return EXIT_OK
 
 
 async def list_command(args: argparse.Namespace, console: Console) -> int:

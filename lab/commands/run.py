@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from .. import results
 from ..backends.remote import RemoteBackend
-from ..baseline import FAILING, changes, regressions
+from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
+from ..records import Outcome, Run
 from ..reports import terminal
 from ..reports.html import render_html
 from ..reports.junit import render_junit
 from ..reports.markdown import render_markdown
-from ..results import ERROR, RunResult, merge
+from ..run_diff import changes, regressions
 from ..runner import RunOptions
 from ..scenario import load_scenarios
 from .common import (
-    EXIT_FAILED,
-    EXIT_LAB,
-    EXIT_OK,
-    UsageError,
     backend_for,
-    load_results,
     make_run_dir,
     run_with_progress,
     select_topologies,
@@ -44,7 +40,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
     if isinstance(backend, RemoteBackend):
         topologies = [backend.topology]
     options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
-    baseline = load_results(args.baseline) if args.baseline else None
+    baseline = results.load(args.baseline) if args.baseline else None
     result = await run_with_progress(backend, topologies, scenarios, options, run_dir if temporary else None)
     terminal.render(result, console)
     _write_outputs(result, args, console)
@@ -54,14 +50,14 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
 
 
 RENDERERS = {
-    "json": lambda result: json.dumps(result.to_dict(), indent=2) + "\n",
+    "json": results.dump,
     "html": render_html,
     "markdown": render_markdown,
     "junit": render_junit,
 }
 
 
-def _write_outputs(result: RunResult, args: argparse.Namespace, console: Console) -> None:
+def _write_outputs(result: Run, args: argparse.Namespace, console: Console) -> None:
     for name, render in RENDERERS.items():
         path = getattr(args, name, None)
         if path:
@@ -69,10 +65,10 @@ def _write_outputs(result: RunResult, args: argparse.Namespace, console: Console
             console.print(f"{name}: {path}")
 
 
-def _verdict(result: RunResult, baseline: RunResult | None, console: Console) -> int:
+def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
     """0 all met (or no regression), 1 some cell did not, 3 the lab failed to run some cell."""
     if baseline is None:
-        failing = [cell.outcome for cell in result.cells if cell.outcome in FAILING]
+        failing = [cell.outcome for cell in result.cells if cell.outcome.failing]
     else:
         found = regressions(baseline, result)
         for change in found:
@@ -83,13 +79,13 @@ def _verdict(result: RunResult, baseline: RunResult | None, console: Console) ->
             )
         console.print(f"{len(found)} regressions against the baseline")
         failing = [change.after for change in found]
-    if ERROR in failing:
+    if Outcome.ERROR in failing:
         return EXIT_LAB
     return EXIT_FAILED if failing else EXIT_OK
 
 
 async def report_command(args: argparse.Namespace, console: Console) -> int:
-    result = merge([load_results(path) for path in args.results])
+    result = results.merge([results.load(path) for path in args.results])
     if args.format == "terminal":
         terminal.render(result, console)
         return EXIT_OK
@@ -103,14 +99,14 @@ async def report_command(args: argparse.Namespace, console: Console) -> int:
 
 
 async def diff_command(args: argparse.Namespace, console: Console) -> int:
-    old, new = load_results(args.old), load_results(args.new)
+    old, new = results.load(args.old), results.load(args.new)
     found = changes(old, new)
     table = Table("topology", "scenario", "before", "after", "", header_style="bold")
     for change in found:
         table.add_row(
             change.topology,
             change.scenario,
-            f"{change.before} {change.before_summary}",
+            f"{change.before or 'absent'} {change.before_summary}",
             f"{change.after} {change.after_summary}",
             "regression" if change.regression else "",
             style="red" if change.regression else None,

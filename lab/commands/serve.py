@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-from typing import Any
 
 from rich.console import Console
 
 from ..backends import READY
 from ..backends.local import LocalBackend
-from ..observations import ObservationFeed
+from ..errors import EXIT_OK
+from ..observations import Closing, Event, Hello, ObservationFeed
 from ..processes import wait_answering
 from .common import (
-    EXIT_OK,
     make_run_dir,
     parse_upstream,
     probe_options,
@@ -22,27 +21,30 @@ from .common import (
 )
 
 
-def describe_event(event: dict[str, Any]) -> str:
-    if event["event"] == "hello":
-        return f"probe server running websockets {event['websockets']}"
-    if event["event"] == "closed":
-        return f"[{event['listener']}] #{event['conn']} closed by {event['closed_by']} (code {event['code']})"
-    request = event["request"]
+def describe_event(event: Event) -> str:
+    """One observation as ``wslab up`` and ``wslab watch`` print it."""
+    if isinstance(event, Hello):
+        return f"probe server running websockets {event.websockets}"
+    if isinstance(event, Closing):
+        listener, number = event.key
+        closed = event.closed
+        return f"[{listener}] #{number} closed by {closed.closed_by} (code {closed.code})"
+    connection = event.connection
+    request = connection.request
     line = (
-        f"{request['method']} {request['target']} {request['version']}"
+        f"{request.method} {request.target} {request.version}"
         if request
-        else (f"{event['bytes_received']} bytes, no request line")
+        else f"{connection.bytes_received} bytes, no request line"
     )
-    response = event["response"]
-    outcome = str(response["status"]) if response else "no response"
-    error = f" — {event['error']['text']}" if event["error"] else ""
-    headers = "".join(f"\n    {name}: {value}" for name, value in (request or {}).get("headers", []))
+    outcome = str(connection.response.status) if connection.response else "no response"
+    error = f" — {connection.error.text}" if connection.error else ""
+    headers = "".join(f"\n    {name}: {value}" for name, value in request.headers) if request else ""
     streams = "".join(
-        f"\n    HTTP/2 stream {stream['stream']}: {stream['method']} {stream['target']}"
-        + "".join(f"\n      {name}: {value}" for name, value in stream["headers"] if not name.startswith(":"))
-        for stream in event.get("http2_requests", [])
+        f"\n    HTTP/2 stream {stream.stream}: {stream.method} {stream.target}"
+        + "".join(f"\n      {name}: {value}" for name, value in stream.headers if not name.startswith(":"))
+        for stream in event.streams
     )
-    return f"[{event['listener']}] #{event['conn']} {line} -> {outcome}{error}{headers}{streams}"
+    return f"[{connection.listener}] #{connection.conn} {line} -> {outcome}{error}{headers}{streams}"
 
 
 async def up_command(args: argparse.Namespace, console: Console) -> int:

@@ -1,4 +1,4 @@
-"""Run the observing server: ``python -m lab.probe --listen NAME=HOST:PORT ...``.
+"""Run the observing server: ``python -m wslab.probe --listen NAME=HOST:PORT ...``.
 
 Once every listener is bound it prints one JSON line on stdout::
 
@@ -101,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lab.probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wslab.probe", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--listen",
         type=_listener,

@@ -114,7 +114,7 @@ def redact_headers(headers: list[Any]) -> list[list[str]]:
     """``[[name, value], ...]`` with secret values replaced, in the same order and case.
 
     A continuation line (obsolete line folding: it starts with a space or a
-    tab, and :mod:`lab.probe.wire` keeps it as its own pair) after a secret
+    tab, and :mod:`wslab.probe.wire` keeps it as its own pair) after a secret
     header is redacted too.
     """
     redacted = []

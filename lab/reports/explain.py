@@ -43,7 +43,7 @@ def render_markdown(explanation: Explanation) -> str:
         lines.append(f"- **Through:** {_listed(cause.topologies)}")
         if cause.request:
             request = cause.request
-            line = f"{request['method']} {request['path']} {request['version']}"
+            line = f"{request.method} {request.path} {request.version}"
             lines.append(f"- **The server received:** `{line}`")
         for tell in cause.tells:
             differences = []

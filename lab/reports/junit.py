@@ -11,19 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from xml.etree import ElementTree
 
-from ..results import ERROR, FAIL, PASS, CellResult, RunResult
+from ..records import Cell, Outcome, Run
 
 
-def _details(cell: CellResult) -> str:
+def _details(cell: Cell) -> str:
     lines = [
-        f"{'ok ' if c['ok'] else 'NOT'} {c['name']}: expected {c['expected']!r}, got {c['actual']!r}"
-        for c in cell.checks
+        f"{'ok ' if c.ok else 'NOT'} {c.name}: expected {c.expected!r}, got {c.actual!r}" for c in cell.checks
     ]
-    server_error = next((c["error"] for c in cell.server if c.get("error")), None)
+    server_error = cell.server_error
     if server_error:
-        lines.append(f"server error: {server_error['type']}: {server_error['text']} {server_error['cause']}")
+        lines.append(f"server error: {server_error.type}: {server_error.text} {server_error.cause}")
     if cell.diagnosis:
-        lines += [f"cause: {cell.diagnosis['cause']}", f"fix: {cell.diagnosis['fix']}"]
+        lines += [f"cause: {cell.diagnosis.cause}", f"fix: {cell.diagnosis.fix}"]
     if cell.error:
         lines.append(cell.error)
     if cell.log_tail:
@@ -31,16 +30,16 @@ def _details(cell: CellResult) -> str:
     return "\n".join(lines)
 
 
-def render_junit(result: RunResult) -> str:
+def render_junit(result: Run) -> str:
     """The run as a JUnit XML document."""
     root = ElementTree.Element("testsuites", name="wslab", time=f"{result.duration:.3f}")
-    by_topology: dict[str, list[CellResult]] = defaultdict(list)
+    by_topology: dict[str, list[Cell]] = defaultdict(list)
     for cell in result.cells:
         by_topology[cell.topology].append(cell)
     for topology, cells in by_topology.items():
-        failures = sum(c.outcome == FAIL for c in cells)
-        errors = sum(c.outcome == ERROR for c in cells)
-        skipped = sum(c.outcome not in (PASS, FAIL, ERROR) for c in cells)
+        failures = sum(c.outcome == Outcome.FAIL for c in cells)
+        errors = sum(c.outcome == Outcome.ERROR for c in cells)
+        skipped = sum(c.outcome not in (Outcome.PASS, Outcome.FAIL, Outcome.ERROR) for c in cells)
         suite = ElementTree.SubElement(
             root,
             "testsuite",
@@ -59,14 +58,14 @@ def render_junit(result: RunResult) -> str:
                 name=f"{cell.suite}.{cell.scenario}",
                 time=f"{cell.duration:.3f}",
             )
-            if cell.outcome == FAIL:
-                message = cell.diagnosis["cause"] if cell.diagnosis else cell.summary
+            if cell.outcome == Outcome.FAIL:
+                message = cell.diagnosis.cause if cell.diagnosis else cell.summary
                 failure = ElementTree.SubElement(case, "failure", message=message, type=cell.summary)
                 failure.text = _details(cell)
-            elif cell.outcome == ERROR:
+            elif cell.outcome == Outcome.ERROR:
                 error = ElementTree.SubElement(case, "error", message=cell.error or "lab error")
                 error.text = _details(cell)
-            elif cell.outcome != PASS:
+            elif cell.outcome != Outcome.PASS:
                 ElementTree.SubElement(
                     case, "skipped", message=f"{cell.outcome}: {cell.error or cell.summary}"
                 )

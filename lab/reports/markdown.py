@@ -4,55 +4,49 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..results import FAIL, CellResult, RunResult
-
-SYMBOLS = {"pass": "✓", "fail": "✗", "error": "!", "unavailable": "–", "blocked": "⊘", "informational": "ℹ"}
+from ..records import STYLES, Cell, Outcome, Run, legend
 
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(result: RunResult) -> str:
+def render_markdown(result: Run) -> str:
     """Matrix table, legend, and the failed cells grouped by cause."""
     components = result.components
-    proxies = result.tool_versions()
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
-    names = [t["name"] for t in result.topologies]
+    names = [t.name for t in result.topologies]
     lines = [
         "## wslab results",
         "",
         f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
-        f"{result.started_at}, {result.duration:.1f} s. websockets {components['websockets_server']} "
-        f"(server); {proxies}. **{counts}**.",
+        f"{result.started_at}, {result.duration:.1f} s. websockets {components.websockets_server} "
+        f"(server); {components.tool_versions()}. **{counts}**.",
         "",
         "| scenario | tier | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
     for scenario in result.scenarios:
-        row = [scenario["id"], scenario.get("tier", "")]
+        row = [scenario.id, scenario.tier]
         for name in names:
-            cell = result.cell(name, scenario["id"])
-            row.append(f"{SYMBOLS.get(cell.outcome, '?')} {_escape(cell.summary)}")
+            cell = result.cell(name, scenario.id)
+            row.append(f"{STYLES[cell.outcome].symbol} {_escape(cell.summary)}")
         lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        "✓ pass, ✗ fail, ! lab error, – unavailable, ⊘ blocked (needs a connection an earlier "
-        "scenario could not open), ℹ informational scenario that did not match.",
-    ]
-    groups: dict[tuple[str, str], list[CellResult]] = defaultdict(list)
+    lines += ["", legend() + "."]
+    groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     for cell in result.cells:
-        if cell.outcome == FAIL and cell.diagnosis:
-            groups[(cell.diagnosis["rule"], cell.diagnosis["cause"])].append(cell)
+        if cell.outcome == Outcome.FAIL and cell.diagnosis:
+            groups[(cell.diagnosis.rule, cell.diagnosis.cause)].append(cell)
     if groups:
         lines += ["", "### Why cells failed", ""]
     for (rule, cause), cells in groups.items():
         where = ", ".join(f"`{c.topology}/{c.scenario}`" for c in cells)
+        fix = cells[0].diagnosis.fix if cells[0].diagnosis else ""
         lines += [
             f"- **{rule}** ({where}): {cause}",
             "",
             "  ```",
-            *[f"  {line}" for line in cells[0].diagnosis["fix"].splitlines()],
+            *[f"  {line}" for line in fix.splitlines()],
             "  ```",
             "",
         ]

@@ -13,7 +13,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..results import CellResult
+from ..records import Cell
 
 
 class RunProgress:
@@ -59,7 +59,7 @@ class RunProgress:
         if self.bar is not None:
             self.bar.update(self.task, description=self._describe())
 
-    def finished(self, cell: CellResult) -> None:
+    def finished(self, cell: Cell) -> None:
         name = f"{cell.topology}/{cell.scenario}"
         if name in self.running:
             self.running.remove(name)

@@ -277,13 +277,11 @@
     if (t.parameters && t.parameters.length) {
       add(s, more("parameters (" + t.parameters.length + ")", h("ul", { class: "plain" }, t.parameters.map(parameter))));
     }
-    if (cell.log_lines && cell.log_lines.length) {
-      add(s, h("div", { class: "sub-sec" }, h("h4", null, "Proxy log lines for this cell"), pre(cell.log_lines.join("\n"))));
+    if (cell.proxy_log && cell.proxy_log.length) {
+      add(s, h("div", { class: "sub-sec" }, h("h4", null, "Proxy log lines for this cell"), pre(cell.proxy_log.join("\n"))));
     }
-    if (t.config_text !== null && t.config_text !== undefined) {
-      add(s, more("config " + t.config + (t.config_truncated ? " (truncated)" : ""), pre(t.config_text)));
-    } else if (t.config) {
-      add(s, h("div", { class: "muted" }, "config " + t.config + " (not kept: run with --run-dir to keep it)"));
+    if (t.config !== null && t.config !== undefined) {
+      add(s, more(t.proxy + " config, as rendered for this run", pre(t.config)));
     }
     if (t.log_tail) add(s, more("proxy log tail", pre(t.log_tail), true));
     return s;

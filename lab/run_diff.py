@@ -10,41 +10,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .results import ERROR, FAIL, CellResult, RunResult
-
-FAILING = (FAIL, ERROR)
+from .records import Cell, Outcome, Run
 
 
 @dataclass(frozen=True)
 class Change:
     topology: str
     scenario: str
-    before: str
-    after: str
+    before: Outcome | None
+    """None: the cell did not exist before."""
+    after: Outcome
     before_summary: str
     after_summary: str
 
     @property
     def regression(self) -> bool:
-        return self.after in FAILING and self.before not in FAILING
+        return self.after.failing and (self.before is None or not self.before.failing)
 
 
-def _server_error(cell: CellResult) -> str:
-    return next((c["error"]["text"] for c in cell.server if c.get("error")), "")
+def _server_error(cell: Cell) -> str:
+    error = cell.server_error
+    return error.text if error else ""
 
 
-def _key(cell: CellResult) -> tuple[str, str]:
+def _key(cell: Cell) -> tuple[str, str]:
     return cell.topology, cell.scenario
 
 
-def changes(old: RunResult, new: RunResult) -> list[Change]:
+def changes(old: Run, new: Run) -> list[Change]:
     """Cells whose outcome, summary or server error differ between the runs (new cells included)."""
     before = {_key(cell): cell for cell in old.cells}
     found = []
     for cell in new.cells:
         previous = before.get(_key(cell))
         if previous is None:
-            found.append(Change(cell.topology, cell.scenario, "absent", cell.outcome, "", cell.summary))
+            found.append(Change(cell.topology, cell.scenario, None, cell.outcome, "", cell.summary))
         elif (previous.outcome, previous.summary, _server_error(previous)) != (
             cell.outcome,
             cell.summary,
@@ -63,5 +63,5 @@ def changes(old: RunResult, new: RunResult) -> list[Change]:
     return found
 
 
-def regressions(old: RunResult, new: RunResult) -> list[Change]:
+def regressions(old: Run, new: Run) -> list[Change]:
     return [change for change in changes(old, new) if change.regression]

@@ -1,4 +1,4 @@
-"""The probe server as a deployable app: ``python -m lab.probe.deploy [--public]``.
+"""The probe server as a deployable app: ``python -m wslab.probe.standalone [--public]``.
 
 On a real platform (a Replit deployment, Cloud Run, any container host) only
 one port reaches the server, so there is no control channel: what the server
@@ -30,7 +30,7 @@ received is reported through the WebSocket port itself.
   beyond ``--max-connections`` WebSockets, upgrades get 503, and TCP
   connections beyond twice that number are closed at once.
 
-Like the rest of ``lab.probe``, it depends on websockets and the standard
+Like the rest of ``wslab.probe``, it depends on websockets and the standard
 library only (see docs/deploy.md for the recipes).
 """
 
@@ -119,7 +119,7 @@ class Recorder:
                     entry["closed"] = {name: event.get(name) for name in CLOSED_KEYS}
                     break
 
-    def for_cell(self, cell: str) -> list[dict[str, Any]]:
+    def tagged(self, cell: str) -> list[dict[str, Any]]:
         """Connections whose request carried ``wslab-cell=<cell>``."""
         return [entry for entry in self.connections if entry.get("cell") == cell]
 
@@ -357,7 +357,7 @@ async def answer_report(connection: ServerConnection, recorder: Recorder, token:
         return
     assert question is not None
     if isinstance(question.get("cell"), str):
-        connections = recorder.for_cell(question["cell"])
+        connections = recorder.tagged(question["cell"])
         asked = f"cell={question['cell'][:64]}"
     elif (since := _since(question.get("since"))) is not None:
         connections = recorder.since(since)
@@ -445,7 +445,7 @@ def _positive(maximum: int | None = None) -> Any:
     return parse
 
 
-def build_parser(prog: str = "python -m lab.probe.deploy") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m wslab.probe.standalone") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="The probe server as a deployable app: one port ($PORT), token-guarded reports "
@@ -564,8 +564,8 @@ async def run(options: DeployOptions, announce_token: bool = False) -> int:
     return code
 
 
-def main(argv: list[str] | None = None, *, prog: str = "python -m lab.probe.deploy") -> int:
-    """``python -m lab.probe.deploy``; also ``wslab probe-server`` (which may pass its ``prog``)."""
+def main(argv: list[str] | None = None, *, prog: str = "python -m wslab.probe.standalone") -> int:
+    """``python -m wslab.probe.standalone``; also ``wslab probe-server`` (which may pass its ``prog``)."""
     args = build_parser(prog).parse_args(argv)
     try:
         options, generated = options_from(args)

@@ -67,7 +67,7 @@ def _healthcheck(test: list[str]) -> dict[str, Any]:
 def probe_service(topologies: list[Topology]) -> dict[str, Any]:
     """The observing server: one listener per topology, the control channel on 18000."""
     direct = [t for t in topologies if t.direct]
-    command = ["python", "-m", "lab.probe", "--control", f"0.0.0.0:{CONTROL_PORT}"]
+    command = ["python", "-m", "wslab.probe", "--control", f"0.0.0.0:{CONTROL_PORT}"]
     for topology in topologies:
         command += ["--listen", f"{topology.name}=0.0.0.0:{topology.port}"]
     return {
@@ -104,6 +104,25 @@ def parameter_environment(topologies: list[Topology], scale: float) -> dict[str,
     }
 
 
+def _container_values(topology: Topology) -> dict[str, str]:
+    """The placeholders every proxy container fills in, parameters aside."""
+    return {
+        "WSLAB_LISTEN_HOST": "0.0.0.0",
+        "WSLAB_LISTEN_PORT": str(PROXY_PORT),
+        "WSLAB_UPSTREAM_HOST": PROBE_SERVICE,
+        "WSLAB_UPSTREAM_PORT": str(topology.port),
+        "WSLAB_RUN_DIR": RUN_DIR,
+    }
+
+
+def proxy_config(topology: Topology, scale: float) -> str | None:
+    """The config a topology's container runs at a time scale (what compose/render.sh writes);
+    None for ``direct``, which has no proxy."""
+    if topology.direct:
+        return None
+    return topology.render_config({**_container_values(topology), **topology.placeholders(scale)})
+
+
 def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, Any]:
     """One topology's proxy on its official image, running the shared config template.
 
@@ -119,11 +138,7 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
         "entrypoint": ["/bin/sh", RENDER_SCRIPT],
         "command": [f"{TOPOLOGY_MOUNT}/{topology.config.name}", config, *argv],
         "environment": {
-            "WSLAB_LISTEN_HOST": "0.0.0.0",
-            "WSLAB_LISTEN_PORT": str(PROXY_PORT),
-            "WSLAB_UPSTREAM_HOST": PROBE_SERVICE,
-            "WSLAB_UPSTREAM_PORT": str(topology.port),
-            "WSLAB_RUN_DIR": RUN_DIR,
+            **_container_values(topology),
             **{
                 name: value if scale is not None else f"${{{parameter_variable(topology, name)}:-{value}}}"
                 for name, value in topology.placeholders(1.0 if scale is None else scale).items()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..compare import Comparison, Option
+from ..deployment_choice import Comparison, Option
 
 TRAFFIC_ROWS = {
     "browser-tab-get": "browser tab opens the URL",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .results import FAIL, PASS, CellResult, RunResult
+from .records import STYLES, Cell, Outcome, Run
 
 COMPARED = (
     "replit-dev",
@@ -59,48 +59,49 @@ class Comparison:
     time_scale: float
 
 
-def _cells(result: RunResult, topology: str, suite: str) -> list[CellResult]:
+def _cells(result: Run, topology: str, suite: str) -> list[Cell]:
     return [c for c in result.cells if c.topology == topology and c.suite == suite]
 
 
-def _traffic(cell: CellResult) -> str:
-    status = cell.summary
-    error = next((c["error"]["text"] for c in cell.server if c.get("error")), None)
-    mark = "✓" if cell.outcome == PASS else "✗"
-    return f"{mark} {status}" + (f" ({error})" if error and cell.outcome != PASS else "")
+def _traffic(cell: Cell) -> str:
+    error = cell.server_error
+    passed = cell.outcome == Outcome.PASS
+    mark = STYLES[Outcome.PASS if passed else Outcome.FAIL].symbol
+    return f"{mark} {cell.summary}" + (f" ({error.text})" if error and not passed else "")
 
 
-def _lives(cell: CellResult) -> str:
-    hold = (cell.client or {}).get("hold")
-    if not hold:
+def _lives(cell: Cell) -> str:
+    hold = cell.client.hold if cell.client else None
+    if hold is None:
         return f"✗ {cell.summary}"
-    if hold["closed"]:
-        return f"✗ cut at {hold['lived_faithful']:.0f} s"
-    return f"✓ ≥ {hold['seconds_faithful']:.0f} s"
+    if hold.closed:
+        return f"✗ cut at {hold.lived_faithful:.0f} s"
+    return f"✓ ≥ {hold.seconds_faithful:.0f} s"
 
 
-def summarise(result: RunResult, fixed: RunResult, topology: str) -> Option:
+def summarise(result: Run, fixed: Run, topology: str) -> Option:
     """Sum one option up from the plain run and the run with the process_request fix."""
-    meta = next(t for t in result.topologies if t["name"] == topology)
+    meta = next(t for t in result.topologies if t.name == topology)
     clients = _cells(result, topology, CLIENT_SUITE)
     timeouts = {c.scenario: c for c in _cells(result, topology, TIMEOUTS_SUITE)}
-    busy = (timeouts.get("lifetime-with-pings").client or {}).get("hold") if timeouts else None
-    failed = [c for c in result.cells if c.topology == topology and c.outcome == FAIL and c.diagnosis]
-    causes = Counter(c.diagnosis["rule"] for c in failed)
+    busy_cell = timeouts.get("lifetime-with-pings")
+    busy = busy_cell.client.hold if busy_cell is not None and busy_cell.client else None
+    failed = [c for c in result.cells if c.topology == topology and c.outcome == Outcome.FAIL and c.diagnosis]
+    causes = Counter(c.diagnosis.rule for c in failed if c.diagnosis)
     fixes: list[str] = []
     for cell in failed:
-        if cell.diagnosis["fix"] not in fixes:
-            fixes.append(cell.diagnosis["fix"])
+        if cell.diagnosis and cell.diagnosis.fix not in fixes:
+            fixes.append(cell.diagnosis.fix)
     return Option(
         name=topology,
-        title=meta["title"],
-        platform=meta.get("platform") or meta["title"],
-        clients_passed=sum(c.outcome == PASS for c in clients),
+        title=meta.title,
+        platform=meta.platform or meta.title,
+        clients_passed=sum(c.outcome == Outcome.PASS for c in clients),
         clients_total=len(clients),
         traffic={c.scenario: _traffic(c) for c in _cells(result, topology, TRAFFIC_SUITE)},
         traffic_fixed={c.scenario: _traffic(c) for c in _cells(fixed, topology, TRAFFIC_SUITE)},
         lives={name: _lives(cell) for name, cell in timeouts.items()},
-        lifetime=busy["lived_faithful"] if busy and busy["closed"] else None,
+        lifetime=busy.lived_faithful if busy is not None and busy.closed else None,
         causes=[f"{rule} ({count} cell{'' if count == 1 else 's'})" for rule, count in causes.most_common()],
         fixes=fixes,
     )
@@ -110,10 +111,10 @@ def _rank(option: Option) -> tuple:
     return (option.carries_websockets, option.lifetime is None, option.lifetime or 0)
 
 
-def compare(result: RunResult, fixed: RunResult, extra: tuple[str, ...] = ()) -> Comparison:
+def compare(result: Run, fixed: Run, extra: tuple[str, ...] = ()) -> Comparison:
     """Every compared option (plus ``extra`` topologies, such as a real --target), and the
     Replit option to choose with the reasons."""
-    present = {t["name"] for t in result.topologies if t["status"] == "ready"}
+    present = {t.name for t in result.topologies if t.status == "ready"}
     options = [summarise(result, fixed, name) for name in COMPARED + extra if name in present]
     replit = [o for o in options if o.name in REPLIT_OPTIONS] or options
     best = max(replit, key=_rank)
@@ -147,6 +148,6 @@ def compare(result: RunResult, fixed: RunResult, extra: tuple[str, ...] = ()) ->
         options=options,
         recommended=best,
         reasons=reasons,
-        websockets=result.components["websockets_server"],
-        time_scale=float(result.options.get("time_scale", 1.0)),
+        websockets=result.components.websockets_server,
+        time_scale=result.options.time_scale,
     )

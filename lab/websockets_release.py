@@ -16,11 +16,9 @@ from pathlib import Path
 
 import websockets
 
+from .errors import ProvisionError
+
 CACHE = Path(os.environ.get("WSLAB_CACHE", Path.home() / ".cache" / "wslab"))
-
-
-class ProvisionError(Exception):
-    """The requested websockets release could not be installed."""
 
 
 def websockets_path(version: str | None) -> Path | None:

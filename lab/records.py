@@ -1,0 +1,395 @@
+"""The lab's evidence as typed records: what one cell saw, and the run around the cells.
+
+Everything a run finds ends up in these records: the request as the client
+sent it, the response it got, each connection the server saw, the checks, the
+diagnosis, and the run's components and topologies. They are built once,
+read by attribute everywhere (expectations, diagnosis, explain, compare and
+every renderer), and turned into JSON only at the edge
+(:mod:`wslab.results`); the results JSON Schema is generated from them
+(``wslab schema``).
+
+Every record is self-contained: a topology carries the config text it ran
+with and a cell the proxy's log lines that name it, so no reader of a results
+file ever opens a path found in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT = "wslab.results/2"
+"""The results format; a change that breaks readers changes the number."""
+
+
+class Record(BaseModel):
+    """A record: unknown fields are refused, so a results file says exactly what it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Outcome(StrEnum):
+    """A cell's verdict against its scenario's expectations."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    """The lab itself could not run the cell (a component failed or died)."""
+    BLOCKED = "blocked"
+    """A scenario this one depends on failed on the same topology."""
+    INFORMATIONAL = "informational"
+    """An informational-tier scenario did not match: never a failure."""
+    UNAVAILABLE = "unavailable"
+    """The topology could not be started here (its binary is not installed)."""
+
+    @property
+    def failing(self) -> bool:
+        """Whether this outcome fails a run (exit code 1, or 3 for a lab error)."""
+        return self in (Outcome.FAIL, Outcome.ERROR)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How every renderer shows an outcome."""
+
+    symbol: str
+    colour: str
+    """A rich colour name for the terminal."""
+    css: str
+    """The HTML report's class."""
+    label: str
+    meaning: str
+    """The legend's words for it."""
+
+
+STYLES: dict[Outcome, Style] = {
+    Outcome.PASS: Style("✓", "green", "pass", "pass", "pass"),
+    Outcome.FAIL: Style("✗", "red", "fail", "fail", "fail"),
+    Outcome.ERROR: Style("!", "magenta", "error", "lab error", "lab error (a part of the lab failed)"),
+    Outcome.BLOCKED: Style("⊘", "yellow", "blocked", "blocked", "blocked (a scenario it needs failed)"),
+    Outcome.INFORMATIONAL: Style("ℹ", "blue", "info", "informational", "informational, did not match"),
+    Outcome.UNAVAILABLE: Style("–", "dim", "unavailable", "unavailable", "unavailable"),
+}
+"""The one symbol and colour table; its order is the legend's."""
+
+
+def legend() -> str:
+    """Every outcome's symbol and meaning on one line: '✓ pass  ✗ fail  ! lab error ...'."""
+    return "  ".join(f"{style.symbol} {style.meaning}" for style in STYLES.values())
+
+
+Header = tuple[str, str]
+"""A header line as ``(name, value)``, in wire order and original case."""
+
+
+def header_value(headers: list[Header], name: str) -> str | None:
+    """All values of header ``name`` (any case) joined by ', ', or None if absent."""
+    values = [value for key, value in headers if key.lower() == name.lower()]
+    return ", ".join(values) if values else None
+
+
+def header_tokens(value: str | None) -> list[str]:
+    """The comma-separated tokens of a header value, lower case (``Connection: keep-alive, Upgrade``)."""
+    return [token.strip().lower() for token in (value or "").split(",") if token.strip()]
+
+
+class RequestHead(Record):
+    """A request line and its header lines."""
+
+    method: str
+    target: str = Field(description="as written on the wire, with the wslab-cell correlation parameter")
+    path: str = Field(description="the target without the wslab-cell parameter")
+    version: str
+    headers: list[Header] = Field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        return header_value(self.headers, name)
+
+    @property
+    def asks_upgrade(self) -> bool:
+        """Whether this request carries a WebSocket upgrade (Connection: upgrade + Upgrade: websocket)."""
+        return "upgrade" in header_tokens(self.header("Connection")) and "websocket" in header_tokens(
+            self.header("Upgrade")
+        )
+
+
+class ResponseHead(Record):
+    """A status line and its header lines."""
+
+    version: str | None = Field(None, description="absent for the server's own answer (websockets')")
+    status: int
+    reason: str = ""
+    headers: list[Header] = Field(default_factory=list)
+
+
+class StreamRequest(RequestHead):
+    """One request inside a cleartext HTTP/2 connection, read from its HEADERS frames."""
+
+    stream: int
+    cell: str | None = Field(None, description="the correlation id in its :path")
+
+
+class ServerError(Record):
+    """The error websockets raised for a connection."""
+
+    type: str = Field(description="e.g. InvalidUpgrade")
+    text: str = Field(description="exactly what websockets logs, e.g. 'missing Connection header'")
+    cause: str = Field("", description="the chained exception, e.g. 'ValueError: unsupported HTTP method'")
+
+
+class Closed(Record):
+    """How an upgraded connection ended, as the server saw it."""
+
+    at: float
+    code: int | None
+    reason: str = ""
+    closed_by: str = Field(description="client, server or abnormal")
+
+
+class Connection(Record):
+    """One connection the probe server saw: the request exactly as it arrived, and its answer."""
+
+    listener: str = Field(description="the probe listener (one per topology)")
+    conn: int = Field(description="the server's connection number")
+    cell: str | None = Field(description="the correlation id read from the target")
+    opened_at: float = Field(description="UNIX time the connection was accepted")
+    at: float = Field(description="UNIX time the handshake ended")
+    peer: tuple[str, int] | None = Field(description="where the connection came from (the proxy)")
+    bytes_received: int
+    raw_head: str = Field(description="the request head as received (latin-1), up to the blank line")
+    request: RequestHead | None = Field(
+        description="parsed leniently from raw_head; null without a request line"
+    )
+    response: ResponseHead | None = Field(description="what websockets answered; null if it closed silently")
+    upgraded: bool
+    error: ServerError | None
+    closed: Closed | None = Field(None, description="for upgraded connections: how they ended")
+    http2_request: StreamRequest | None = Field(
+        None, description="over h2c: the stream that carried this cell's request"
+    )
+    attributed: bool = Field(
+        True, description="false when no correlation id tied it to the cell, only its time"
+    )
+
+    @property
+    def request_seen(self) -> RequestHead | None:
+        """The request this cell made: its HTTP/2 stream over h2c, else the request line."""
+        return self.http2_request or self.request
+
+
+class Step(Record):
+    """One scenario step as the client played it."""
+
+    step: str
+    argument: Any
+    ok: bool = True
+    detail: str | None = None
+
+
+class Close(Record):
+    code: int | None
+    reason: str = ""
+
+
+class Hold(Record):
+    """How a WebSocket held open ended (the ``hold`` step)."""
+
+    seconds: float = Field(description="seconds held in this run")
+    seconds_faithful: float = Field(description="the same in faithful (documented) seconds")
+    closed: bool
+    lived: float = Field(description="seconds the connection lived in this run")
+    lived_faithful: float
+    since_last_byte: float = Field(description="seconds from the last byte received to the end")
+    code: int | None
+    reason: str | None
+    closed_by: str | None
+
+    @property
+    def cut_while_idle(self) -> bool:
+        """Cut with nothing crossing the connection for (almost) its whole life."""
+        return self.closed and self.since_last_byte >= 0.9 * self.lived
+
+
+class BrowserRequest(Record):
+    """One request a browser page made, as Chromium reported it."""
+
+    url: str
+    type: str
+    sent: RequestHead
+    received: ResponseHead | None
+    error: str | None = Field(description="Chromium's net error")
+
+
+class BrowserReport(Record):
+    product: str = Field(description="Chromium's version")
+    requests: list[BrowserRequest] = Field(description="the document, then Chromium's own follow-ups")
+
+
+class ClientKind(StrEnum):
+    NONE = ""
+    CONNECT = "connect"
+    RAW = "raw"
+    TCP_PROBE = "tcp_probe"
+    BROWSER = "browser"
+
+
+class Transcript(Record):
+    """Everything the client did and saw in one cell."""
+
+    kind: ClientKind = ClientKind.NONE
+    sent: RequestHead | None = Field(None, description="the request as written on the wire")
+    received: ResponseHead | None = Field(None, description="the response head that came back")
+    connected: bool = False
+    upgraded: bool = False
+    subprotocol: str | None = None
+    error: str | None = Field(None, description="the first failing step's error")
+    timed_out: bool = False
+    steps: list[Step] = Field(default_factory=list)
+    close: Close | None = None
+    hold: Hold | None = None
+    browser: BrowserReport | None = None
+
+    @property
+    def status(self) -> int | None:
+        return self.received.status if self.received else None
+
+
+class Check(Record):
+    """One expectation of the scenario against the evidence."""
+
+    name: str
+    expected: Any
+    actual: Any
+    ok: bool
+
+
+class Diagnosis(Record):
+    """Why a cell did not pass, and what to change."""
+
+    rule: str = Field(description="the rule's id in wslab/diagnosis.py")
+    cause: str
+    fix: str
+
+
+class Cell(Record):
+    """One scenario through one topology: the evidence, the checks, the verdict, the diagnosis."""
+
+    topology: str
+    scenario: str
+    suite: str
+    outcome: Outcome
+    summary: str = Field(description="the matrix's short text: a status, no answer, timeout, open 150s...")
+    duration: float = 0.0
+    cell_id: str | None = Field(None, description="the correlation id its requests carried")
+    client: Transcript | None = None
+    server: list[Connection] = Field(default_factory=list, description="every connection the server saw")
+    checks: list[Check] = Field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+    error: str | None = Field(None, description="for error, unavailable and blocked cells: why")
+    log_tail: str = Field("", description="the proxy's last log lines when it failed or died")
+    proxy_log: list[str] = Field(default_factory=list, description="the proxy's log lines naming this cell")
+
+    @property
+    def server_error(self) -> ServerError | None:
+        """The first error the server logged for this cell."""
+        return next((c.error for c in self.server if c.error), None)
+
+
+class DeploymentStatus(StrEnum):
+    READY = "ready"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+
+
+class Parameter(Record):
+    """A time limit a topology is configured with, and where its value comes from."""
+
+    name: str
+    seconds: float = Field(description="faithful seconds")
+    source: str
+
+
+class TopologyRecord(Record):
+    """A topology as this run stood it up (or could not)."""
+
+    name: str
+    title: str = ""
+    proxy: str = ""
+    proxy_version: str = ""
+    summary: str = ""
+    platform: str = ""
+    parameters: list[Parameter] = Field(default_factory=list)
+    behaviours: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    status: DeploymentStatus = DeploymentStatus.READY
+    endpoint: str | None = None
+    detail: str = Field("", description="why it is not ready")
+    log_tail: str = ""
+    config: str | None = Field(None, description="the proxy's config as rendered for this run")
+
+
+Tier = Literal["required", "deployment", "informational"]
+
+
+class ScenarioRecord(Record):
+    id: str
+    suite: str
+    tier: Tier = "deployment"
+    depends_on: list[str] = Field(default_factory=list)
+    title: str = ""
+    models: str = ""
+    description: str = ""
+    expect: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field("", description="file:line")
+
+
+class Components(Record):
+    websockets_server: str
+    websockets_client: str
+    python: str
+    proxies: dict[str, str] = Field(default_factory=dict, description="proxy kind -> its binary's version")
+    browser: str | None = None
+
+    def tool_versions(self) -> str:
+        """The proxies' versions, and the browser's if one ran: 'envoy 1.40.0, haproxy 2.6.12'."""
+        tools = [f"{kind} {version}" for kind, version in self.proxies.items()]
+        if self.browser:
+            tools.append(f"browser {self.browser}")
+        return ", ".join(tools)
+
+
+class Settings(Record):
+    """How the cells were played."""
+
+    concurrency: int
+    step_timeout: float
+    cell_timeout: float
+    settle: float = Field(description="seconds waited for a server report that may never come")
+    time_scale: float = Field(description="1: faithful; below 1: every time limit that much shorter")
+
+
+class Run(Record):
+    """A whole run: components, topologies, scenarios and cells."""
+
+    format: Literal["wslab.results/2"] = FORMAT
+    started_at: str = Field(description="ISO 8601, UTC")
+    duration: float = Field(description="seconds from the start of the topologies to their teardown")
+    backend: str = Field(description="local, compose, containers or remote; merged runs join theirs with +")
+    options: Settings
+    components: Components
+    topologies: list[TopologyRecord]
+    scenarios: list[ScenarioRecord]
+    cells: Annotated[list[Cell], Field(description="one per topology x scenario")]
+
+    def cell(self, topology: str, scenario: str) -> Cell:
+        for cell in self.cells:
+            if cell.topology == topology and cell.scenario == scenario:
+                return cell
+        raise KeyError((topology, scenario))
+
+    def counts(self) -> dict[Outcome, int]:
+        """Cells per outcome, in the legend's order."""
+        return {outcome: sum(c.outcome == outcome for c in self.cells) for outcome in STYLES}
