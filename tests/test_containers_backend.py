@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from lab.backends import StackOptions
-from lab.backends.containers import ContainersBackend
-from lab.results import FAIL, PASS
-from lab.runner import RunOptions, run
-from lab.scenario import load_scenarios
-from lab.topology import load_topologies
+from wslab.backends import StackOptions
+from wslab.backends.containers import ContainersBackend
+from wslab.records import Outcome
+from wslab.runner import RunOptions, run
+from wslab.scenario import load_scenarios
+from wslab.topology import load_topologies
 
 
 def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: None) -> None:
@@ -20,11 +20,11 @@ def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: N
     result = asyncio.run(run(ContainersBackend(StackOptions()), topologies, scenarios, RunOptions()))
 
     browser = result.cell("haproxy-default", "browser-tab-get")
-    assert browser.outcome == FAIL
-    assert browser.server[0]["error"]["text"] == "missing Connection header"
-    assert browser.diagnosis["rule"] == "plain-http-through-keepalive-proxy"
-    assert result.cell("haproxy-default", "websockets-echo").outcome == PASS
-    assert result.cell("varnish-default", "websockets-echo").diagnosis["rule"] == "proxy-removed-upgrade"
-    assert result.cell("direct", "tcp-probe").server[0]["bytes_received"] == 0
-    assert result.components["proxies"]["haproxy"].startswith("2.6")
+    assert browser.outcome == Outcome.FAIL
+    assert browser.server[0].error.text == "missing Connection header"
+    assert browser.diagnosis.rule == "plain-http-through-keepalive-proxy"
+    assert result.cell("haproxy-default", "websockets-echo").outcome == Outcome.PASS
+    assert result.cell("varnish-default", "websockets-echo").diagnosis.rule == "proxy-removed-upgrade"
+    assert result.cell("direct", "tcp-probe").server[0].bytes_received == 0
+    assert result.components.proxies["haproxy"].startswith("2.6")
     assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before

@@ -6,15 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.explain import AS_EXPECTED, explain, matches
-from lab.reports.explain import render_markdown
-from lab.results import RunResult
+import pytest
+
+from wslab import results
+from wslab.explain import AS_EXPECTED, explain, matches
+from wslab.records import Run, ServerError
+from wslab.reports.explain import render_markdown
 
 SEED = "websockets.exceptions.InvalidUpgrade: missing Connection header"
 
 
+@pytest.mark.fast
 def test_log_lines_match_the_recorded_error() -> None:
-    error = {"type": "InvalidUpgrade", "text": "missing Connection header"}
+    error = ServerError(type="InvalidUpgrade", text="missing Connection header")
     for line in (SEED, "InvalidUpgrade: missing Connection header", "missing connection header", "  missing"):
         assert matches(error, line), line
     assert not matches(error, "invalid Connection header: keep-alive")
@@ -22,7 +26,7 @@ def test_log_lines_match_the_recorded_error() -> None:
     assert not matches(None, SEED)
 
 
-def test_the_seed_error_has_causes_told_apart_by_the_websocket_key(matrix: RunResult) -> None:
+def test_the_seed_error_has_causes_told_apart_by_the_websocket_key(matrix: Run) -> None:
     answer = explain(matrix, SEED)
     causes = {cause.rule: cause for cause in answer.causes}
     assert answer.errors == ["InvalidUpgrade: missing Connection header"]
@@ -41,28 +45,38 @@ def test_the_seed_error_has_causes_told_apart_by_the_websocket_key(matrix: RunRe
     # Every matched cell really logged the error.
     for cause in answer.causes:
         for topology, scenario in cause.cells:
-            errors = [c["error"]["text"] for c in matrix.cell(topology, scenario).server if c["error"]]
+            errors = [c.error.text for c in matrix.cell(topology, scenario).server if c.error]
             assert "missing Connection header" in errors
 
 
-def test_errors_the_scenario_expects_are_their_own_group(matrix: RunResult) -> None:
+def test_errors_the_scenario_expects_are_their_own_group(matrix: Run) -> None:
     answer = explain(matrix, "unsupported HTTP version: HTTP/1.0")
     expected = next(cause for cause in answer.causes if cause.rule == AS_EXPECTED)
     assert ("direct", "http10-upgrade") in expected.cells
     assert not expected.fix
 
 
-def test_an_unknown_error_says_so(matrix: RunResult) -> None:
+def test_an_unknown_error_says_so(matrix: Run) -> None:
     answer = explain(matrix, "no such error anywhere")
     assert answer.causes == [] and answer.cells_run == len(matrix.cells)
     assert "No cell of the" in render_markdown(answer)
 
 
-def test_command_reads_saved_results(matrix: RunResult, tmp_path: Path) -> None:
+def test_command_reads_saved_results(matrix: Run, tmp_path: Path) -> None:
     saved = tmp_path / "results.json"
-    matrix.write_json(saved)
+    results.write(matrix, saved)
     page = tmp_path / "explain.md"
-    command = [sys.executable, "-m", "lab", "explain", SEED, "--results", str(saved), "--markdown", str(page)]
+    command = [
+        sys.executable,
+        "-m",
+        "wslab",
+        "explain",
+        SEED,
+        "--results",
+        str(saved),
+        "--markdown",
+        str(page),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "plain-http-through-keepalive-proxy" in result.stdout
@@ -71,7 +85,7 @@ def test_command_reads_saved_results(matrix: RunResult, tmp_path: Path) -> None:
 
 
 def test_command_runs_the_default_suites_when_given_no_results() -> None:
-    command = [sys.executable, "-m", "lab", "explain", SEED, "-t", "haproxy-default"]
+    command = [sys.executable, "-m", "wslab", "explain", SEED, "-t", "haproxy-default"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "plain-http-through-keepalive-proxy" in result.stdout and "haproxy-default" in result.stdout

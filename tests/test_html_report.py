@@ -1,6 +1,6 @@
 """The HTML report: self-contained, escaped, and its drill-down works in a real (headless) Chromium.
 
-The browser test drives Debian's chromium through lab.browser (the DevTools
+The browser test drives Debian's chromium through wslab.browser (the DevTools
 protocol over the websockets library, no selenium or playwright) and saves a
 screenshot of the drill-down to reports/screenshots/html-drilldown.png.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from lab.browser import CHROMIUM, INSTALL_HINT, Chromium
-from lab.reports.html import header_diff, render_html, request_line_diff
-from lab.results import CellResult, RunResult
+from wslab.browser import CHROMIUM, INSTALL_HINT, Chromium
+from wslab.records import RequestHead, Run
+from wslab.reports.html import header_diff, render_html, request_line_diff
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "reports" / "screenshots" / "html-drilldown.png"
@@ -66,7 +66,7 @@ def embedded_data(html: str) -> dict[str, Any]:
 # 1. Self-contained, and every topology and scenario is in the matrix.
 
 
-def test_html_is_self_contained(matrix: RunResult) -> None:
+def test_html_is_self_contained(matrix: Run) -> None:
     html = render_html(matrix)
     page = parse(html)
     references = [
@@ -83,10 +83,10 @@ def test_html_is_self_contained(matrix: RunResult) -> None:
     assert css.strip() and "url(" not in css and "@import" not in css
 
     columns = page.find("th", "data-topology")
-    assert columns == [topology["name"] for topology in matrix.topologies]
-    assert page.find("tr", "data-scenario") == [scenario["id"] for scenario in matrix.scenarios]
+    assert columns == [topology.name for topology in matrix.topologies]
+    assert page.find("tr", "data-scenario") == [scenario.id for scenario in matrix.scenarios]
     assert len(page.find("button", "data-cell")) == len(matrix.cells)
-    for name in columns + [scenario["id"] for scenario in matrix.scenarios]:
+    for name in columns + [scenario.id for scenario in matrix.scenarios]:
         assert name in html
 
     data = embedded_data(html)
@@ -119,7 +119,7 @@ COLUMN_HIDDEN = """(() => {
 })()"""
 
 
-def test_drilldown_in_chromium(matrix: RunResult, tmp_path: Path) -> None:
+def test_drilldown_in_chromium(matrix: Run, tmp_path: Path) -> None:
     topology, scenario = "haproxy-default", "browser-tab-get"
     cell = matrix.cell(topology, scenario)
     assert cell.outcome == "fail" and cell.diagnosis, cell
@@ -132,8 +132,8 @@ def test_drilldown_in_chromium(matrix: RunResult, tmp_path: Path) -> None:
     assert not errors, errors
     assert state["visible"], "the drill-down did not open"
     assert "missing Connection header" in state["text"]
-    assert cell.diagnosis["cause"] in state["text"]
-    assert cell.diagnosis["fix"].splitlines()[1].strip() in state["text"]
+    assert cell.diagnosis.cause in state["text"]
+    assert cell.diagnosis.fix.splitlines()[1].strip() in state["text"]
     assert "Connection" in state["removed"], state["removed"]
     assert state["removedColour"] not in (None, "rgba(0, 0, 0, 0)")
     assert state["hash"] == f"#cell={topology}/{scenario}"
@@ -180,6 +180,7 @@ async def _drill_down(report: Path, topology: str, scenario: str, n: int) -> tup
 # 3. The header diff, and escaping of hostile evidence.
 
 
+@pytest.mark.fast
 def test_header_diff_marks_added_removed_rewritten() -> None:
     sent = [
         ["Host", "example.test"],
@@ -210,16 +211,17 @@ def test_header_diff_marks_added_removed_rewritten() -> None:
     assert [row["status"] for row in header_diff(None, received)] == ["added"] * len(received)
     assert header_diff([], None) == []
 
-    client = {"method": "GET", "target": "/?a=1", "version": "HTTP/1.1"}
-    assert request_line_diff(client, {**client, "version": "HTTP/1.0"}) == {"version": "HTTP/1.1"}
-    assert request_line_diff(client, dict(client)) == {}
+    client = RequestHead(method="GET", target="/?a=1", path="/?a=1", version="HTTP/1.1")
+    downgraded = client.model_copy(update={"version": "HTTP/1.0"})
+    assert request_line_diff(client, downgraded) == {"version": "HTTP/1.1"}
+    assert request_line_diff(client, client.model_copy()) == {}
     assert request_line_diff(client, None) == {}
 
 
 HOSTILE = '</script><script>alert("x")</script><!--'
 
 
-def _hostile_run() -> RunResult:
+def _hostile_run() -> Run:
     sent = {
         "method": "GET",
         "target": "/",
@@ -246,36 +248,50 @@ def _hostile_run() -> RunResult:
         }
     ]
     cells = [
-        CellResult(
-            "t", "s1", "suite-a", "fail", "<i>426</i>", client={"kind": "raw", "sent": sent}, server=server
-        ),
-        CellResult("t", "s2", "suite-b", "blocked", "blocked"),
-        CellResult("t", "s3", "suite-b", "something-new", "?!"),
-    ]
-    return RunResult(
-        started_at="2026-01-01T00:00:00+00:00",
-        duration=1.0,
-        backend="local",
-        options={"time_scale": 0.02},
-        components={
-            "websockets_server": "17.4",
-            "websockets_client": "17.4",
-            "python": "3.11",
-            "proxies": {},
+        {
+            "topology": "t",
+            "scenario": "s1",
+            "suite": "suite-a",
+            "outcome": "fail",
+            "summary": "<i>426</i>",
+            "client": {"kind": "raw", "sent": sent},
+            "server": server,
+            "proxy_log": [f"GET /?wslab-cell=abc {HOSTILE}"],
         },
-        topologies=[
-            {"name": "t", "title": "<t>", "status": "ready", "config": "/nonexistent/x.cfg", "log_tail": ""}
-        ],
-        scenarios=[
-            {"id": "s1", "suite": "suite-a", "title": "one", "tier": 1},
-            {"id": "s2", "suite": "suite-b", "title": "two"},
-            {"id": "s3", "suite": "suite-b", "title": "three"},
-        ],
-        cells=cells,
+        {"topology": "t", "scenario": "s2", "suite": "suite-b", "outcome": "blocked", "summary": "blocked"},
+        {"topology": "t", "scenario": "s3", "suite": "suite-b", "outcome": "informational", "summary": "?!"},
+    ]
+    return Run.model_validate(
+        {
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "duration": 1.0,
+            "backend": "local",
+            "options": {
+                "concurrency": 1,
+                "step_timeout": 5,
+                "cell_timeout": 30,
+                "settle": 1,
+                "time_scale": 0.02,
+            },
+            "components": {
+                "websockets_server": "17.4",
+                "websockets_client": "17.4",
+                "python": "3.11",
+                "proxies": {},
+            },
+            "topologies": [{"name": "t", "title": "<t>", "status": "ready", "config": HOSTILE}],
+            "scenarios": [
+                {"id": "s1", "suite": "suite-a", "title": "one", "tier": "required"},
+                {"id": "s2", "suite": "suite-b", "title": "two"},
+                {"id": "s3", "suite": "suite-b", "title": "three", "tier": "informational"},
+            ],
+            "cells": cells,
+        }
     )
 
 
-def test_hostile_evidence_is_escaped_and_unknown_outcomes_render() -> None:
+@pytest.mark.fast
+def test_hostile_evidence_is_escaped() -> None:
     html = render_html(_hostile_run())
     assert 'alert("x")' not in html and "<!--" not in html.split("<body>", 1)[1]
     assert html.count("<script") == 2 and "<b>bold</b>" not in html and "<i>426</i>" not in html
@@ -284,9 +300,11 @@ def test_hostile_evidence_is_escaped_and_unknown_outcomes_render() -> None:
     cell = data["cells"][0]
     assert cell["client"]["sent"]["headers"] == [["X-Evil", HOSTILE]]
     assert [(r["status"], r["was"]) for r in cell["server"][0]["header_diff"]] == [("rewritten", HOSTILE)]
-    assert data["topologies"]["t"]["config_text"] is None
+    assert data["topologies"]["t"]["config"] == HOSTILE
+    assert cell["proxy_log"] == [f"GET /?wslab-cell=abc {HOSTILE}"]
     page = parse(html)
     outcomes = {attrs.get("data-outcome"): attrs["class"] for tag, attrs in page.tags if tag == "td"}
-    assert outcomes == {"fail": "cell o-fail", "blocked": "cell o-blocked", "something-new": "cell o-unknown"}
-    assert "⊘" in html and "ℹ" in html and "tier 1" in html
-    assert page.find("input", "value") == ["suite-a", "suite-b", "1", "t"]
+    assert outcomes == {"fail": "cell o-fail", "blocked": "cell o-blocked", "informational": "cell o-info"}
+    assert "⊘" in html and "ℹ" in html
+    tiers = ["required", "deployment", "informational"]
+    assert page.find("input", "value") == ["suite-a", "suite-b", *tiers, "t"]

@@ -1,24 +1,19 @@
-"""Reading the requests inside an h2c connection (lab.http2): frames built with
+"""Reading the requests inside an h2c connection (wslab.http2): frames built with
 hpack's encoder, the way a front end would write them."""
 
 from __future__ import annotations
 
 import base64
 
+import pytest
 from hpack import Encoder
 
-from lab.http2 import (
-    CONTINUATION,
-    END_HEADERS,
-    HEADERS,
-    PADDED,
-    PRIORITY,
-    for_cell,
-    read_connection,
-    read_requests,
-)
-from lab.probe.redact import REDACTED, redact_record
-from lab.probe.wire import HTTP2_PREFACE, may_be_http2, split_http2
+from wslab.http2 import CONTINUATION, END_HEADERS, HEADERS, PADDED, PRIORITY, read_streams
+from wslab.observations import Observed, parse_event
+from wslab.probe.redact import REDACTED, redact_record
+from wslab.probe.wire import HTTP2_PREFACE, may_be_http2, split_http2
+
+pytestmark = pytest.mark.fast
 
 SETTINGS = 0x4
 
@@ -56,21 +51,21 @@ def test_streams_are_read_with_padding_priority_and_continuation() -> None:
             frame(HEADERS, END_HEADERS, 7, third)[:-4],
         ]
     )
-    requests = read_requests(data)
-    assert [(r["stream"], r["method"], r["path"], r["cell"]) for r in requests] == [
+    requests = read_streams(data)
+    assert [(r.stream, r.method, r.path, r.cell) for r in requests] == [
         (1, "CONNECT", "/echo", "aaa"),
         (3, "CONNECT", "/chat?x=1", "bbb"),
         (5, "GET", "/", None),
     ], "the truncated last frame is left out"
-    assert requests[0]["version"] == "HTTP/2"
-    assert requests[0]["headers"][:2] == [[":method", "CONNECT"], [":protocol", "websocket"]]
-    assert ["authorization", "Bearer s3cret"] in requests[1]["headers"]
+    assert requests[0].version == "HTTP/2"
+    assert requests[0].headers[:2] == [(":method", "CONNECT"), (":protocol", "websocket")]
+    assert ("authorization", "Bearer s3cret") in requests[1].headers
 
 
 def test_undecodable_block_stops_reading() -> None:
     good = websocket_stream(Encoder(), "/a?wslab-cell=aaa")
     data = frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff") + frame(HEADERS, END_HEADERS, 3, good)
-    assert read_requests(data) == []
+    assert read_streams(data) == []
 
 
 def test_a_connection_record_names_its_cells_and_gives_each_its_stream() -> None:
@@ -79,13 +74,29 @@ def test_a_connection_record_names_its_cells_and_gives_each_its_stream() -> None
         frame(HEADERS, END_HEADERS, stream, websocket_stream(encoder, f"/p?wslab-cell={cell}"))
         for stream, cell in ((1, "aaa"), (3, "bbb"))
     )
-    record = {"conn": 1, "cell": None, "http2_frames": base64.b64encode(frames).decode()}
-    read = read_connection(record)
-    assert "http2_frames" not in read and read["cells"] == ["aaa", "bbb"]
-    view = for_cell(read, "bbb")
-    assert view["http2_request"]["stream"] == 3 and "cells" not in view and "http2_requests" not in view
-    assert "http2_request" not in for_cell(read, None)
-    assert read_connection({"conn": 2}) == {"conn": 2}
+    preface = {
+        "event": "handshake",
+        "listener": "cloudrun-h2c",
+        "conn": 1,
+        "cell": None,
+        "opened_at": 1.0,
+        "at": 1.5,
+        "peer": ["127.0.0.1", 40000],
+        "bytes_received": 24 + len(frames),
+        "raw_head": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "request": {"method": "PRI", "target": "*", "path": "*", "version": "HTTP/2.0", "headers": []},
+        "response": None,
+        "upgraded": False,
+        "error": {"type": "InvalidMessage", "text": "did not receive a valid HTTP request", "cause": ""},
+    }
+    observed = parse_event({**preface, "http2_frames": base64.b64encode(frames).decode()})
+    assert isinstance(observed, Observed) and observed.cells == {"aaa", "bbb"}
+    view = observed.view("bbb", None)
+    assert view.http2_request is not None and view.http2_request.stream == 3
+    assert view.request_seen == view.http2_request
+    assert observed.view(None, None).http2_request is None
+    plain = parse_event(preface)
+    assert isinstance(plain, Observed) and plain.streams == [] and plain.cells == set()
 
 
 def test_preface_detection() -> None:

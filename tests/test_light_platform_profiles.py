@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import StackOptions
-from lab.backends.local import LocalBackend
-from lab.evidence import header
-from lab.results import RunResult
-from lab.runner import run
-from lab.scenario import load_scenarios
-from lab.topology import Topology, load_topologies
+from wslab.backends import StackOptions
+from wslab.backends.local import LocalBackend
+from wslab.records import Run, header_value
+from wslab.runner import run
+from wslab.scenario import load_scenarios
+from wslab.topology import Topology, load_topologies
 
 SCALE = 0.02
 """Time scale of this module's run (as accelerated runs): 55 s → 1.1 s; the 950 s hold lasts 19 s."""
@@ -98,7 +97,7 @@ def profiles() -> dict[str, Topology]:
 
 
 @pytest.fixture(scope="module")
-def light(tmp_path_factory: pytest.TempPathFactory, profiles: dict[str, Topology]) -> RunResult:
+def light(tmp_path_factory: pytest.TempPathFactory, profiles: dict[str, Topology]) -> Run:
     """Every light profile through this module's scenarios, accelerated, cells concurrently."""
     folder = tmp_path_factory.mktemp("light")
     path = Path(folder, "light.yaml")
@@ -111,10 +110,10 @@ def parameter(topology: Topology, name: str) -> float:
     return next(p.seconds for p in topology.parameters if p.name == name)
 
 
-def hold(result: RunResult, topology: str, scenario: str) -> dict:
+def hold(result: Run, topology: str, scenario: str) -> dict:
     cell = result.cell(topology, scenario)
-    assert cell.client and cell.client.get("hold"), (topology, scenario, cell.error, cell.summary)
-    return cell.client["hold"]
+    assert cell.client and cell.client.hold, (topology, scenario, cell.error, cell.summary)
+    return cell.client.hold
 
 
 def test_profiles_name_their_sources(profiles: dict[str, Topology]) -> None:
@@ -127,43 +126,41 @@ def test_profiles_name_their_sources(profiles: dict[str, Topology]) -> None:
 
 
 @pytest.mark.parametrize("name", IDLE_PROFILES + LIFETIME_PROFILES)
-def test_emulated_headers_reach_the_server(light: RunResult, name: str) -> None:
+def test_emulated_headers_reach_the_server(light: Run, name: str) -> None:
     cell = light.cell(name, "light-headers")
-    assert cell.client["received"]["status"] == 101, cell.summary
-    request = cell.server[0]["request"]
-    assert request["version"] == "HTTP/1.1"
+    assert cell.client.received.status == 101, cell.summary
+    request = cell.server[0].request
+    assert request.version == "HTTP/1.1"
     for key, pattern in EXPECTED_HEADERS[name].items():
-        value = header(request["headers"], key)
+        value = header_value(request.headers, key)
         assert value is not None and re.fullmatch(pattern, value), (name, key, value)
     if name == "railway":
         # Railway does not document X-Forwarded-For any more; nothing is added.
-        assert header(request["headers"], "X-Forwarded-For") is None
+        assert header_value(request.headers, "X-Forwarded-For") is None
     # No proxy-specific headers leak to the app.
-    assert not [key for key, _ in request["headers"] if key.lower().startswith("x-envoy-")]
+    assert not [key for key, _ in request.headers if key.lower().startswith("x-envoy-")]
 
 
 @pytest.mark.parametrize("name", IDLE_PROFILES)
 def test_idle_window_cuts_silence_and_pings_keep_it_open(
-    light: RunResult, profiles: dict[str, Topology], name: str
+    light: Run, profiles: dict[str, Topology], name: str
 ) -> None:
     configured = parameter(profiles[name], "idle_timeout")
     idle = hold(light, name, "light-idle")
-    assert idle["closed"], idle
-    assert abs(idle["lived_faithful"] - configured) <= configured * TOLERANCE, (configured, idle)
+    assert idle.closed, idle
+    assert abs(idle.lived_faithful - configured) <= configured * TOLERANCE, (configured, idle)
     for scenario in ("light-pinged", "light-pinged-long"):
         busy = hold(light, name, scenario)
-        assert not busy["closed"], (scenario, busy)
+        assert not busy.closed, (scenario, busy)
 
 
 @pytest.mark.parametrize("name", LIFETIME_PROFILES)
-def test_lifetime_cap_cuts_even_with_pings(
-    light: RunResult, profiles: dict[str, Topology], name: str
-) -> None:
+def test_lifetime_cap_cuts_even_with_pings(light: Run, profiles: dict[str, Topology], name: str) -> None:
     configured = parameter(profiles[name], "lifetime")
     busy = hold(light, name, "light-pinged-long")
-    assert busy["closed"], busy
-    assert abs(busy["lived_faithful"] - configured) <= configured * TOLERANCE, (configured, busy)
-    assert busy["since_last_byte"] < busy["lived"] / 5, "pings were flowing until the cut"
+    assert busy.closed, busy
+    assert abs(busy.lived_faithful - configured) <= configured * TOLERANCE, (configured, busy)
+    assert busy.since_last_byte < busy.lived / 5, "pings were flowing until the cut"
     # No idle limit: silent and pinged connections outlive every idle window of the other profiles.
     for scenario in ("light-idle", "light-pinged"):
-        assert not hold(light, name, scenario)["closed"], scenario
+        assert not hold(light, name, scenario).closed, scenario

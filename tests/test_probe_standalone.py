@@ -1,4 +1,4 @@
-"""The deployable probe server (python -m lab.probe.deploy), as real processes on 127.0.0.1.
+"""The deployable probe server (python -m wslab.probe.standalone), as real processes on 127.0.0.1.
 
 Its report channel, redaction and limits, under the installed websockets and
 under 15.0.1 (the release of the original report) when that can be obtained.
@@ -26,9 +26,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from lab.probe.deploy import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
-from lab.probe.provision import websockets_path
-from lab.probe.redact import (
+from wslab.probe.redact import (
     REDACTED,
     is_secret_param,
     redact_headers,
@@ -37,8 +35,10 @@ from lab.probe.redact import (
     redact_target,
     redact_text,
 )
-from lab.probe.wire import parse_request_head
-from lab.processes import free_port
+from wslab.probe.standalone import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
+from wslab.probe.wire import parse_request_head
+from wslab.processes import free_port
+from wslab.websockets_release import websockets_path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "t0ken-for-tests"
@@ -52,7 +52,7 @@ SECRETS = ["sup3r-s3cret-auth", "c00kie-s3cret", QUERY_SECRET, "hidden-err0r-tok
 
 @dataclass
 class Deployed:
-    """A running ``python -m lab.probe.deploy``."""
+    """A running ``python -m wslab.probe.standalone``."""
 
     process: subprocess.Popen
     port: int
@@ -75,7 +75,7 @@ def deployed(
         env["WSLAB_TOKEN"] = token
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (websockets_path, ROOT) if p)
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab.probe.deploy", *args],
+        [sys.executable, "-m", "wslab.probe.standalone", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -434,6 +434,7 @@ def test_limits_are_enforced_and_the_server_survives(websockets_path: Path | Non
         "access%5Ftoken",
     ],
 )
+@pytest.mark.fast
 def test_token_like_parameters(name: str) -> None:
     assert is_secret_param(name)
 
@@ -441,10 +442,12 @@ def test_token_like_parameters(name: str) -> None:
 @pytest.mark.parametrize(
     "name", ["wslab-cell", "WSLAB-CELL", "wslab-ping", "monkey", "keyboard", "author", "q"]
 )
+@pytest.mark.fast
 def test_other_parameters(name: str) -> None:
     assert not is_secret_param(name)
 
 
+@pytest.mark.fast
 def test_redact_target() -> None:
     assert redact_target("/") == "/"
     assert redact_target("/a?b=1") == "/a?b=1"
@@ -454,6 +457,7 @@ def test_redact_target() -> None:
     assert redact_target("http://user:pw@host/x?session=s") == f"http://{REDACTED}@host/x?session={REDACTED}"
 
 
+@pytest.mark.fast
 def test_redact_headers_case_insensitive_and_folded() -> None:
     headers = [
         ["authorization", "Bearer a"],
@@ -478,6 +482,7 @@ def test_redact_headers_case_insensitive_and_folded() -> None:
     assert headers[0] == ["authorization", "Bearer a"], "the input must not change"
 
 
+@pytest.mark.fast
 def test_redact_raw_head_keeps_layout() -> None:
     raw = (
         "GET /ws?auth=abc&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer abc\r\n"
@@ -494,6 +499,7 @@ def test_redact_raw_head_keeps_layout() -> None:
     assert parse_request_head(redact_raw_head(raw).encode("latin-1")).cell == "z9"
 
 
+@pytest.mark.fast
 def test_redact_text() -> None:
     text = "unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token=abc HTTP/1.0"
     assert (
@@ -506,6 +512,7 @@ def test_redact_text() -> None:
     assert redact_text("HTTP/1.1 ab", ["ab"]) == "HTTP/1.1 ab", "short values are not swept from free text"
 
 
+@pytest.mark.fast
 def test_redact_record() -> None:
     raw = (
         "GET /x?token=tok-123&wslab-cell=c HTTP/1.0\r\nHost: h\r\nCookie: sid=cookie-456\r\n"
@@ -543,6 +550,7 @@ def test_redact_record() -> None:
 # -- the recorder ------------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_recorder_keeps_recent_records_and_matches_closes() -> None:
     recorder = Recorder()
     now = time.time()
@@ -573,17 +581,19 @@ def test_recorder_keeps_recent_records_and_matches_closes() -> None:
         }
     )
     recorder.publish({"event": "closed", "listener": "target", "conn": 1, "at": 1.0})  # evicted: ignored
-    [closed] = [c for c in recorder.for_cell("c") if c["closed"]]
+    [closed] = [c for c in recorder.tagged("c") if c["closed"]]
     assert closed["closed"] == {"at": 1.0, "code": 1000, "reason": None, "closed_by": None}
     assert "event" not in closed
     assert [c["conn"] for c in recorder.since(2.5, now)] == [MAX_RECORDS + 8, MAX_RECORDS + 10]
 
 
+@pytest.mark.fast
 def test_deploy_imports_only_websockets_and_the_standard_library() -> None:
     code = (
-        "import sys; before = set(sys.modules); import lab.probe.deploy; "
+        "import sys; before = set(sys.modules); import wslab.probe.standalone; "
         "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
-        "print(sorted(n for n in new if n not in sys.stdlib_module_names and n not in ('lab', 'websockets')))"
+        "print(sorted(n for n in new if n not in sys.stdlib_module_names "
+        "and n not in ('wslab', 'websockets')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30

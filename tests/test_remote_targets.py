@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends import READY, StackOptions
-from lab.backends.local import LocalBackend
-from lab.backends.remote import RemoteBackend
-from lab.processes import free_port
-from lab.results import RunResult
-from lab.runner import run
-from lab.scenario import load_scenarios
-from lab.topology import load_topologies
+from wslab.backends import READY, StackOptions
+from wslab.backends.local import LocalBackend
+from wslab.backends.remote import RemoteBackend
+from wslab.processes import free_port
+from wslab.records import Run
+from wslab.runner import run
+from wslab.scenario import load_scenarios
+from wslab.topology import load_topologies
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "report-token-for-tests"
@@ -32,7 +32,15 @@ def deployed() -> Iterator[int]:
     """`wslab probe-server` on loopback, answering plain HTTP like the lab's own server (426)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "lab", "probe-server", "--no-answer-plain-http", "--max-connections", "2000"],
+        [
+            sys.executable,
+            "-m",
+            "wslab",
+            "probe-server",
+            "--no-answer-plain-http",
+            "--max-connections",
+            "2000",
+        ],
         cwd=ROOT,
         env={**os.environ, "PORT": str(port), "WSLAB_TOKEN": TOKEN},
         stdout=subprocess.DEVNULL,
@@ -50,21 +58,21 @@ def deployed() -> Iterator[int]:
     process.wait(10)
 
 
-def comparable(result: RunResult, topology: str) -> dict:
+def comparable(result: Run, topology: str) -> dict:
     return {c.scenario: (c.outcome, c.summary) for c in result.cells if c.topology == topology}
 
 
 def test_target_behind_each_topology_matches_the_local_cells(
-    deployed: int, matrix: RunResult, tmp_path: Path
+    deployed: int, matrix: Run, tmp_path: Path
 ) -> None:
     scenarios = load_scenarios()
 
-    async def through_every_topology() -> dict[str, RunResult]:
+    async def through_every_topology() -> dict[str, Run]:
         proxies = LocalBackend(tmp_path, StackOptions(), upstream=("127.0.0.1", deployed))
         try:
             deployments = await proxies.start(list(load_topologies().values()))
             ready = [d for d in deployments.values() if d.status == READY]
-            results: dict[str, RunResult] = {}
+            results: dict[str, Run] = {}
             for batch in range(0, len(ready), 7):
                 targets = [
                     RemoteBackend(d.endpoint.ws_url(), TOKEN, StackOptions())
@@ -84,8 +92,8 @@ def test_target_behind_each_topology_matches_the_local_cells(
     for topology, result in results.items():
         assert comparable(result, "target") == comparable(matrix, topology), topology
     seed = results["haproxy-default"].cell("target", "browser-tab-get")
-    assert seed.server[0]["error"]["text"] == "missing Connection header"
-    assert seed.diagnosis["rule"] == "plain-http-through-keepalive-proxy"
+    assert seed.server[0].error.text == "missing Connection header"
+    assert seed.diagnosis.rule == "plain-http-through-keepalive-proxy"
 
 
 def test_no_secret_reaches_any_output(deployed: int, tmp_path: Path) -> None:
@@ -102,7 +110,7 @@ def test_no_secret_reaches_any_output(deployed: int, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "lab",
+            "wslab",
             "run",
             "--target",
             f"ws://127.0.0.1:{deployed}",
@@ -177,7 +185,7 @@ def test_wss_with_a_self_signed_certificate(tls_front: tuple[int, Path], trust: 
     target = ["--target", f"wss://localhost:{port}", "--token", TOKEN, "--scenario", "websockets-echo"]
     trust = [str(cert) if arg == "CERT" else arg for arg in trust]
     ok = subprocess.run(
-        [sys.executable, "-m", "lab", "run", *target, *trust],
+        [sys.executable, "-m", "wslab", "run", *target, *trust],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -186,7 +194,7 @@ def test_wss_with_a_self_signed_certificate(tls_front: tuple[int, Path], trust: 
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "✓ 101" in ok.stdout
     refused = subprocess.run(
-        [sys.executable, "-m", "lab", "run", *target], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "wslab", "run", *target], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert refused.returncode == 1
     assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout
@@ -194,7 +202,7 @@ def test_wss_with_a_self_signed_certificate(tls_front: tuple[int, Path], trust: 
 
 def test_wrong_token_is_a_clear_error(deployed: int) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "lab", "run", "--target", f"ws://127.0.0.1:{deployed}", "--token", "wrong"],
+        [sys.executable, "-m", "wslab", "run", "--target", f"ws://127.0.0.1:{deployed}", "--token", "wrong"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -210,7 +218,7 @@ def test_compare_puts_the_real_deployment_beside_the_emulations(deployed: int, t
         [
             sys.executable,
             "-m",
-            "lab",
+            "wslab",
             "compare",
             "--target",
             f"ws://127.0.0.1:{deployed}",

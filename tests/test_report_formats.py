@@ -12,16 +12,17 @@ import pytest
 import xmlschema
 from markdown_it import MarkdownIt
 
-from lab.reports.junit import render_junit
-from lab.reports.markdown import render_markdown
-from lab.results import BLOCKED, FAIL, INFORMATIONAL, PASS, RunResult
+from wslab import results
+from wslab.records import Outcome, Run
+from wslab.reports.junit import render_junit
+from wslab.reports.markdown import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def wslab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lab", *args],
+        [sys.executable, "-m", "wslab", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -39,7 +40,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_junit_is_valid_and_has_one_testcase_per_cell(matrix: RunResult, tmp_path: Path) -> None:
+def test_junit_is_valid_and_has_one_testcase_per_cell(matrix: Run, tmp_path: Path) -> None:
     xml = render_junit(matrix)
     schema = xmlschema.XMLSchema(ROOT / "tests" / "data" / "junit.xsd")
     schema.validate(xml)
@@ -47,7 +48,7 @@ def test_junit_is_valid_and_has_one_testcase_per_cell(matrix: RunResult, tmp_pat
     cases = [case for suite in document["testsuite"] for case in suite["testcase"]]
     assert len(cases) == len(matrix.cells)
     failures = [case for case in cases if "failure" in case]
-    assert len(failures) == sum(cell.outcome == FAIL for cell in matrix.cells)
+    assert len(failures) == sum(cell.outcome == Outcome.FAIL for cell in matrix.cells)
     seed = next(
         c
         for c in failures
@@ -56,7 +57,7 @@ def test_junit_is_valid_and_has_one_testcase_per_cell(matrix: RunResult, tmp_pat
     assert "not a WebSocket client" in seed["failure"][0]["@message"]
 
 
-def test_markdown_renders_as_a_table(matrix: RunResult) -> None:
+def test_markdown_renders_as_a_table(matrix: Run) -> None:
     html = MarkdownIt("commonmark").enable("table").render(render_markdown(matrix))
     assert html.count("<table>") == 1
     assert html.count("<tr>") == len(matrix.scenarios) + 1
@@ -64,13 +65,13 @@ def test_markdown_renders_as_a_table(matrix: RunResult) -> None:
 
 
 def test_tiers_blocked_and_informational(saved: Path) -> None:
-    result = RunResult.from_dict(json.loads(saved.read_text()))
-    assert result.cell("envoy-default", "websockets-echo").outcome == FAIL
+    result = results.load(saved)
+    assert result.cell("envoy-default", "websockets-echo").outcome == Outcome.FAIL
     blocked = result.cell("envoy-default", "subprotocol")
-    assert blocked.outcome == BLOCKED and "websockets-echo" in blocked.error
-    assert result.cell("haproxy-default", "subprotocol").outcome == PASS
-    assert result.cell("haproxy-default", "head-root").outcome == INFORMATIONAL
-    tiers = {s["id"]: s["tier"] for s in result.scenarios}
+    assert blocked.outcome == Outcome.BLOCKED and "websockets-echo" in blocked.error
+    assert result.cell("haproxy-default", "subprotocol").outcome == Outcome.PASS
+    assert result.cell("haproxy-default", "head-root").outcome == Outcome.INFORMATIONAL
+    tiers = {s.id: s.tier for s in result.scenarios}
     assert tiers["http10-upgrade"] == "required" and tiers["tcp-probe"] == "informational"
 
 
@@ -107,7 +108,7 @@ def test_baseline_fails_only_on_regressions(saved: Path, tmp_path: Path) -> None
 
 
 def test_report_rerenders_a_saved_run(saved: Path, tmp_path: Path) -> None:
-    result = RunResult.from_dict(json.loads(saved.read_text()))
+    result = results.load(saved)
     junit = wslab("report", str(saved), "--format", "junit")
     assert junit.returncode == 0 and junit.stdout == render_junit(result)
     html_path = tmp_path / "report.html"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import ScenarioError, load_scenarios, load_suite
+from wslab.scenario import ScenarioError, load_scenarios, load_suite
+
+pytestmark = pytest.mark.fast
 
 GOOD_HEAD = """\
 suite: custom
@@ -89,7 +91,7 @@ def test_duplicate_ids_across_files_point_at_both(tmp_path: Path) -> None:
 def test_cli_reports_bad_file_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_HEAD.replace("status: 101", "stauts: 101"))
     for command in (["validate", str(path)], ["run", "--scenarios", str(path)]):
-        result = subprocess.run([sys.executable, "-m", "lab", *command], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "wslab", *command], capture_output=True, text=True)
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
             f"wslab: error: {path}:8: scenarios[0].expect: Additional properties are not allowed "

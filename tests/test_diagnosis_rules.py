@@ -1,0 +1,162 @@
+"""The diagnosis table, rule by rule and in order, on evidence built by hand (no proxy, no Docker).
+
+Each case is the smallest evidence a real proxy produces for that cause (see
+the real-proxy tests in test_default_matrix.py for the same cells observed);
+the order cases pin which rule wins when a cell's evidence fits several.
+"""
+
+from __future__ import annotations
+
+import pytest
+from builders import (
+    CHROME_TAB,
+    UPGRADE,
+    connection,
+    evidence,
+    held,
+    hold,
+    request,
+    stream,
+    topology,
+    transcript,
+    without,
+)
+
+from wslab.diagnosis import PROCESS_REQUEST_FIX, RULES, diagnose
+from wslab.evidence import Evidence
+from wslab.records import Check, ClientKind
+
+pytestmark = pytest.mark.fast
+
+TAB_THROUGH_PROXY = without(CHROME_TAB, "Connection")
+STRIPPED = without(UPGRADE, "Connection", "Upgrade")
+H2C_PREFACE = request([], method="PRI", version="HTTP/2.0", path="*")
+
+CASES: dict[str, Evidence] = {
+    "timeout": evidence(
+        transcript(request(UPGRADE), None, timed_out=True, error="raw: no answer within 5 s")
+    ),
+    "idle-timeout": held(hold(lived=1.2, since_last_byte=1.2)),
+    "lifetime-cap": held(hold(lived=6.0, since_last_byte=0.4)),
+    "upstream-speaks-http2": evidence(
+        transcript(request(UPGRADE), 502),
+        connection(
+            H2C_PREFACE,
+            None,
+            "did not receive a valid HTTP request",
+            "InvalidMessage",
+            http2_request=stream(),
+        ),
+    ),
+    "proxy-downgraded-http10": evidence(
+        transcript(request(UPGRADE), 502),
+        connection(
+            request([("Connection", "close")], version="HTTP/1.0"), 505, "unsupported HTTP version: HTTP/1.0"
+        ),
+    ),
+    "proxy-upgraded-http10": evidence(
+        transcript(request(UPGRADE, version="HTTP/1.0"), 101), connection(request(UPGRADE), 101)
+    ),
+    "proxy-removed-upgrade": evidence(
+        transcript(request(UPGRADE), 426), connection(request(STRIPPED), 426, "missing Connection header")
+    ),
+    "proxy-rejected-upgrade": evidence(transcript(request(UPGRADE), 403)),
+    "server-closed-without-response": evidence(
+        transcript(
+            request(CHROME_TAB, method="HEAD"), None, error="raw: connection closed without a response"
+        ),
+        connection(
+            request(TAB_THROUGH_PROXY, method="HEAD"),
+            None,
+            "did not receive a valid HTTP request",
+            "InvalidMessage",
+            "ValueError: unsupported HTTP method; expected GET; got HEAD",
+        ),
+    ),
+    "plain-http-through-keepalive-proxy": evidence(
+        transcript(request(CHROME_TAB), 426),
+        connection(request(TAB_THROUGH_PROXY), 426, "missing Connection header"),
+    ),
+    "client-sent-no-upgrade": evidence(
+        transcript(request(CHROME_TAB), 426),
+        connection(request(CHROME_TAB), 426, "invalid Connection header: keep-alive"),
+    ),
+    "server-rejected": evidence(
+        transcript(request(UPGRADE), 400),
+        connection(request(UPGRADE), 400, "invalid Sec-WebSocket-Key header"),
+    ),
+    "nothing-reached-server": evidence(transcript(request(CHROME_TAB), 404)),
+}
+
+
+def test_every_rule_has_a_case() -> None:
+    assert list(CASES) == [rule.id for rule in RULES], "a new rule needs its case here, in table order"
+
+
+@pytest.mark.parametrize("rule", list(CASES))
+def test_each_rule_recognises_its_evidence(rule: str) -> None:
+    diagnosis = diagnose(CASES[rule], topology(), [])
+    assert diagnosis.rule == rule
+    assert diagnosis.cause and diagnosis.fix
+
+
+def test_the_seed_cause_says_what_arrived_and_gives_process_request() -> None:
+    diagnosis = diagnose(CASES["plain-http-through-keepalive-proxy"], topology(), [])
+    assert "Connection: 'keep-alive'" in diagnosis.cause
+    assert "'missing Connection header'" in diagnosis.cause and "answered 426" in diagnosis.cause
+    assert diagnosis.fix == PROCESS_REQUEST_FIX
+
+
+def test_a_stripped_upgrade_names_both_sides_and_the_topologys_own_fix() -> None:
+    diagnosis = diagnose(CASES["proxy-removed-upgrade"], topology(fix="proxy_set_header Upgrade"), [])
+    assert "sent Connection: 'Upgrade' and Upgrade: 'websocket'" in diagnosis.cause
+    assert "received Connection: absent and Upgrade: absent" in diagnosis.cause
+    assert diagnosis.fix == "proxy_set_header Upgrade"
+    generic = diagnose(CASES["proxy-removed-upgrade"], topology(fix=""), [])
+    assert "Connection: upgrade" in generic.fix
+
+
+def test_h2c_names_the_cells_own_stream() -> None:
+    cause = diagnose(CASES["upstream-speaks-http2"], topology(), []).cause
+    assert "stream 7 on it: CONNECT /echo with :protocol websocket" in cause
+    assert "the proxy answered 502" in cause
+
+
+def test_limits_quote_the_topologys_configured_parameters() -> None:
+    idle = diagnose(CASES["idle-timeout"], topology(), [])
+    assert "after 60 s (faithful; 1.20 s in this run)" in idle.cause
+    assert "idle = 60 s ([DOC] https://example.invalid/idle)" in idle.fix
+    assert "ping_interval" in idle.fix
+    assert "reconnect" in diagnose(CASES["lifetime-cap"], topology(), []).fix
+
+
+@pytest.mark.parametrize(
+    ("case", "also", "winner"),
+    [
+        ("proxy-removed-upgrade", {"timed_out": True}, "timeout"),
+        ("upstream-speaks-http2", {}, "upstream-speaks-http2"),
+        ("proxy-downgraded-http10", {}, "proxy-downgraded-http10"),
+        ("server-closed-without-response", {}, "server-closed-without-response"),
+        ("plain-http-through-keepalive-proxy", {}, "plain-http-through-keepalive-proxy"),
+    ],
+)
+def test_the_first_matching_rule_wins(case: str, also: dict, winner: str) -> None:
+    """These cells also fit a later rule (a removed upgrade, a client that sent no upgrade)."""
+    base = CASES[case]
+    fits = [rule.id for rule in RULES if rule.when(base)]
+    assert len(fits) >= 2 or also, fits
+    changed = Evidence(base.transcript.model_copy(update=also), base.connections)
+    assert diagnose(changed, topology(), []).rule == winner
+
+
+def test_a_tcp_probe_that_reached_nothing_is_not_blamed_on_the_proxy() -> None:
+    probe = evidence(transcript(None, None, kind=ClientKind.TCP_PROBE))
+    failed = [Check(name="reached_server", expected=True, actual=False, ok=False)]
+    diagnosis = diagnose(probe, topology(), failed)
+    assert diagnosis.rule == "expectation-mismatch"
+    assert "reached_server: expected True, got False" in diagnosis.cause
+
+
+def test_rules_are_pure() -> None:
+    for rule, case in CASES.items():
+        assert diagnose(case, topology(), []) == diagnose(case, topology(), []), rule
