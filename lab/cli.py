@@ -19,6 +19,7 @@ from typing import Any
 import websockets
 from rich.console import Console
 
+from . import containment
 from .backends import ACCELERATED
 from .commands import COMMANDS, RENDERERS
 from .errors import EXIT_INTERRUPTED, EXIT_OK, WslabError
@@ -279,6 +280,9 @@ def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Nothing this command starts may outlive it, even after kill -9: from here on
+    # this is a contained child process (lab/containment.py). Keep it first.
+    containment.enter(argv)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["probe-server"]:
         from .probe.standalone import main as serve_standalone

@@ -1,8 +1,10 @@
 """Child processes that cannot outlive the lab.
 
 Each child gets its own process group, so that teardown can signal a proxy
-and every worker it forked, and a parent-death signal, so that even a lab
-killed with SIGKILL leaves no proxy behind.
+and every worker it forked, and a parent-death signal, so that a lab killed
+with SIGKILL takes its direct children with it. That alone leaves workers
+(grandchildren) and a fork-to-prctl window: lab/containment.py closes both;
+these two stay because they are cheap and help in its fallback mode.
 """
 
 from __future__ import annotations

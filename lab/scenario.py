@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from .errors import ScenarioError
 from .paths import SCENARIO_DIR
+from .safe_yaml import Document, YamlInputError, load_yaml
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
 """Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
@@ -75,27 +75,6 @@ def _schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _line_map(node: yaml.Node, path: tuple = (), lines: dict | None = None) -> dict[tuple, int]:
-    """Map every JSON path in a composed YAML document to its 1-based line."""
-    lines = {} if lines is None else lines
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _line_map(value, (*path, key.value), lines)
-            # An error about a key reads best at the key's own line.
-            lines[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), lines)
-    return lines
-
-
-def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
-    while path not in lines and path:
-        path = path[:-1]
-    return lines.get(path)
-
-
 def _where(path: tuple) -> str:
     text = ""
     for part in path:
@@ -124,27 +103,18 @@ def load_suite(path: Path | str) -> Suite:
     """Load and validate one scenario file."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(path, None, f"cannot read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ScenarioError(path, line, f"invalid YAML: {exc.problem or exc.context}") from None
-    if node is None:
-        raise ScenarioError(path, None, "empty file")
-    lines = _line_map(node)
+        document = load_yaml(path)
+    except YamlInputError as error:
+        raise ScenarioError(error.path, error.line, error.message) from None
+    data, lines = document.data, document.lines
     errors = sorted(
         jsonschema.Draft202012Validator(_schema()).iter_errors(data),
-        key=lambda error: _nearest_line(lines, tuple(error.absolute_path)) or 0,
+        key=lambda error: document.line_of(error.absolute_path) or 0,
     )
     if errors:
         error = errors[0]
         where = tuple(error.absolute_path)
-        line = _nearest_line(lines, _culprit(error, where))
+        line = document.line_of(_culprit(error, where))
         raise ScenarioError(path, line, f"{_where(where)}: {_schema_message(error)}")
     suite = Suite(
         name=data["suite"],
@@ -153,7 +123,7 @@ def load_suite(path: Path | str) -> Suite:
         default=data.get("default", True),
     )
     for index, raw in enumerate(data["scenarios"]):
-        _check_step_order(path, lines, index, raw["steps"])
+        _check_step_order(document, index, raw["steps"])
         suite.scenarios.append(
             Scenario(
                 id=raw["id"],
@@ -173,7 +143,7 @@ def load_suite(path: Path | str) -> Suite:
     return suite
 
 
-def _check_step_order(path: Path, lines: dict, index: int, steps: list[dict]) -> None:
+def _check_step_order(document: Document, index: int, steps: list[dict]) -> None:
     """Reject step sequences that cannot run, such as a send before any connect."""
     open_kind = None
     for number, step in enumerate(steps):
@@ -183,8 +153,8 @@ def _check_step_order(path: Path, lines: dict, index: int, steps: list[dict]) ->
             open_kind = action
         elif open_kind != "connect":
             raise ScenarioError(
-                path,
-                _nearest_line(lines, where),
+                document.path,
+                document.line_of(where),
                 f"{_where(where)}: '{action}' needs an open WebSocket; put a 'connect' step before it",
             )
 
