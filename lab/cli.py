@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 from typing import Any
@@ -22,7 +22,7 @@ from rich.console import Console
 from . import containment
 from .backends import ACCELERATED
 from .commands import COMMANDS, RENDERERS
-from .errors import EXIT_INTERRUPTED, EXIT_OK, WslabError
+from .errors import EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
 from .proxies import REGISTRY
 
 
@@ -165,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compose: reach services by name from inside the stack (the runner service)",
     )
-    run_parser.add_argument("--concurrency", type=int, default=32, help="cells at once (default 32)")
+    run_parser.add_argument(
+        "--concurrency", type=_positive(int), default=32, help="cells at once (default 32)"
+    )
     run_parser.add_argument(
         "--step-timeout",
-        type=float,
+        type=_positive(float),
         default=5.0,
         metavar="SECONDS",
         help="time allowed for each client step (default 5)",
@@ -261,22 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
-    """Run the command; SIGINT and SIGTERM cancel it, so that teardown still runs."""
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number above zero (``--concurrency 0`` would wait for ever)."""
 
-    async def main() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, task.cancel)
-        return await coroutine
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+        return value
 
-    try:
-        return asyncio.run(main())
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("wslab: interrupted; everything it started is stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +290,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        return _run_until_signal(COMMANDS[args.command](args, console))
+        return COMMANDS[args.command](args, console)
     except WslabError as error:
         print(f"wslab: {error.label}: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("wslab: interrupted; everything it started is stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (| head): say nothing more, and keep Python's exit from writing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as error:  # a bug: still one line, unless WSLAB_DEBUG asks for the traceback
+        if os.environ.get("WSLAB_DEBUG"):
+            raise
+        print(
+            f"wslab: internal error: {type(error).__name__}: {error} "
+            "(a bug in wslab: WSLAB_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_LAB

@@ -123,6 +123,11 @@ def proxy_config(topology: Topology, scale: float) -> str | None:
     return topology.render_config({**_container_values(topology), **topology.placeholders(scale)})
 
 
+def proxy_arguments(topology: Topology, scale: float) -> list[str]:
+    """The topology's own command-line arguments as its container gets them at a time scale."""
+    return topology.render_arguments({**_container_values(topology), **topology.placeholders(scale)})
+
+
 def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, Any]:
     """One topology's proxy on its official image, running the shared config template.
 
@@ -133,17 +138,20 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
     kind = REGISTRY[topology.proxy]
     config = f"{RUN_DIR}/{topology.config.name}"
     argv = kind.command(kind.executable, Path(config), Path(RUN_DIR), "0.0.0.0", PROXY_PORT)
+    environment = {
+        **_container_values(topology),
+        **{
+            name: value if scale is not None else f"${{{parameter_variable(topology, name)}:-{value}}}"
+            for name, value in topology.placeholders(1.0 if scale is None else scale).items()
+        },
+    }
+    # Compose fills ${VARIABLE:-default} in a command as in the environment: the same values.
+    arguments = topology.render_arguments(environment)
     return {
         "image": kind.image,
         "entrypoint": ["/bin/sh", RENDER_SCRIPT],
-        "command": [f"{TOPOLOGY_MOUNT}/{topology.config.name}", config, *argv],
-        "environment": {
-            **_container_values(topology),
-            **{
-                name: value if scale is not None else f"${{{parameter_variable(topology, name)}:-{value}}}"
-                for name, value in topology.placeholders(1.0 if scale is None else scale).items()
-            },
-        },
+        "command": [f"{TOPOLOGY_MOUNT}/{topology.config.name}", config, *argv, *arguments],
+        "environment": environment,
         "volumes": [
             f"./compose/{topology.name}:{TOPOLOGY_MOUNT}:ro",
             f"./compose/render.sh:{RENDER_SCRIPT}:ro",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .evidence import Evidence
-from .records import Check, ClientKind, Diagnosis, Hold
+from .records import Check, ClientKind, Diagnosis, Hold, header_tokens
 from .topology import Topology
 
 PROCESS_REQUEST_FIX = """\
@@ -239,6 +239,32 @@ RULES: list[Rule] = [
             "preview pane or a health check does), and the proxy dropped that hop-by-hop header, "
             f"so the request reached the server with no Connection header at all.{_server_said(f)} "
             "Real WebSocket clients are not affected by this."
+        ),
+        lambda f, t: PROCESS_REQUEST_FIX,
+    ),
+    Rule(
+        "proxy-rewrote-connection",
+        lambda f: (
+            not f.client_asked_upgrade
+            and f.reached_server
+            and f.server_error is not None
+            and f.server_request is not None
+            and f.server_request.version == "HTTP/1.1"
+            and f.received_header("Connection") is not None
+            and header_tokens(f.received_header("Connection")) != header_tokens(f.sent_header("Connection"))
+        ),
+        lambda f: (
+            "Plain HTTP, not a WebSocket client: the client sent no upgrade (Connection: "
+            f"{_shown(f.sent_header('Connection'))}), and the proxy sent Connection: "
+            f"{_shown(f.received_header('Connection'))} to the server instead"
+            + (
+                " with no Upgrade header (nginx's literal recipe, proxy_set_header Connection "
+                '"upgrade", does this to every request)'
+                if "upgrade" in header_tokens(f.received_header("Connection"))
+                else " (nginx's map $http_upgrade $connection_upgrade recipe sends 'close' when "
+                "the client sent no Upgrade)"
+            )
+            + f".{_server_said(f)} Real WebSocket clients are not affected by this."
         ),
         lambda f, t: PROCESS_REQUEST_FIX,
     ),

@@ -96,6 +96,9 @@ class ObservationFeed:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connection: ClientConnection | None = None
+        self._stopping = False
+        self.lost: str | None = None
+        """Why the channel ended before :meth:`stop`: the probe server is gone."""
 
     async def start(self, host: str, port: int) -> None:
         self._connection = await connect(f"ws://{host}:{port}/", ping_interval=None, max_size=None)
@@ -110,6 +113,9 @@ class ObservationFeed:
                     self.add(event)
         except websockets.ConnectionClosed:
             pass
+        if not self._stopping:
+            self.lost = "the probe server closed its control channel"
+            self._changed.set()
 
     async def closed(self) -> None:
         """Return when the probe server closes the channel."""
@@ -129,6 +135,7 @@ class ObservationFeed:
         self._changed = asyncio.Event()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._connection is not None:
             await self._connection.close()
         if self._task is not None:

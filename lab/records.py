@@ -44,6 +44,8 @@ class Outcome(StrEnum):
     """An informational-tier scenario did not match: never a failure."""
     UNAVAILABLE = "unavailable"
     """The topology could not be started here (its binary is not installed)."""
+    NOT_MEASURED = "not-measured"
+    """This run cannot measure it truthfully (a time limit an accelerated run cannot shorten)."""
 
     @property
     def failing(self) -> bool:
@@ -72,6 +74,7 @@ STYLES: dict[Outcome, Style] = {
     Outcome.BLOCKED: Style("⊘", "yellow", "blocked", "blocked", "blocked (a scenario it needs failed)"),
     Outcome.INFORMATIONAL: Style("ℹ", "blue", "info", "informational", "informational, did not match"),
     Outcome.UNAVAILABLE: Style("–", "dim", "unavailable", "unavailable", "unavailable"),
+    Outcome.NOT_MEASURED: Style("○", "cyan", "not-measured", "not measured", "not measured in this mode"),
 }
 """The one symbol and colour table; its order is the legend's."""
 
@@ -310,6 +313,8 @@ class Parameter(Record):
     name: str
     seconds: float = Field(description="faithful seconds")
     source: str
+    limit: str = Field("idle", description="what it limits: idle, lifetime, close-delay or handshake")
+    granularity: float = Field(0.001, description="the smallest step the proxy accepts, in seconds")
 
 
 class TopologyRecord(Record):
@@ -329,6 +334,8 @@ class TopologyRecord(Record):
     detail: str = Field("", description="why it is not ready")
     log_tail: str = ""
     config: str | None = Field(None, description="the proxy's config as rendered for this run")
+    arguments: list[str] = Field(default_factory=list, description="command-line arguments beyond the kind's")
+    basis: str = Field("", description="what the config is: a distribution's default, a documented recipe")
 
 
 Tier = Literal["required", "deployment", "informational"]

@@ -29,7 +29,7 @@ from .processes import log_tail
 from .records import Cell, Components, Outcome, Run, ScenarioRecord, Settings
 from .redaction import redact_connection, redact_transcript
 from .scenario import Scenario
-from .topology import Topology
+from .topology import Parameter, Topology
 
 CELL_LOG_MAX_LINES = 60
 """A cell keeps at most this many of the proxy's log lines that name it (the last ones)."""
@@ -67,8 +67,14 @@ async def play_cell(
     """Run one scenario against one deployed topology and judge it."""
     if deployment.status != READY:
         return _lab_error(deployment, scenario, deployment.detail)
+    if (failure := backend.failure()) is not None:
+        return _lab_error(deployment, scenario, failure)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
+    if backend.time_scale < 1 and (
+        limits := deployment.topology.unmeasurable(backend.time_scale, scenario.duration)
+    ):
+        return _not_measured(deployment, scenario, limits, backend.time_scale)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
         return Cell(
             topology=deployment.topology.name,
@@ -103,6 +109,9 @@ async def play_cell(
         connections = await backend.feed.wait_for_cell(cell_id, options.settle, max(1, len(answered)))
         if not connections:
             connections = await backend.feed.unattributed(deployment.listener, started)
+    # Evidence gathered while a part of the lab was dying is not evidence about the topology.
+    if (failure := backend.failure()) is not None:
+        return _lab_error(deployment, scenario, failure)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
     evidence = Evidence(redact_transcript(transcript), [redact_connection(c) for c in connections])
@@ -128,6 +137,23 @@ def judge(
         server=evidence.connections,
         checks=checks,
         diagnosis=diagnose(evidence, topology, failed) if failed else None,
+    )
+
+
+def _not_measured(deployment: Deployment, scenario: Scenario, limits: list[Parameter], scale: float) -> Cell:
+    """A cell an accelerated run would get wrong: a limit the proxy cannot be given at this scale."""
+    why = "; ".join(
+        f"{p.name} ({p.seconds:g} s) would be {p.scaled(scale):g} s at ×{scale:g}, not "
+        f"{p.seconds * scale:g} s (the proxy takes steps of {p.granularity:g} s)"
+        for p in limits
+    )
+    return Cell(
+        topology=deployment.topology.name,
+        scenario=scenario.id,
+        suite=scenario.suite,
+        outcome=Outcome.NOT_MEASURED,
+        summary="not measured",
+        error=f"not measured when accelerated: {why}; run with --faithful to measure it",
     )
 
 
@@ -178,7 +204,7 @@ def _block_dependents(cells: list[Cell], scenarios: list[Scenario]) -> list[Cell
     needs = {scenario.id: scenario.depends_on for scenario in scenarios}
     for cell in cells:
         broken = [dep for dep in needs[cell.scenario] if outcome.get(dep, Outcome.PASS).failing]
-        if broken and cell.outcome.failing:
+        if broken and cell.outcome == Outcome.FAIL:  # a lab error stays one: it says more
             cell.outcome = Outcome.BLOCKED
             cell.error = f"blocked: needs {', '.join(broken)}, which did not pass on {cell.topology}"
     return cells

@@ -14,11 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from .errors import ScenarioError
 from .paths import SCENARIO_DIR
 from .safe_yaml import Document, YamlInputError, load_yaml
+from .validation import check_against, where_in
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
 """Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
@@ -40,6 +39,8 @@ class Scenario:
     source: str = ""
     tier: str = "deployment"
     depends_on: tuple[str, ...] = ()
+    depends_on_lines: tuple[int, ...] = ()
+    """The line of each ``depends_on`` entry, for errors about it."""
 
     @property
     def duration(self) -> float:
@@ -75,30 +76,6 @@ def _schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _where(path: tuple) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text or "top level"
-
-
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "oneOf" and error.context:
-        error = jsonschema.exceptions.best_match(error.context)
-    if error.validator in ("minProperties", "maxProperties") and "steps" in error.absolute_path:
-        return "a step has exactly one action (connect, raw, tcp_probe, send, ...)"
-    return error.message
-
-
-def _culprit(error: jsonschema.ValidationError, where: tuple) -> tuple:
-    """The path whose line best shows the error: an unexpected key's own line, if any."""
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        extra = [key for key in error.instance if key not in error.schema.get("properties", {})]
-        if extra:
-            return (*where, extra[0])
-    return where
-
-
 def load_suite(path: Path | str) -> Suite:
     """Load and validate one scenario file."""
     path = Path(path)
@@ -106,16 +83,8 @@ def load_suite(path: Path | str) -> Suite:
         document = load_yaml(path)
     except YamlInputError as error:
         raise ScenarioError(error.path, error.line, error.message) from None
+    check_against(document, _schema(), ScenarioError)
     data, lines = document.data, document.lines
-    errors = sorted(
-        jsonschema.Draft202012Validator(_schema()).iter_errors(data),
-        key=lambda error: document.line_of(error.absolute_path) or 0,
-    )
-    if errors:
-        error = errors[0]
-        where = tuple(error.absolute_path)
-        line = document.line_of(_culprit(error, where))
-        raise ScenarioError(path, line, f"{_where(where)}: {_schema_message(error)}")
     suite = Suite(
         name=data["suite"],
         path=path,
@@ -138,6 +107,10 @@ def load_suite(path: Path | str) -> Suite:
                 source=f"{path}:{lines[('scenarios', index)]}",
                 tier=raw.get("tier", "deployment"),
                 depends_on=tuple(raw.get("depends_on", [])),
+                depends_on_lines=tuple(
+                    document.line_of(("scenarios", index, "depends_on", number)) or 0
+                    for number in range(len(raw.get("depends_on", [])))
+                ),
             )
         )
     return suite
@@ -155,7 +128,7 @@ def _check_step_order(document: Document, index: int, steps: list[dict]) -> None
             raise ScenarioError(
                 document.path,
                 document.line_of(where),
-                f"{_where(where)}: '{action}' needs an open WebSocket; put a 'connect' step before it",
+                f"{where_in(where)}: '{action}' needs an open WebSocket; put a 'connect' step before it",
             )
 
 
@@ -164,23 +137,30 @@ def load_scenarios(paths: list[Path | str] | None = None, suites: list[str] | No
 
     From a folder, suites marked ``default: false`` are left out unless named in
     ``suites``; a file named explicitly is always loaded. With ``suites``, only
-    those suites are kept. Scenario ids must be unique across everything loaded.
+    those suites are kept. Scenario ids must be unique across everything loaded,
+    and every ``depends_on`` must name a scenario (of these files, or a shipped
+    one) without a cycle.
     """
+    entries = [Path(p) for p in (paths if paths is not None else [SCENARIO_DIR])]
     files: list[tuple[Path, bool]] = []
-    for entry in [Path(p) for p in (paths or [SCENARIO_DIR])]:
+    for entry in entries:
         if entry.is_dir():
             files.extend((file, False) for file in sorted(entry.glob("*.yaml")))
         else:
             files.append((entry, True))
     if not files:
-        raise ScenarioError(paths[0] if paths else SCENARIO_DIR, None, "no scenario files")
+        where = ", ".join(str(entry) for entry in entries) or "(no path given)"
+        raise ScenarioError(where, None, "no scenario files (*.yaml) here")
     loaded = [(load_suite(file), named) for file, named in files]
     known = {suite.name for suite, _ in loaded}
     unknown = sorted(set(suites or []) - known)
     if unknown:
         raise ScenarioError(
-            SCENARIO_DIR, None, f"no suite named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            entries[0], None, f"no suite named {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
+    everything = [scenario for suite, _ in loaded for scenario in suite.scenarios]
+    shipped = [] if paths is None else _shipped_ids()
+    _check_dependencies(everything, {s.id for s in everything} | set(shipped))
     seen: dict[str, str] = {}
     scenarios = []
     for suite, named in loaded:
@@ -198,3 +178,39 @@ def load_scenarios(paths: list[Path | str] | None = None, suites: list[str] | No
             seen[scenario.id] = scenario.source
             scenarios.append(scenario)
     return scenarios
+
+
+def _shipped_ids() -> list[str]:
+    """The ids of the shipped scenarios, which a user's file may depend on."""
+    return [s.id for file in sorted(SCENARIO_DIR.glob("*.yaml")) for s in load_suite(file).scenarios]
+
+
+def _check_dependencies(scenarios: list[Scenario], known: set[str]) -> None:
+    """Every depends_on names a known scenario, and no scenario depends on itself, even through others."""
+    needs = {scenario.id: scenario.depends_on for scenario in scenarios}
+    for scenario in scenarios:
+        file_name = scenario.source.rpartition(":")[0]
+        for dependency, line in zip(scenario.depends_on, scenario.depends_on_lines, strict=True):
+            if dependency not in known:
+                raise ScenarioError(file_name, line or None, f"depends_on '{dependency}': no such scenario")
+            chain = _chain_back(dependency, scenario.id, needs)
+            if chain is not None:
+                loop = " -> ".join([scenario.id, *chain])
+                raise ScenarioError(file_name, line or None, f"depends_on makes a cycle: {loop}")
+
+
+def _chain_back(start: str, target: str, needs: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """The dependency path from ``start`` back to ``target``, if there is one (iterative, no recursion)."""
+    stack, came_from = [start], {start: ""}
+    while stack:
+        current = stack.pop()
+        if current == target:
+            path = [current]
+            while came_from[path[-1]]:
+                path.append(came_from[path[-1]])
+            return list(reversed(path))
+        for following in needs.get(current, ()):
+            if following not in came_from:
+                came_from[following] = current
+                stack.append(following)
+    return None

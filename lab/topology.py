@@ -1,42 +1,69 @@
 """Topologies: one folder each under compose/, holding topology.yaml and its config.
 
 The config file is a template shared by every backend: only ``${WSLAB_*}``
-placeholders are filled in (listen and upstream addresses, a scratch dir), so
-the local processes and the compose containers run the very same file.
+placeholders are filled in (listen and upstream addresses, a scratch dir, time
+limits), so the local processes and the compose containers run the very same
+file. topology.yaml is checked against lab/schemas/topology.schema.json.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from .errors import TopologyError
 from .paths import COMPOSE_DIR
 from .proxies import REGISTRY
+from .safe_yaml import YamlInputError, load_yaml
+from .validation import check_against
 
 PLACEHOLDER = re.compile(r"\$\{(WSLAB_[A-Z0-9_]+)\}")
-REQUIRED_FIELDS = ("name", "title", "proxy", "port", "summary")
+
+SCALE_TOLERANCE = 0.1
+"""How far a scaled limit may land from its exact value (the proxy's own steps) and still
+count as measured: the tests hold measured limits to the same 10%."""
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """A time limit the topology's config is built with, and where its value comes from.
+    """A time limit the topology imposes, and where its value comes from.
 
-    Templates use it as ``${WSLAB_P_<NAME>_MS}`` (integer milliseconds) or
-    ``${WSLAB_P_<NAME>_S}`` (seconds); accelerated runs scale it down.
+    Templates use it as ``${WSLAB_P_<NAME>_MS}`` (integer milliseconds),
+    ``${WSLAB_P_<NAME>_S}`` (seconds, 3 decimals) or ``${WSLAB_P_<NAME>_WHOLE_S}``
+    (whole seconds, for proxies that take nothing finer); accelerated runs scale it.
     """
 
     name: str
     seconds: float
     source: str
+    limit: str = "idle"
+    """idle, lifetime, close-delay or handshake (see the topology schema)."""
+    granularity: float = 0.001
+    """The smallest step the proxy takes, in seconds."""
+
+    def scaled(self, scale: float) -> float:
+        """The value the proxy really gets at a time scale: scaled, then rounded to its steps."""
+        steps = max(1, round(self.seconds * scale / self.granularity))
+        return steps * self.granularity
+
+    def holds_at(self, scale: float) -> bool:
+        """Whether the proxy can be given this limit at ``scale`` within :data:`SCALE_TOLERANCE`."""
+        exact = self.seconds * scale
+        return abs(self.scaled(scale) - exact) <= SCALE_TOLERANCE * exact
 
     def placeholders(self, scale: float) -> dict[str, str]:
         seconds = self.seconds * scale
         prefix = f"WSLAB_P_{self.name.upper()}"
-        return {f"{prefix}_MS": str(max(1, round(seconds * 1000))), f"{prefix}_S": f"{seconds:.3f}"}
+        return {
+            f"{prefix}_MS": str(max(1, round(seconds * 1000))),
+            f"{prefix}_S": f"{seconds:.3f}",
+            f"{prefix}_WHOLE_S": str(max(1, round(seconds))),
+        }
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,10 @@ class Topology:
     parameters: tuple[Parameter, ...] = ()
     behaviours: tuple[str, ...] = ()
     """Emulated platform behaviours, each naming its source or saying it is an assumption."""
+    arguments: tuple[str, ...] = ()
+    """Command-line arguments beyond the kind's, with the config's placeholders."""
+    basis: str = ""
+    """What the config is: a distribution's default, or a project's documented recipe."""
 
     def placeholders(self, scale: float) -> dict[str, str]:
         """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful)."""
@@ -73,43 +104,66 @@ class Topology:
     def render_config(self, values: dict[str, str]) -> str:
         """The config text with its ``${WSLAB_*}`` placeholders filled in."""
         assert self.config is not None
-        text = self.config.read_text()
+        return self._fill(self.config.read_text(), values, self.config)
+
+    def render_arguments(self, values: dict[str, str]) -> list[str]:
+        """The topology's own command-line arguments with their placeholders filled in."""
+        return [self._fill(argument, values, self.folder / "topology.yaml") for argument in self.arguments]
+
+    @staticmethod
+    def _fill(text: str, values: dict[str, str], where: Path) -> str:
         missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
         if missing:
-            raise TopologyError(self.config, None, f"no value for {', '.join(missing)}")
+            raise TopologyError(where, None, f"no value for {', '.join(missing)}")
         return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+
+    def unmeasurable(self, scale: float, seconds: float) -> list[Parameter]:
+        """The limits a run at ``scale`` cannot give this proxy truthfully, among those that
+        could end a connection held ``seconds`` (faithful)."""
+        return [
+            p
+            for p in self.parameters
+            if p.limit in ("idle", "lifetime") and p.seconds < seconds and not p.holds_at(scale)
+        ]
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return json.loads(resources.files("wslab.schemas").joinpath("topology.schema.json").read_text())
 
 
 def load_topology(folder: Path) -> Topology:
     meta_path = folder / "topology.yaml"
     try:
-        meta = yaml.safe_load(meta_path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise TopologyError(meta_path, None, str(exc)) from None
-    if not isinstance(meta, dict):
-        raise TopologyError(meta_path, None, "expected a mapping")
-    missing = [name for name in REQUIRED_FIELDS if name not in meta]
-    if missing:
-        raise TopologyError(meta_path, None, f"missing {', '.join(missing)}")
+        document = load_yaml(meta_path, max_bytes=256 << 10)
+    except YamlInputError as error:
+        raise TopologyError(error.path, error.line, error.message) from None
+    check_against(document, _schema(), TopologyError)
+    meta = document.data
     if meta["name"] != folder.name:
-        raise TopologyError(meta_path, None, f"name {meta['name']!r} differs from its folder")
+        raise TopologyError(
+            meta_path, document.line_of(("name",)), f"name {meta['name']!r} differs from its folder"
+        )
     if meta["proxy"] != "none" and meta["proxy"] not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
-        raise TopologyError(meta_path, None, f"unknown proxy {meta['proxy']!r} (known: {known}, none)")
+        raise TopologyError(
+            meta_path, document.line_of(("proxy",)), f"unknown proxy {meta['proxy']!r} (known: {known}, none)"
+        )
     config = folder / meta["config"] if meta.get("config") else None
-    parameters = []
-    for name, spec in (meta.get("parameters") or {}).items():
-        if not isinstance(spec, dict) or "seconds" not in spec or not spec.get("source"):
-            raise TopologyError(meta_path, None, f"parameter {name!r} needs 'seconds' and a 'source'")
-        parameters.append(Parameter(name, float(spec["seconds"]), str(spec["source"]).strip()))
-    for key in ("sources", "behaviours"):
-        entries = meta.get(key, [])
-        if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
-            raise TopologyError(
-                meta_path, None, f"'{key}' must be a list of strings (quote entries holding ': ')"
-            )
     if meta["proxy"] != "none" and (config is None or not config.is_file()):
-        raise TopologyError(meta_path, None, f"config file {meta.get('config')!r} not found")
+        raise TopologyError(
+            meta_path, document.line_of(("config",)), f"config file {meta.get('config')!r} not found"
+        )
+    parameters = tuple(
+        Parameter(
+            name,
+            float(spec["seconds"]),
+            spec["source"].strip(),
+            spec["limit"],
+            spec.get("granularity", 0.001),
+        )
+        for name, spec in (meta.get("parameters") or {}).items()
+    )
     return Topology(
         name=meta["name"],
         title=meta["title"],
@@ -118,11 +172,13 @@ def load_topology(folder: Path) -> Topology:
         summary=meta["summary"].strip(),
         folder=folder,
         config=config,
-        websocket_fix=str(meta.get("websocket_fix", "")).strip(),
+        websocket_fix=meta.get("websocket_fix", "").strip(),
         sources=list(meta.get("sources", [])),
-        platform=str(meta.get("platform", "")),
-        parameters=tuple(parameters),
-        behaviours=tuple(str(b).strip() for b in meta.get("behaviours", [])),
+        platform=meta.get("platform", ""),
+        parameters=parameters,
+        behaviours=tuple(b.strip() for b in meta.get("behaviours", [])),
+        arguments=tuple(meta.get("arguments", [])),
+        basis=" ".join(meta.get("basis", "").split()),
     )
 
 

@@ -77,6 +77,14 @@ CASES: dict[str, Evidence] = {
         transcript(request(CHROME_TAB), 426),
         connection(request(TAB_THROUGH_PROXY), 426, "missing Connection header"),
     ),
+    "proxy-rewrote-connection": evidence(
+        transcript(request(CHROME_TAB), 426),
+        connection(
+            request([*without(CHROME_TAB, "Connection"), ("Connection", "close")]),
+            426,
+            "invalid Connection header: close",
+        ),
+    ),
     "client-sent-no-upgrade": evidence(
         transcript(request(CHROME_TAB), 426),
         connection(request(CHROME_TAB), 426, "invalid Connection header: keep-alive"),
@@ -116,6 +124,26 @@ def test_a_stripped_upgrade_names_both_sides_and_the_topologys_own_fix() -> None
     assert "Connection: upgrade" in generic.fix
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "error", "recipe"),
+    [
+        ("close", "invalid Connection header: close", "map $http_upgrade"),
+        ("upgrade", "missing Upgrade header", '"upgrade"'),
+    ],
+)
+def test_a_rewritten_connection_names_the_recipe_and_the_error(
+    forwarded: str, error: str, recipe: str
+) -> None:
+    rewritten = evidence(
+        transcript(request(CHROME_TAB), 426),
+        connection(request([*without(CHROME_TAB, "Connection"), ("Connection", forwarded)]), 426, error),
+    )
+    diagnosis = diagnose(rewritten, topology(), [])
+    assert diagnosis.rule == "proxy-rewrote-connection"
+    assert f"Connection: '{forwarded}'" in diagnosis.cause and f"'{error}'" in diagnosis.cause
+    assert recipe in diagnosis.cause and diagnosis.fix == PROCESS_REQUEST_FIX
+
+
 def test_h2c_names_the_cells_own_stream() -> None:
     cause = diagnose(CASES["upstream-speaks-http2"], topology(), []).cause
     assert "stream 7 on it: CONNECT /echo with :protocol websocket" in cause
@@ -138,6 +166,7 @@ def test_limits_quote_the_topologys_configured_parameters() -> None:
         ("proxy-downgraded-http10", {}, "proxy-downgraded-http10"),
         ("server-closed-without-response", {}, "server-closed-without-response"),
         ("plain-http-through-keepalive-proxy", {}, "plain-http-through-keepalive-proxy"),
+        ("proxy-rewrote-connection", {}, "proxy-rewrote-connection"),
     ],
 )
 def test_the_first_matching_rule_wins(case: str, also: dict, winner: str) -> None:

@@ -56,7 +56,7 @@ def test_shipped_scenarios_load_with_unique_ids() -> None:
         (GOOD_HEAD.replace("status: 101", "status: 1001"), 8, "1001"),
         (GOOD_HEAD.replace("status: 101", "stauts: 101"), 8, "'stauts' was unexpected"),
         (GOOD_HEAD.replace("    title: fine\n", ""), 3, "'title' is a required property"),
-        (GOOD_HEAD.replace("{path: /}", "{path: no-slash}"), 6, "does not match '^/'"),
+        (GOOD_HEAD.replace("{path: /}", "{path: no-slash}"), 6, "does not match '^/"),
         (
             GOOD_HEAD.replace("      - connect: {path: /}\n", "      - send: hi\n"),
             6,

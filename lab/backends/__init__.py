@@ -10,7 +10,7 @@ runner knows nothing else about how a topology runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +59,8 @@ class Deployment:
     log_tail: str = ""
     config_text: str | None = None
     """The proxy's config as rendered for this run."""
+    arguments: list[str] = field(default_factory=list)
+    """The topology's own command-line arguments as rendered for this run."""
     version: str = ""
     handle: Any = None
 
@@ -85,6 +87,8 @@ class Deployment:
             detail=self.detail,
             log_tail=self.log_tail,
             config=kept_config(self.config_text) if self.config_text is not None else None,
+            arguments=self.arguments,
+            basis=topology.basis,
         )
 
 
@@ -116,6 +120,11 @@ class Backend(Protocol):
 
     def alive(self, deployment: Deployment) -> bool:
         """False once the topology's proxy has died."""
+        ...
+
+    def failure(self) -> str | None:
+        """Which part every topology needs (the probe server, a --target) has stopped, and its
+        last log lines; None while all is well."""
         ...
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from ..compose_file import (
     PROJECT,
     network_endpoint,
     parameter_environment,
+    proxy_arguments,
     proxy_config,
 )
 from ..endpoint import Endpoint
@@ -180,6 +181,7 @@ class ComposeBackend:
                 log_tail=tail,
                 version=version,
                 config_text=proxy_config(topology, self.time_scale),
+                arguments=proxy_arguments(topology, self.time_scale),
             )
         if kind is not None and not self.in_network:
             result = await asyncio.to_thread(
@@ -192,10 +194,14 @@ class ComposeBackend:
             Endpoint(host, port),
             version=version,
             config_text=proxy_config(topology, self.time_scale),
+            arguments=proxy_arguments(topology, self.time_scale),
         )
 
     def alive(self, deployment: Deployment) -> bool:
         return True
+
+    def failure(self) -> str | None:
+        return f"{self.feed.lost} (the probe container stopped?)" if self.feed.lost else None
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy container's log; inside the stack the runner cannot read other containers'."""

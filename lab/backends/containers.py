@@ -22,6 +22,7 @@ from ..compose_file import (
     PROBE_SERVICE,
     PROXY_PORT,
     probe_service,
+    proxy_arguments,
     proxy_config,
     proxy_service,
 )
@@ -130,6 +131,7 @@ class ContainersBackend:
                 detail=f"no answer on port {port}",
                 log_tail=tail,
                 config_text=proxy_config(topology, self.time_scale),
+                arguments=proxy_arguments(topology, self.time_scale),
             )
         version = ""
         if kind is not None:
@@ -141,11 +143,15 @@ class ContainersBackend:
             Endpoint(LOOPBACK, port),
             version=version,
             config_text=proxy_config(topology, self.time_scale),
+            arguments=proxy_arguments(topology, self.time_scale),
             handle=container,
         )
 
     def alive(self, deployment: Deployment) -> bool:
         return True
+
+    def failure(self) -> str | None:
+        return f"{self.feed.lost} (the probe container stopped?)" if self.feed.lost else None
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         def read(container: DockerContainer) -> str:

@@ -61,6 +61,7 @@ class LocalBackend:
         self.websockets_version = ""
         self.time_scale = probe.time_scale
         self.log_dumps: list[tuple[list[str], Path]] = []
+        self.probe_process: ManagedProcess | None = None
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
@@ -86,6 +87,7 @@ class LocalBackend:
         if self.probe.answer_plain_http:
             argv.append("--answer-plain-http")
         process = ManagedProcess("probe server", argv, self.run_dir / "probe-server.log", env)
+        self.probe_process = process
         self.processes.append(process)
         await process.start(stdout=asyncio.subprocess.PIPE)
         assert process.process is not None and process.process.stdout is not None
@@ -118,23 +120,23 @@ class LocalBackend:
         for _attempt in range(BIND_ATTEMPTS):
             port = free_port(HOST)
             config = folder / topology.config.name  # type: ignore[union-attr]
+            values = {
+                "WSLAB_LISTEN_HOST": HOST,
+                "WSLAB_LISTEN_PORT": str(port),
+                "WSLAB_UPSTREAM_HOST": upstream[0],
+                "WSLAB_UPSTREAM_PORT": str(upstream[1]),
+                "WSLAB_RUN_DIR": str(folder),
+                **topology.placeholders(self.probe.time_scale),
+            }
             try:
-                text = topology.render_config(
-                    {
-                        "WSLAB_LISTEN_HOST": HOST,
-                        "WSLAB_LISTEN_PORT": str(port),
-                        "WSLAB_UPSTREAM_HOST": upstream[0],
-                        "WSLAB_UPSTREAM_PORT": str(upstream[1]),
-                        "WSLAB_RUN_DIR": str(folder),
-                        **topology.placeholders(self.probe.time_scale),
-                    }
-                )
+                text = topology.render_config(values)
+                arguments = topology.render_arguments(values)
             except TopologyError as error:
                 return Deployment(topology, FAILED, detail=str(error), version=version)
             # The text is kept in the results, so the report shows the config without --run-dir.
             config.write_text(text)
             process = ManagedProcess(
-                topology.name, kind.command(binary, config, folder, HOST, port), log_path
+                topology.name, [*kind.command(binary, config, folder, HOST, port), *arguments], log_path
             )
             self.processes.append(process)
             await process.start()
@@ -151,6 +153,7 @@ class LocalBackend:
                     log_path=log_path,
                     log_tail=failure.log_tail,
                     config_text=text,
+                    arguments=arguments,
                     version=version,
                 )
             if kind.log_dump_argv:
@@ -161,6 +164,7 @@ class LocalBackend:
                 Endpoint(HOST, port),
                 log_path=log_path,
                 config_text=text,
+                arguments=arguments,
                 version=version,
                 handle=process,
             )
@@ -170,6 +174,17 @@ class LocalBackend:
         """False if the topology's proxy has died since it started."""
         process = deployment.handle
         return process is None or process.running
+
+    def failure(self) -> str | None:
+        probe = self.probe_process
+        if probe is not None and probe.process is not None and not probe.running:
+            status = probe.process.returncode
+            return (
+                f"the probe server exited (status {status}); its last log lines:\n{log_tail(probe.log_path)}"
+            )
+        if self.feed.lost:
+            return self.feed.lost
+        return None
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log; proxies that keep theirs elsewhere (Varnish) write it out first."""

@@ -61,6 +61,8 @@ class RemoteFeed:
         self.endpoint = endpoint
         self.token = token
         self.disabled = False
+        self.lost: str | None = None
+        """Why the report channel stopped answering after it had answered."""
 
     async def _ask(self, question: dict[str, Any]) -> dict[str, Any]:
         if self.disabled:
@@ -86,7 +88,14 @@ class RemoteFeed:
     async def _connections(self, question: dict[str, Any]) -> list[Connection]:
         # Without redaction the server passes h2c frames on; nothing here can say which
         # cell a stream belonged to, and they may hold secrets: drop them.
-        answer = await self._ask(question)
+        try:
+            answer = await self._ask(question)
+        except ReportUnreachable as unreachable:
+            # It answered at the start: the deployment has gone since (stopped, redeployed, crashed).
+            self.lost = (
+                f"the target {self.endpoint.ws_url()} stopped answering its report channel: {unreachable}"
+            )
+            return []
         return [
             Connection.model_validate({k: v for k, v in record.items() if k != "http2_frames"})
             for record in answer.get("connections", [])
@@ -158,6 +167,9 @@ class RemoteBackend:
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """A real platform's front end keeps its logs to itself."""
         return {}
+
+    def failure(self) -> str | None:
+        return self.feed.lost
 
     async def stop(self) -> None:
         await self.feed.stop()

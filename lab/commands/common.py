@@ -1,13 +1,23 @@
-"""What the commands share: arguments turned into topologies, backends and runs."""
+"""What the commands share: arguments turned into topologies, backends and runs.
+
+A command reads and checks everything it was given (files, options, output
+paths) synchronously first, where Ctrl-C interrupts at once and nothing has
+started yet; only then does it start processes, under :func:`until_signal`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -15,13 +25,34 @@ from rich.markdown import Markdown
 from ..backends import Backend, StackOptions
 from ..backends.compose import ComposeBackend
 from ..backends.local import LocalBackend
-from ..backends.remote import RemoteBackend
-from ..errors import UsageError
+from ..backends.remote import RemoteBackend, parse_target
+from ..errors import LabFailure, UsageError
 from ..records import Run
 from ..reports.progress import RunProgress
 from ..runner import RunOptions, run
 from ..scenario import Scenario
 from ..topology import Topology, load_topologies
+
+STDOUT = "-"
+"""An output path meaning standard output (``--json -``)."""
+
+
+def until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run the command's asynchronous part; SIGINT and SIGTERM cancel it, so that teardown
+    still runs, and then raise KeyboardInterrupt (the command line says so once, exit 130)."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        return await coroutine
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 def select_topologies(names: list[str] | None) -> list[Topology]:
@@ -43,34 +74,55 @@ def probe_options(args: argparse.Namespace) -> StackOptions:
     )
 
 
-def make_run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+@contextlib.contextmanager
+def run_folder(args: argparse.Namespace) -> Iterator[Path]:
+    """The run folder: ``--run-dir`` (kept, made absolute so every proxy finds it), or a
+    temporary one removed on every way out, errors and Ctrl-C included."""
     if args.run_dir:
-        return Path(args.run_dir), False
-    return Path(tempfile.mkdtemp(prefix="wslab-")), True
+        folder = Path(args.run_dir).resolve()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--run-dir {args.run_dir}: {error.strerror}") from None
+        yield folder
+        return
+    folder = Path(tempfile.mkdtemp(prefix="wslab-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_backend_options(args: argparse.Namespace) -> None:
+    """Options that do not go together, found before anything starts."""
+    if args.target:
+        if not (args.token or os.environ.get("WSLAB_TOKEN")):
+            raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
+        parse_target(args.target, args.insecure, args.ca_file)
+        return
+    if args.insecure or args.ca_file:
+        raise UsageError("--insecure and --ca-file go with --target")
+    if args.backend != "compose" and (args.in_network or args.keep):
+        raise UsageError("--in-network and --keep go with --backend compose")
+    if args.backend == "local" and args.offline:
+        raise UsageError("--offline goes with --backend compose or containers")
 
 
 def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
+    check_backend_options(args)
     if args.target:
-        token = args.token or os.environ.get("WSLAB_TOKEN")
-        if not token:
-            raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
+        token = args.token or os.environ.get("WSLAB_TOKEN") or ""
         return RemoteBackend(
             args.target, token, probe_options(args), insecure=args.insecure, ca_file=args.ca_file
         )
-    if args.insecure or args.ca_file:
-        raise UsageError("--insecure and --ca-file go with --target")
     if args.backend == "compose":
         return ComposeBackend(
             probe_options(args), in_network=args.in_network, offline=args.offline, keep=args.keep
         )
-    if args.in_network or args.keep:
-        raise UsageError("--in-network and --keep go with --backend compose")
     if args.backend == "containers":
         from ..backends.containers import ContainersBackend
 
         return ContainersBackend(probe_options(args), offline=args.offline)
-    if args.offline:
-        raise UsageError("--offline goes with --backend compose or containers")
     return LocalBackend(run_dir, probe_options(args))
 
 
@@ -78,9 +130,43 @@ def parse_upstream(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
     host, _, port = text.rpartition(":")
-    if not port.isdigit():
+    if not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--upstream needs HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
+
+
+def check_output_paths(paths: dict[str, str | None]) -> None:
+    """Every output (format -> path) can be written, before a run spends its time: the folder
+    exists, the path is not a folder, and standard output (``-``) is asked for once at most."""
+    to_stdout = [name for name, path in paths.items() if path == STDOUT]
+    if len(to_stdout) > 1:
+        raise UsageError(f"only one output can go to standard output, not {' and '.join(to_stdout)}")
+    for name, path in paths.items():
+        if not path or path == STDOUT:
+            continue
+        target = Path(path)
+        if target.is_dir():
+            raise UsageError(f"--{name} {path}: is a folder, not a file")
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise UsageError(f"--{name} {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise UsageError(f"--{name} {path}: not writable")
+
+
+def write_output(name: str, path: str, text: str, console: Console) -> bool:
+    """Write one output; a failure is said and does not stop the others. True if written."""
+    if path == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"wslab: {LabFailure.label}: cannot write {name} to {path}: {error.strerror}", file=sys.stderr)
+        return False
+    console.print(f"{name}: {path}", markup=False, highlight=False)
+    return True
 
 
 async def run_with_progress(
@@ -88,24 +174,17 @@ async def run_with_progress(
     topologies: list[Topology],
     scenarios: list[Scenario],
     options: RunOptions | None = None,
-    scratch: Path | None = None,
 ) -> Run:
-    """Play the cells with live progress on stderr; remove ``scratch`` (a temporary run
-    directory) afterwards, whatever happens."""
+    """Play the cells with live progress on stderr."""
     progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
-    try:
-        with progress:
-            return await run(
-                backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started
-            )
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with progress:
+        return await run(
+            backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started
+        )
 
 
 def show_page(page: str, args: argparse.Namespace, console: Console) -> None:
     """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
     console.print(Markdown(page))
     if args.markdown:
-        Path(args.markdown).write_text(page)
-        console.print(f"written: {args.markdown}")
+        write_output("markdown", args.markdown, page, console)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
+from pathlib import Path
 
 from rich.console import Console
 
@@ -14,16 +14,44 @@ from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend
 from ..deployment_choice import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
 from ..errors import EXIT_OK
+from ..records import Run
 from ..reports import deployment_choice as page
 from ..runner import run
-from ..scenario import load_scenarios
-from .common import backend_for, make_run_dir, probe_options, select_topologies, show_page
+from ..scenario import Scenario, load_scenarios
+from ..topology import Topology
+from .common import (
+    backend_for,
+    check_backend_options,
+    check_output_paths,
+    probe_options,
+    run_folder,
+    select_topologies,
+    show_page,
+    until_signal,
+    write_output,
+)
 
 
-async def compare_command(args: argparse.Namespace, console: Console) -> int:
+def compare_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(list(COMPARED))
     scenarios = load_scenarios(suites=[CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE])
-    run_dir, temporary = make_run_dir(args)
+    check_output_paths({"markdown": args.markdown, "json": args.json})
+    if args.target:
+        check_backend_options(args)
+    with run_folder(args) as run_dir:
+        result, fixed_result, *remote = until_signal(_compare(args, run_dir, topologies, scenarios))
+    result = results.merge([result, *remote])
+    extra = tuple(t.name for t in result.topologies[len(topologies) :])
+    show_page(page.render_markdown(compare(result, fixed_result, extra)), args, console)
+    if args.json:
+        write_output("json", args.json, results.dump(result), console)
+    return EXIT_OK
+
+
+async def _compare(
+    args: argparse.Namespace, run_dir: Path, topologies: list[Topology], scenarios: list[Scenario]
+) -> list[Run]:
+    """The options as they are and with the process_request fix (and a real --target), at once."""
     plain, fixed = (
         LocalBackend(run_dir / name, StackOptions(**{**vars(probe_options(args)), "answer_plain_http": ok}))
         for name, ok in (("as-is", False), ("fixed", True))
@@ -36,14 +64,4 @@ async def compare_command(args: argparse.Namespace, console: Console) -> int:
         assert isinstance(target, RemoteBackend)
         target_scenarios = [s for s in scenarios if s.suite != TIMEOUTS_SUITE]
         runs.append(run(target, [target.topology], target_scenarios))
-    try:
-        result, fixed_result, *remote = await asyncio.gather(*runs)
-    finally:
-        if temporary:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    result = results.merge([result, *remote])
-    extra = tuple(t.name for t in result.topologies[len(topologies) :])
-    show_page(page.render_markdown(compare(result, fixed_result, extra)), args, console)
-    if args.json:
-        results.write(result, args.json)
-    return EXIT_OK
+    return list(await asyncio.gather(*runs))

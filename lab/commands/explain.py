@@ -12,19 +12,26 @@ from ..errors import EXIT_OK
 from ..explain import explain
 from ..reports import explain as page
 from ..scenario import load_scenarios
-from .common import make_run_dir, probe_options, run_with_progress, select_topologies, show_page
+from .common import (
+    check_output_paths,
+    probe_options,
+    run_folder,
+    run_with_progress,
+    select_topologies,
+    show_page,
+    until_signal,
+)
 
 
-async def explain_command(args: argparse.Namespace, console: Console) -> int:
+def explain_command(args: argparse.Namespace, console: Console) -> int:
+    check_output_paths({"markdown": args.markdown})
     if args.results:
         result = results.merge([results.load(path) for path in args.results])
     else:
         topologies = select_topologies(args.topology)
         scenarios = load_scenarios()
-        run_dir, temporary = make_run_dir(args)
-        backend = LocalBackend(run_dir, probe_options(args))
-        result = await run_with_progress(
-            backend, topologies, scenarios, scratch=run_dir if temporary else None
-        )
+        with run_folder(args) as run_dir:
+            backend = LocalBackend(run_dir, probe_options(args))
+            result = until_signal(run_with_progress(backend, topologies, scenarios))
     show_page(page.render_markdown(explain(result, args.log)), args, console)
     return EXIT_OK

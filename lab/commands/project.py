@@ -34,7 +34,7 @@ def _generated(files: dict[Path, str], args: argparse.Namespace, console: Consol
     return EXIT_OK
 
 
-async def compose_file_command(args: argparse.Namespace, console: Console) -> int:
+def compose_file_command(args: argparse.Namespace, console: Console) -> int:
     topologies = list(load_topologies().values())
     files = {
         PROJECT_ROOT / compose_file.COMPOSE_FILE: compose_file.render(
@@ -47,14 +47,14 @@ async def compose_file_command(args: argparse.Namespace, console: Console) -> in
     return _generated(files, args, console, "compose-file")
 
 
-async def schema_command(args: argparse.Namespace, console: Console) -> int:
+def schema_command(args: argparse.Namespace, console: Console) -> int:
     """The results format's JSON Schema, generated from the records."""
     return _generated(
         {RESULTS_SCHEMA: json.dumps(results.schema(), indent=2) + "\n"}, args, console, "schema"
     )
 
 
-async def list_command(args: argparse.Namespace, console: Console) -> int:
+def list_command(args: argparse.Namespace, console: Console) -> int:
     from ..proxies import REGISTRY
 
     console.print("[bold]topologies[/bold] (compose/<name>/)")
@@ -68,9 +68,8 @@ async def list_command(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-async def validate_command(args: argparse.Namespace, console: Console) -> int:
-    entries = [Path(p) for p in args.paths] or [SCENARIO_DIR]
-    files = [f for e in entries for f in (sorted(e.glob("*.yaml")) if e.is_dir() else [e])]
-    scenarios = load_scenarios(files)
+def validate_command(args: argparse.Namespace, console: Console) -> int:
+    # Every shipped file, non-default suites included, when no path is given.
+    scenarios = load_scenarios(args.paths or sorted(SCENARIO_DIR.glob("*.yaml")))
     console.print(f"{len(scenarios)} scenarios OK")
     return EXIT_OK

@@ -21,32 +21,46 @@ from ..run_diff import changes, regressions
 from ..runner import RunOptions
 from ..scenario import load_scenarios
 from .common import (
+    STDOUT,
     backend_for,
-    make_run_dir,
+    check_backend_options,
+    check_output_paths,
+    run_folder,
     run_with_progress,
     select_topologies,
+    until_signal,
+    write_output,
 )
 
 
-async def run_command(args: argparse.Namespace, console: Console) -> int:
+def run_command(args: argparse.Namespace, console: Console) -> int:
     topologies = [] if args.target else select_topologies(args.topology)
     scenarios = load_scenarios(args.scenarios, args.suite)
     if args.scenario:
         scenarios = [s for s in scenarios if s.id in args.scenario]
         if not scenarios:
             raise UsageError(f"no scenario matches {', '.join(args.scenario)}")
-    run_dir, temporary = make_run_dir(args)
-    backend = backend_for(args, run_dir)
-    if isinstance(backend, RemoteBackend):
-        topologies = [backend.topology]
-    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    outputs = {name: getattr(args, name) for name in RENDERERS}
+    check_output_paths(outputs)
+    check_backend_options(args)
     baseline = results.load(args.baseline) if args.baseline else None
-    result = await run_with_progress(backend, topologies, scenarios, options, run_dir if temporary else None)
-    terminal.render(result, console)
-    _write_outputs(result, args, console)
-    if not temporary and args.backend == "local":
-        console.print(f"logs and rendered configs: {run_dir}")
-    return _verdict(result, baseline, console)
+    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    with run_folder(args) as run_dir:
+        backend = backend_for(args, run_dir)
+        if isinstance(backend, RemoteBackend):
+            topologies = [backend.topology]
+        result = until_signal(run_with_progress(backend, topologies, scenarios, options))
+    # The files first: a closed pipe on the terminal's side (| head) must not lose them.
+    written = all(
+        write_output(name, path, RENDERERS[name](result), console) for name, path in outputs.items() if path
+    )
+    # With --json - the results own standard output; the matrix goes to standard error.
+    screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
+    terminal.render(result, screen)
+    if args.run_dir and args.backend == "local":
+        screen.print(f"logs and rendered configs: {Path(args.run_dir).resolve()}", markup=False)
+    verdict = _verdict(result, baseline, screen)
+    return verdict if written else max(verdict, EXIT_LAB)
 
 
 RENDERERS = {
@@ -55,14 +69,6 @@ RENDERERS = {
     "markdown": render_markdown,
     "junit": render_junit,
 }
-
-
-def _write_outputs(result: Run, args: argparse.Namespace, console: Console) -> None:
-    for name, render in RENDERERS.items():
-        path = getattr(args, name, None)
-        if path:
-            Path(path).write_text(render(result))
-            console.print(f"{name}: {path}")
 
 
 def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
@@ -84,21 +90,17 @@ def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
     return EXIT_FAILED if failing else EXIT_OK
 
 
-async def report_command(args: argparse.Namespace, console: Console) -> int:
+def report_command(args: argparse.Namespace, console: Console) -> int:
     result = results.merge([results.load(path) for path in args.results])
     if args.format == "terminal":
         terminal.render(result, console)
         return EXIT_OK
-    text = RENDERERS[args.format](result)
-    if args.output:
-        Path(args.output).write_text(text)
-        console.print(f"{args.format}: {args.output}")
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    output = args.output or STDOUT
+    check_output_paths({args.format: output})
+    return EXIT_OK if write_output(args.format, output, RENDERERS[args.format](result), console) else EXIT_LAB
 
 
-async def diff_command(args: argparse.Namespace, console: Console) -> int:
+def diff_command(args: argparse.Namespace, console: Console) -> int:
     old, new = results.load(args.old), results.load(args.new)
     found = changes(old, new)
     table = Table("topology", "scenario", "before", "after", "", header_style="bold")

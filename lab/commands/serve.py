@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
+from pathlib import Path
 
 from rich.console import Console
 
 from ..backends import READY
 from ..backends.local import LocalBackend
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, UsageError
 from ..observations import Closing, Event, Hello, ObservationFeed
 from ..processes import wait_answering
+from ..topology import Topology
 from .common import (
-    make_run_dir,
     parse_upstream,
     probe_options,
+    run_folder,
     select_topologies,
+    until_signal,
 )
 
 
@@ -47,20 +49,33 @@ def describe_event(event: Event) -> str:
     return f"[{connection.listener}] #{connection.conn} {line} -> {outcome}{error}{headers}{streams}"
 
 
-async def up_command(args: argparse.Namespace, console: Console) -> int:
+def up_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(args.topology)
-    run_dir, temporary = make_run_dir(args)
-    backend = LocalBackend(run_dir, probe_options(args), parse_upstream(args.upstream))
+    upstream = parse_upstream(args.upstream)
+    with run_folder(args) as run_dir:
+        backend = LocalBackend(run_dir, probe_options(args), upstream)
+        return until_signal(_serve(args, console, backend, topologies, run_dir))
+
+
+async def _serve(
+    args: argparse.Namespace,
+    console: Console,
+    backend: LocalBackend,
+    topologies: list[Topology],
+    run_dir: Path,
+) -> int:
     try:
         deployments = await backend.start(topologies)
         server = args.upstream or f"websockets {backend.websockets_version}"
-        console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}")
+        console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}", markup=False)
         for deployment in deployments.values():
             if deployment.status == READY:
                 assert deployment.endpoint is not None
-                console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}")
+                console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}", markup=False)
             else:
-                console.print(f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}")
+                console.print(
+                    f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}", markup=False
+                )
         if args.upstream:
             console.print("Ctrl-C stops everything.")
         else:
@@ -71,17 +86,21 @@ async def up_command(args: argparse.Namespace, console: Console) -> int:
         await asyncio.Event().wait()
     finally:
         await backend.stop()
-        if temporary:
-            shutil.rmtree(run_dir, ignore_errors=True)
     return EXIT_OK
 
 
-async def watch_command(args: argparse.Namespace, console: Console) -> int:
+def watch_command(args: argparse.Namespace, console: Console) -> int:
+    host, _, port = args.control.rpartition(":")
+    if not port.isdigit():
+        raise UsageError(f"--control needs HOST:PORT, got {args.control!r}")
+    return until_signal(_watch(host or "127.0.0.1", int(port), console))
+
+
+async def _watch(host: str, port: int, console: Console) -> int:
     feed = ObservationFeed()
     feed.subscribers.append(lambda event: console.print(describe_event(event), markup=False, highlight=False))
-    host, _, port = args.control.rpartition(":")
-    await wait_answering(host, int(port), 60)
-    await feed.start(host, int(port))
+    await wait_answering(host, port, 60)
+    await feed.start(host, port)
     try:
         await feed.closed()
     finally:
