@@ -23,6 +23,7 @@ from . import containment
 from .backends import ACCELERATED
 from .commands import COMMANDS, RENDERERS
 from .errors import EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
+from .probe.text import printable
 from .proxies import REGISTRY
 
 
@@ -292,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except WslabError as error:
-        print(f"wslab: {error.label}: {error}", file=sys.stderr)
+        # An error may quote a file or a server's answer: shown escaped (wslab/probe/text.py).
+        print(printable(f"wslab: {error.label}: {error}", multiline=True), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("wslab: interrupted; everything it started is stopped", file=sys.stderr)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .records import STYLES, Cell, Outcome, Run
+from .reports.safe_text import markdown_text
 
 COMPARED = (
     "replit-dev",
@@ -55,6 +56,7 @@ class Comparison:
     options: list[Option]
     recommended: Option
     reasons: list[str]
+    """Markdown lines; the names and platforms in them are escaped (a platform may be a --target URL)."""
     websockets: str
     time_scale: float
 
@@ -119,7 +121,8 @@ def compare(result: Run, fixed: Run, extra: tuple[str, ...] = ()) -> Comparison:
     replit = [o for o in options if o.name in REPLIT_OPTIONS] or options
     best = max(replit, key=_rank)
     reasons = [
-        f"{best.platform}: real WebSocket clients pass ({best.clients_passed}/{best.clients_total})"
+        f"{markdown_text(best.platform)}: real WebSocket clients pass "
+        f"({best.clients_passed}/{best.clients_total})"
         + (
             " and a busy connection outlived the test"
             if best.lifetime is None
@@ -131,9 +134,11 @@ def compare(result: Run, fixed: Run, extra: tuple[str, ...] = ()) -> Comparison:
         if option is best:
             continue
         if not option.carries_websockets:
-            reasons.append(f"{option.platform} does not carry WebSockets ({option.causes[0]}).")
+            platform, cause = markdown_text(option.platform), markdown_text(option.causes[0])
+            reasons.append(f"{platform} does not carry WebSockets ({cause}).")
         elif option.lifetime is not None:
-            reasons.append(f"{option.platform} cuts every connection at {option.lifetime:.0f} s.")
+            platform = markdown_text(option.platform)
+            reasons.append(f"{platform} cuts every connection at {option.lifetime:.0f} s.")
     plain_fails = any("✗" in text for o in options for text in o.traffic.values())
     plain_fixed = all(
         "✓" in text for o in options if o.carries_websockets for text in o.traffic_fixed.values()

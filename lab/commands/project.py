@@ -12,6 +12,7 @@ from rich.console import Console
 from .. import compose_file, results
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..paths import PACKAGE_DIR, PROJECT_ROOT, SCENARIO_DIR
+from ..reports.safe_text import printable
 from ..scenario import load_scenarios
 from ..topology import load_topologies
 
@@ -61,10 +62,13 @@ def list_command(args: argparse.Namespace, console: Console) -> int:
     for topology in load_topologies().values():
         available = topology.direct or REGISTRY[topology.proxy].locate() is not None
         state = "" if available else f"  [unavailable: {REGISTRY[topology.proxy].install_hint}]"
-        console.print(f"  {topology.name:18} {topology.title}{state}", highlight=False)
+        console.print(
+            printable(f"  {topology.name:18} {topology.title}{state}"), markup=False, highlight=False
+        )
     console.print("[bold]scenarios[/bold]")
     for scenario in load_scenarios(args.scenarios):
-        console.print(f"  {scenario.id:28} {scenario.title}  ({scenario.source})", highlight=False)
+        line = printable(f"  {scenario.id:28} {scenario.title}  ({scenario.source})")
+        console.print(line, markup=False, highlight=False)
     return EXIT_OK
 
 

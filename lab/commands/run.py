@@ -17,6 +17,7 @@ from ..reports import terminal
 from ..reports.html import render_html
 from ..reports.junit import render_junit
 from ..reports.markdown import render_markdown
+from ..reports.safe_text import printable, terminal_text
 from ..run_diff import changes, regressions
 from ..runner import RunOptions
 from ..scenario import load_scenarios
@@ -79,9 +80,12 @@ def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
         found = regressions(baseline, result)
         for change in found:
             console.print(
-                f"regression: {change.topology}/{change.scenario}: {change.before} -> {change.after} "
-                f"({change.after_summary})",
+                printable(
+                    f"regression: {change.topology}/{change.scenario}: {change.before} -> {change.after} "
+                    f"({change.after_summary})"
+                ),
                 markup=False,
+                highlight=False,
             )
         console.print(f"{len(found)} regressions against the baseline")
         failing = [change.after for change in found]
@@ -106,10 +110,10 @@ def diff_command(args: argparse.Namespace, console: Console) -> int:
     table = Table("topology", "scenario", "before", "after", "", header_style="bold")
     for change in found:
         table.add_row(
-            change.topology,
-            change.scenario,
-            f"{change.before or 'absent'} {change.before_summary}",
-            f"{change.after} {change.after_summary}",
+            terminal_text(change.topology),
+            terminal_text(change.scenario),
+            terminal_text(f"{change.before or 'absent'} {change.before_summary}"),
+            terminal_text(f"{change.after} {change.after_summary}"),
             "regression" if change.regression else "",
             style="red" if change.regression else None,
         )

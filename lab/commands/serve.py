@@ -1,4 +1,11 @@
-"""`wslab up` and `wslab watch`: topologies kept up, and what the probe server receives."""
+"""`wslab up` and `wslab watch`: topologies kept up, and what the probe server receives.
+
+What they print comes from the network (any client may connect to a topology
+kept up), so every part of a request goes through
+:func:`~wslab.reports.safe_text.printable` on its own: an ESC sequence in a
+header value shows as ``\\x1b[2J``, a bare newline as ``\\n``, and no value can
+pass for another line.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from ..backends.local import LocalBackend
 from ..errors import EXIT_OK, UsageError
 from ..observations import Closing, Event, Hello, ObservationFeed
 from ..processes import wait_answering
+from ..reports.safe_text import printable
 from ..topology import Topology
 from .common import (
     parse_upstream,
@@ -24,13 +32,14 @@ from .common import (
 
 
 def describe_event(event: Event) -> str:
-    """One observation as ``wslab up`` and ``wslab watch`` print it."""
+    """One observation as ``wslab up`` and ``wslab watch`` print it (print it with markup=False):
+    the request line, then one line per header; every text from the wire escaped."""
     if isinstance(event, Hello):
-        return f"probe server running websockets {event.websockets}"
+        return printable(f"probe server running websockets {event.websockets}")
     if isinstance(event, Closing):
         listener, number = event.key
         closed = event.closed
-        return f"[{listener}] #{number} closed by {closed.closed_by} (code {closed.code})"
+        return printable(f"[{listener}] #{number} closed by {closed.closed_by} (code {closed.code})")
     connection = event.connection
     request = connection.request
     line = (
@@ -40,13 +49,12 @@ def describe_event(event: Event) -> str:
     )
     outcome = str(connection.response.status) if connection.response else "no response"
     error = f" — {connection.error.text}" if connection.error else ""
-    headers = "".join(f"\n    {name}: {value}" for name, value in request.headers) if request else ""
-    streams = "".join(
-        f"\n    HTTP/2 stream {stream.stream}: {stream.method} {stream.target}"
-        + "".join(f"\n      {name}: {value}" for name, value in stream.headers if not name.startswith(":"))
-        for stream in event.streams
-    )
-    return f"[{connection.listener}] #{connection.conn} {line} -> {outcome}{error}{headers}{streams}"
+    lines = [f"[{connection.listener}] #{connection.conn} {line} -> {outcome}{error}"]
+    lines += [f"    {name}: {value}" for name, value in request.headers] if request else []
+    for stream in event.streams:
+        lines.append(f"    HTTP/2 stream {stream.stream}: {stream.method} {stream.target}")
+        lines += [f"      {name}: {value}" for name, value in stream.headers if not name.startswith(":")]
+    return "\n".join(printable(line) for line in lines)
 
 
 def up_command(args: argparse.Namespace, console: Console) -> int:
@@ -73,9 +81,8 @@ async def _serve(
                 assert deployment.endpoint is not None
                 console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}", markup=False)
             else:
-                console.print(
-                    f"  {deployment.topology.name:18} {deployment.status}: {deployment.detail}", markup=False
-                )
+                detail = printable(f"{deployment.status}: {deployment.detail}")
+                console.print(f"  {deployment.topology.name:18} {detail}", markup=False)
         if args.upstream:
             console.print("Ctrl-C stops everything.")
         else:

@@ -67,6 +67,7 @@ from .server import (
     record_before_answering,
     select_subprotocol,
 )
+from .text import printable
 from .wire import HEAD_END, parse_request_head
 
 LISTENER = "target"
@@ -142,7 +143,7 @@ def describe(entry: dict[str, Any]) -> str:
         path = request.get("path") or ""
         if len(path) > 200:
             path = path[:200] + "..."
-        what = f'"{request.get("method")} {path} {request.get("version")}"'
+        what = printable(f'"{request.get("method")} {path} {request.get("version")}"')
     else:
         what = f"(no request line, {entry.get('bytes_received', 0)} bytes)"
     response = entry.get("response")
@@ -152,7 +153,7 @@ def describe(entry: dict[str, Any]) -> str:
         line += f" cell={entry['cell']}"
     error = entry.get("error")
     if error:
-        line += f" {error.get('type')}: {str(error.get('text'))[:200]}"
+        line += printable(f" {error.get('type')}: {str(error.get('text'))[:200]}")
     return line
 
 

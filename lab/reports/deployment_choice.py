@@ -1,8 +1,15 @@
-"""The comparison page as Markdown (printed in the terminal through rich)."""
+"""The comparison page as Markdown (printed in the terminal through rich).
+
+Option names, platforms (a --target URL), the cells' texts (which quote the
+server's errors) and causes go through :mod:`wslab.reports.safe_text`; the
+reasons are Markdown already, built with the same escaping in
+:func:`wslab.deployment_choice.compare`.
+"""
 
 from __future__ import annotations
 
 from ..deployment_choice import Comparison, Option
+from .safe_text import markdown_block, markdown_text
 
 TRAFFIC_ROWS = {
     "browser-tab-get": "browser tab opens the URL",
@@ -18,15 +25,11 @@ LIFE_ROWS = {
 }
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def _table(options: list[Option]) -> list[str]:
     lines = [
-        "| | " + " | ".join(f"**{o.name}**" for o in options) + " |",
+        "| | " + " | ".join(f"**{markdown_text(o.name)}**" for o in options) + " |",
         "|---|" + "---|" * len(options),
-        "| emulates | " + " | ".join(_cell(o.platform) for o in options) + " |",
+        "| emulates | " + " | ".join(markdown_text(o.platform) for o in options) + " |",
         "| real WebSocket clients | "
         + " | ".join(
             f"{'✓' if o.carries_websockets else '✗'} {o.clients_passed}/{o.clients_total} pass"
@@ -37,7 +40,9 @@ def _table(options: list[Option]) -> list[str]:
     for scenario, label in TRAFFIC_ROWS.items():
         if any(scenario in o.traffic for o in options):
             lines.append(
-                f"| {label} | " + " | ".join(_cell(o.traffic.get(scenario, "–")) for o in options) + " |"
+                f"| {label} | "
+                + " | ".join(markdown_text(o.traffic.get(scenario, "–")) for o in options)
+                + " |"
             )
     for scenario, label in TRAFFIC_ROWS.items():
         if scenario in ("browser-tab-get", "deploy-health-check") and any(
@@ -45,18 +50,20 @@ def _table(options: list[Option]) -> list[str]:
         ):
             lines.append(
                 f"| {label}, with the process_request fix | "
-                + " | ".join(_cell(o.traffic_fixed.get(scenario, "–")) for o in options)
+                + " | ".join(markdown_text(o.traffic_fixed.get(scenario, "–")) for o in options)
                 + " |"
             )
     for scenario, label in LIFE_ROWS.items():
         if any(scenario in o.lives for o in options):
-            lines.append(f"| {label} | " + " | ".join(o.lives.get(scenario, "–") for o in options) + " |")
+            lives = (markdown_text(o.lives.get(scenario, "–")) for o in options)
+            lines.append(f"| {label} | " + " | ".join(lives) + " |")
     return lines
 
 
 def render_markdown(comparison: Comparison) -> str:
     """The whole page: table, causes, changes per option, recommendation."""
     scale = comparison.time_scale
+    recommended = comparison.recommended
     timing = (
         "faithful time limits"
         if scale == 1
@@ -65,7 +72,8 @@ def render_markdown(comparison: Comparison) -> str:
     lines = [
         "# Which deployment carries the WebSocket server?",
         "",
-        f"websockets {comparison.websockets} behind each option, emulated on real proxies; {timing}. "
+        f"websockets {markdown_text(comparison.websockets)} behind each option, emulated on real "
+        f"proxies; {timing}. "
         "Each option's topology.yaml names the source of every emulated behaviour.",
         "",
         *_table(comparison.options),
@@ -74,19 +82,19 @@ def render_markdown(comparison: Comparison) -> str:
         "",
     ]
     for option in comparison.options:
-        lines.append(f"### {option.name} ({option.platform})")
+        lines.append(f"### {markdown_text(option.name)} ({markdown_text(option.platform)})")
         lines.append("")
         if not option.causes:
             lines += ["Every scenario passes.", ""]
             continue
-        lines.append("Causes: " + ", ".join(option.causes) + ".")
+        lines.append("Causes: " + ", ".join(markdown_text(cause) for cause in option.causes) + ".")
         lines.append("")
         for fix in option.fixes:
-            lines += ["```", fix, "```", ""]
+            lines += [*markdown_block(fix), ""]
     lines += [
         "## Recommendation",
         "",
-        f"**{comparison.recommended.platform}** ({comparison.recommended.name}).",
+        f"**{markdown_text(recommended.platform)}** ({markdown_text(recommended.name)}).",
         "",
     ]
     lines += [f"- {reason}" for reason in comparison.reasons]

@@ -4,6 +4,10 @@ A failed cell is a <failure> whose message is the diagnosis cause and whose
 text holds the checks, the server's error and the fix; a lab error is an
 <error>; an unavailable topology's cells are <skipped>. Blocked and
 informational cells are <skipped> with the reason, so they never fail a CI job.
+
+Every attribute and text goes through :func:`~wslab.reports.safe_text.xml_text`:
+evidence may hold characters XML 1.0 refuses even escaped (NUL, ESC, most C0
+controls), which become visible escapes (``\\x1b``), so the document always parses.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections import defaultdict
 from xml.etree import ElementTree
 
 from ..records import Cell, Outcome, Run
+from .safe_text import xml_text
 
 
 def _details(cell: Cell) -> str:
@@ -27,7 +32,12 @@ def _details(cell: Cell) -> str:
         lines.append(cell.error)
     if cell.log_tail:
         lines += ["log:", cell.log_tail]
-    return "\n".join(lines)
+    return xml_text("\n".join(lines))
+
+
+def _name(text: str) -> str:
+    """A name or type attribute: one line, whatever the evidence held."""
+    return xml_text(text, multiline=False)
 
 
 def render_junit(result: Run) -> str:
@@ -43,7 +53,7 @@ def render_junit(result: Run) -> str:
         suite = ElementTree.SubElement(
             root,
             "testsuite",
-            name=topology,
+            name=_name(topology),
             tests=str(len(cells)),
             failures=str(failures),
             errors=str(errors),
@@ -54,20 +64,22 @@ def render_junit(result: Run) -> str:
             case = ElementTree.SubElement(
                 suite,
                 "testcase",
-                classname=f"wslab.{topology}",
-                name=f"{cell.suite}.{cell.scenario}",
+                classname=_name(f"wslab.{topology}"),
+                name=_name(f"{cell.suite}.{cell.scenario}"),
                 time=f"{cell.duration:.3f}",
             )
             if cell.outcome == Outcome.FAIL:
                 message = cell.diagnosis.cause if cell.diagnosis else cell.summary
-                failure = ElementTree.SubElement(case, "failure", message=message, type=cell.summary)
+                failure = ElementTree.SubElement(
+                    case, "failure", message=xml_text(message), type=_name(cell.summary)
+                )
                 failure.text = _details(cell)
             elif cell.outcome == Outcome.ERROR:
-                error = ElementTree.SubElement(case, "error", message=cell.error or "lab error")
+                error = ElementTree.SubElement(case, "error", message=xml_text(cell.error or "lab error"))
                 error.text = _details(cell)
             elif cell.outcome != Outcome.PASS:
                 ElementTree.SubElement(
-                    case, "skipped", message=f"{cell.outcome}: {cell.error or cell.summary}"
+                    case, "skipped", message=xml_text(f"{cell.outcome}: {cell.error or cell.summary}")
                 )
             output = ElementTree.SubElement(case, "system-out")
             output.text = _details(cell)

@@ -1,14 +1,16 @@
-"""A Markdown summary to paste into an issue or a pull request."""
+"""A Markdown summary to paste into an issue or a pull request.
+
+Every text from the run goes through :mod:`wslab.reports.safe_text`: a header
+value holding ``<script>``, ``![x](http://evil)`` or a ``|`` shows as that text
+and injects no HTML, image, link, code span or table column.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from ..records import STYLES, Cell, Outcome, Run, legend
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+from .safe_text import markdown_block, markdown_code, markdown_text
 
 
 def render_markdown(result: Run) -> str:
@@ -16,21 +18,24 @@ def render_markdown(result: Run) -> str:
     components = result.components
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
     names = [t.name for t in result.topologies]
+    about = (
+        f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
+        f"{result.started_at}, {result.duration:.1f} s. websockets {components.websockets_server} "
+        f"(server); {components.tool_versions()}."
+    )
     lines = [
         "## wslab results",
         "",
-        f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
-        f"{result.started_at}, {result.duration:.1f} s. websockets {components.websockets_server} "
-        f"(server); {components.tool_versions()}. **{counts}**.",
+        f"{markdown_text(about)} **{counts}**.",
         "",
-        "| scenario | tier | " + " | ".join(names) + " |",
+        "| scenario | tier | " + " | ".join(markdown_text(name) for name in names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
     for scenario in result.scenarios:
-        row = [scenario.id, scenario.tier]
+        row = [markdown_text(scenario.id), markdown_text(scenario.tier)]
         for name in names:
             cell = result.cell(name, scenario.id)
-            row.append(f"{STYLES[cell.outcome].symbol} {_escape(cell.summary)}")
+            row.append(f"{STYLES[cell.outcome].symbol} {markdown_text(cell.summary)}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", legend() + "."]
     groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
@@ -40,14 +45,12 @@ def render_markdown(result: Run) -> str:
     if groups:
         lines += ["", "### Why cells failed", ""]
     for (rule, cause), cells in groups.items():
-        where = ", ".join(f"`{c.topology}/{c.scenario}`" for c in cells)
+        where = ", ".join(markdown_code(f"{c.topology}/{c.scenario}") for c in cells)
         fix = cells[0].diagnosis.fix if cells[0].diagnosis else ""
         lines += [
-            f"- **{rule}** ({where}): {cause}",
+            f"- **{markdown_text(rule)}** ({where}): {markdown_text(cause)}",
             "",
-            "  ```",
-            *[f"  {line}" for line in fix.splitlines()],
-            "  ```",
+            *markdown_block(fix, indent="  "),
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"

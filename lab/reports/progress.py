@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..records import Cell
+from .safe_text import printable
 
 
 class RunProgress:
@@ -34,7 +35,7 @@ class RunProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 console=self.console,
                 transient=True,
             )
@@ -52,7 +53,7 @@ class RunProgress:
     def _describe(self) -> str:
         shown = ", ".join(self.running[:3])
         more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
-        return f"running {shown}{more}" if shown else ""
+        return printable(f"running {shown}{more}") if shown else ""
 
     def started(self, topology: str, scenario: str) -> None:
         self.running.append(f"{topology}/{scenario}")
@@ -70,4 +71,5 @@ class RunProgress:
         elif self.done[cell.topology] == self.per_topology:
             counts = ", ".join(f"{n} {o}" for o, n in sorted(self.outcomes[cell.topology].items()))
             finished = sum(self.done.values())
-            print(f"[{finished}/{self.total}] {cell.topology}: {counts}", file=self.stream, flush=True)
+            line = printable(f"[{finished}/{self.total}] {cell.topology}: {counts}")
+            print(line, file=self.stream, flush=True)

@@ -1,6 +1,8 @@
 """The terminal matrix: scenarios down, topologies across, then why cells failed.
 
-Reads a :class:`~wslab.records.Run` and prints it; decides nothing.
+Reads a :class:`~wslab.records.Run` and prints it; decides nothing. Every text
+from the run reaches the console as a rich Text through
+:func:`~wslab.reports.safe_text.terminal_text`: escaped, never read as markup.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..records import STYLES, Cell, Outcome, Run, legend
+from .safe_text import printable, terminal_text
 
 TIERS = {"required": "RFC", "deployment": "deploy", "informational": "info"}
 
@@ -25,7 +28,7 @@ LEGEND = (
 
 def _cell_text(cell: Cell) -> Text:
     style = STYLES[cell.outcome]
-    return Text(f"{style.symbol} {cell.summary}", style=style.colour)
+    return terminal_text(f"{style.symbol} {cell.summary}", style=style.colour)
 
 
 def matrix(result: Run) -> Table:
@@ -35,9 +38,9 @@ def matrix(result: Run) -> Table:
     table.add_column("tier", no_wrap=True, style="dim")
     names = [topology.name for topology in result.topologies]
     for name in names:
-        table.add_column(name, no_wrap=True)
+        table.add_column(terminal_text(name), no_wrap=True)
     for scenario in result.scenarios:
-        row = [Text(scenario.id), Text(TIERS.get(scenario.tier, ""))]
+        row = [terminal_text(scenario.id), Text(TIERS.get(scenario.tier, ""))]
         for name in names:
             row.append(_cell_text(result.cell(name, scenario.id)))
         table.add_row(*row)
@@ -51,10 +54,16 @@ def _header(result: Run) -> Text:
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
     return Text.assemble(
         ("wslab", "bold"),
-        f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
-        f"{result.backend} backend · {result.duration:.1f} s\n",
-        f"websockets {components.websockets_server} (server), "
-        f"{components.websockets_client} (client); {proxies}\n",
+        printable(
+            f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
+            f"{result.backend} backend · {result.duration:.1f} s"
+        ),
+        "\n",
+        printable(
+            f"websockets {components.websockets_server} (server), "
+            f"{components.websockets_client} (client); {proxies}"
+        ),
+        "\n",
         (summary, "bold"),
     )
 
@@ -64,9 +73,10 @@ def _unavailable(result: Run) -> list[Text]:
     for topology in result.topologies:
         if topology.status == "ready":
             continue
-        lines.append(Text(f"{topology.name}: {topology.status}: {topology.detail}", "magenta"))
+        lines.append(terminal_text(f"{topology.name}: {topology.status}: {topology.detail}", "magenta"))
         if topology.log_tail:
-            lines.append(Text("  " + topology.log_tail.replace("\n", "\n  "), "dim"))
+            tail = "  " + topology.log_tail.replace("\n", "\n  ")
+            lines.append(terminal_text(tail, "dim", multiline=True))
     return lines
 
 
@@ -83,15 +93,17 @@ def _explanations(result: Run) -> list[Text]:
         where = ", ".join(f"{c.topology}/{c.scenario}" for c in cells)
         first = cells[0]
         symbol = STYLES[Outcome.ERROR if rule == "lab-error" else Outcome.FAIL].symbol
-        lines.append(Text.assemble((f"{symbol} ", "red"), (rule, "bold"), f" — {where}"))
+        lines.append(
+            Text.assemble((f"{symbol} ", "red"), (printable(rule), "bold"), printable(f" — {where}"))
+        )
         if rule == "lab-error":
-            lines.append(Text(f"  {fix}"))
+            lines.append(terminal_text(f"  {fix}"))
             continue
         error = first.server[0].error if first.server else None
         if error:
-            lines.append(Text(f"  server error: {error.text}", "yellow"))
-        lines.append(Text(f"  cause: {cause}"))
-        lines.append(Text("  fix: " + fix.replace("\n", "\n       "), "cyan"))
+            lines.append(terminal_text(f"  server error: {error.text}", "yellow"))
+        lines.append(terminal_text(f"  cause: {cause}"))
+        lines.append(terminal_text("  fix: " + fix.replace("\n", "\n       "), "cyan", multiline=True))
     return lines
 
 
