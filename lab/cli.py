@@ -22,7 +22,7 @@ from rich.console import Console
 from . import containment
 from .backends import ACCELERATED
 from .commands import COMMANDS, RENDERERS
-from .errors import EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
 from .probe.text import printable
 from .proxies import REGISTRY
 
@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        return COMMANDS[args.command](args, console)
+        code = COMMANDS[args.command](args, console)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled below
+        return code
     except WslabError as error:
         # An error may quote a file or a server's answer: shown escaped (wslab/probe/text.py).
         print(printable(f"wslab: {error.label}: {error}", multiline=True), file=sys.stderr)
@@ -300,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         print("wslab: interrupted; everything it started is stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (| head): say nothing more, and keep Python's exit from writing.
+        # The reader went away (| head): say nothing more, keep Python's exit from writing, and
+        # exit 1 as rich does when its own output meets a closed pipe (Console.on_broken_pipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return EXIT_FAILED
     except Exception as error:  # a bug: still one line, unless WSLAB_DEBUG asks for the traceback
         if os.environ.get("WSLAB_DEBUG"):
             raise

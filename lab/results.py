@@ -72,6 +72,12 @@ def load(path: Path | str) -> Run:
         document = json.loads(data)
     except (ValueError, RecursionError) as error:
         raise ResultsError(path, None, f"not JSON ({str(error)[:200]})") from None
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ResultsError(
+            path, None, "holds a lone surrogate (\\ud800-\\udfff), which no output can write"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise ResultsError(path, None, f"not a {FORMAT} document (format: {str(found)[:80]!r})")

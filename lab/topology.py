@@ -117,6 +117,20 @@ class Topology:
             raise TopologyError(where, None, f"no value for {', '.join(missing)}")
         return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
 
+    def predicted_cut(self, held: float, ping_every: float | None) -> float | None:
+        """When (faithful seconds) this topology's limits should end a WebSocket held ``held``
+        seconds with pings every ``ping_every`` seconds (None: silence), or None if none does.
+
+        Idle limits count silence in either direction, so pings more often than the limit
+        defeat it; a lifetime limit ends the connection whatever crosses it; close delays add.
+        """
+        idle = [p.seconds for p in self.parameters if p.limit == "idle"]
+        lifetime = [p.seconds for p in self.parameters if p.limit == "lifetime"]
+        delay = sum(p.seconds for p in self.parameters if p.limit == "close-delay")
+        cuts = [limit for limit in idle if ping_every is None or ping_every >= limit] + lifetime
+        cut = min(cuts, default=None)
+        return cut + delay if cut is not None and cut + delay < held else None
+
     def unmeasurable(self, scale: float, seconds: float) -> list[Parameter]:
         """The limits a run at ``scale`` cannot give this proxy truthfully, among those that
         could end a connection held ``seconds`` (faithful)."""

@@ -88,7 +88,7 @@ def test_lifetime_cap_cuts_even_with_pings(timeouts: Run) -> None:
     assert not hold(timeouts, "replit-reserved-vm", "lifetime-with-pings").closed
 
 
-@pytest.mark.parametrize(("topology", "configured"), [("nginx-websocket", 60), ("haproxy-default", 30)])
+@pytest.mark.parametrize(("topology", "configured"), [("nginx-websocket", 60), ("haproxy-default", 50)])
 def test_idle_cutoffs_match_configuration(timeouts: Run, topology: str, configured: float) -> None:
     idle = hold(timeouts, topology, "idle-without-pings")
     assert idle.closed

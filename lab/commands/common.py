@@ -154,8 +154,11 @@ def check_output_paths(paths: dict[str, str | None]) -> None:
             raise UsageError(f"--{name} {path}: not writable")
 
 
-def write_output(name: str, path: str, text: str, console: Console) -> bool:
-    """Write one output; a failure is said and does not stop the others. True if written."""
+def write_output(name: str, path: str, text: str) -> bool:
+    """Write one output; a failure is said on stderr and does not stop the others. True if written.
+
+    Nothing is printed to standard output here: a closed pipe there must not stop the next file.
+    """
     if path == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -165,8 +168,18 @@ def write_output(name: str, path: str, text: str, console: Console) -> bool:
     except OSError as error:
         print(f"wslab: {LabFailure.label}: cannot write {name} to {path}: {error.strerror}", file=sys.stderr)
         return False
-    console.print(f"{name}: {path}", markup=False, highlight=False)
     return True
+
+
+def write_outputs(outputs: dict[str, tuple[str, str]], console: Console) -> bool:
+    """Write every output (name -> (path, text)): the files first, standard output last, then say
+    which files were written. True if all were."""
+    order = sorted(outputs.items(), key=lambda item: item[1][0] == STDOUT)
+    written = {name: write_output(name, path, text) for name, (path, text) in order}
+    for name, (path, _) in order:
+        if written[name] and path != STDOUT:
+            console.print(f"{name}: {path}", markup=False, highlight=False)
+    return all(written.values())
 
 
 async def run_with_progress(
@@ -185,6 +198,6 @@ async def run_with_progress(
 
 def show_page(page: str, args: argparse.Namespace, console: Console) -> None:
     """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
-    console.print(Markdown(page))
     if args.markdown:
-        write_output("markdown", args.markdown, page, console)
+        write_outputs({"markdown": (args.markdown, page)}, console)
+    console.print(Markdown(page))

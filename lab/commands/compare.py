@@ -28,7 +28,7 @@ from .common import (
     select_topologies,
     show_page,
     until_signal,
-    write_output,
+    write_outputs,
 )
 
 
@@ -42,9 +42,9 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
         result, fixed_result, *remote = until_signal(_compare(args, run_dir, topologies, scenarios))
     result = results.merge([result, *remote])
     extra = tuple(t.name for t in result.topologies[len(topologies) :])
-    show_page(page.render_markdown(compare(result, fixed_result, extra)), args, console)
     if args.json:
-        write_output("json", args.json, results.dump(result), console)
+        write_outputs({"json": (args.json, results.dump(result))}, console)
+    show_page(page.render_markdown(compare(result, fixed_result, extra)), args, console)
     return EXIT_OK
 
 

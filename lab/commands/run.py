@@ -30,7 +30,7 @@ from .common import (
     run_with_progress,
     select_topologies,
     until_signal,
-    write_output,
+    write_outputs,
 )
 
 
@@ -51,10 +51,9 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         if isinstance(backend, RemoteBackend):
             topologies = [backend.topology]
         result = until_signal(run_with_progress(backend, topologies, scenarios, options))
-    # The files first: a closed pipe on the terminal's side (| head) must not lose them.
-    written = all(
-        write_output(name, path, RENDERERS[name](result), console) for name, path in outputs.items() if path
-    )
+    # The outputs before the matrix: a closed pipe (| head) must not lose a file.
+    chosen = {name: (path, RENDERERS[name](result)) for name, path in outputs.items() if path}
+    written = write_outputs(chosen, console)
     # With --json - the results own standard output; the matrix goes to standard error.
     screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
     terminal.render(result, screen)
@@ -101,7 +100,11 @@ def report_command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     output = args.output or STDOUT
     check_output_paths({args.format: output})
-    return EXIT_OK if write_output(args.format, output, RENDERERS[args.format](result), console) else EXIT_LAB
+    return (
+        EXIT_OK
+        if write_outputs({args.format: (output, RENDERERS[args.format](result))}, console)
+        else EXIT_LAB
+    )
 
 
 def diff_command(args: argparse.Namespace, console: Console) -> int:
