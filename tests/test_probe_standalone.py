@@ -27,13 +27,13 @@ import websockets
 from websockets.asyncio.client import connect
 
 from wslab.probe.redact import (
-    REDACTED,
     is_secret_param,
     redact_headers,
     redact_raw_head,
     redact_record,
     redact_target,
     redact_text,
+    redacted,
 )
 from wslab.probe.standalone import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
 from wslab.probe.wire import parse_request_head
@@ -73,7 +73,9 @@ def deployed(
     env["PORT"] = str(port)
     if token is not None:
         env["WSLAB_TOKEN"] = token
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (websockets_path, ROOT) if p)
+    # The caller's PYTHONPATH stays last: it may be what makes this checkout's code `wslab`.
+    paths = (websockets_path, ROOT, os.environ.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p)
     process = subprocess.Popen(
         [sys.executable, "-m", "wslab.probe.standalone", *args],
         cwd=ROOT,
@@ -209,18 +211,20 @@ def test_report_channel_returns_redacted_records(websockets_path: Path | None) -
     assert record["response"]["status"] == 101 and record["error"] is None
     assert set(record["closed"]) == set(CLOSED_KEYS)
     assert record["closed"]["code"] == 1000 and record["closed"]["closed_by"] == "client"
-    assert record["request"]["target"] == f"/chat?token={REDACTED}&wslab-cell=abc123"
-    assert record["request"]["path"] == f"/chat?token={REDACTED}"
+    token = redacted(QUERY_SECRET)
+    assert record["request"]["target"] == f"/chat?token={token}&wslab-cell=abc123"
+    assert record["request"]["path"] == f"/chat?token={token}"
     headers = {name.lower(): value for name, value in record["request"]["headers"]}
-    assert headers["authorization"] == REDACTED == headers["cookie"]
-    assert f"GET /chat?token={REDACTED}&wslab-cell=abc123 HTTP/1.1\r\n" in record["raw_head"]
-    assert f"Authorization: {REDACTED}\r\n" in record["raw_head"]
-    assert f"Cookie: {REDACTED}\r\n" in record["raw_head"]
+    assert headers["authorization"] == f"Bearer {redacted('sup3r-s3cret-auth')}"
+    assert headers["cookie"] == f"sessionid={redacted('c00kie-s3cret')}"
+    assert f"GET /chat?token={token}&wslab-cell=abc123 HTTP/1.1\r\n" in record["raw_head"]
+    assert f"Authorization: {headers['authorization']}\r\n" in record["raw_head"]
+    assert f"Cookie: {headers['cookie']}\r\n" in record["raw_head"]
 
     # Only the HTTP/1.0 request: no cell id, and the report connections themselves are never recorded.
     [legacy] = recent["connections"]
     assert legacy["cell"] is None and legacy["request"]["version"] == "HTTP/1.0"
-    assert legacy["request"]["target"] == f"/legacy?access_token={REDACTED}"
+    assert legacy["request"]["target"] == f"/legacy?access_token={redacted('hidden-err0r-token')}"
     assert not legacy["upgraded"]
     if websockets_path is not None:  # 15.0.1 cannot read HTTP/1.0 and quotes the request line
         assert "unsupported protocol" in legacy["error"]["cause"]
@@ -231,7 +235,7 @@ def test_report_channel_returns_redacted_records(websockets_path: Path | None) -
     assert "opening handshake failed" not in server.stderr
     for secret in SECRETS:
         assert secret not in server.stderr, secret
-    assert '"GET /chat?token=[redacted] HTTP/1.1" 101 cell=abc123' in server.stderr
+    assert f'"GET /chat?token={token} HTTP/1.1" 101 cell=abc123' in server.stderr
 
 
 def test_no_redact_keeps_the_values() -> None:
@@ -451,10 +455,15 @@ def test_other_parameters(name: str) -> None:
 def test_redact_target() -> None:
     assert redact_target("/") == "/"
     assert redact_target("/a?b=1") == "/a?b=1"
-    assert redact_target("/?token=abc&wslab-cell=c1") == f"/?token={REDACTED}&wslab-cell=c1"
-    assert redact_target("/p?Api_Key=1;x=2&sig=&flag") == f"/p?Api_Key={REDACTED};x=2&sig=&flag"
-    assert redact_target("/p?password=a=b#frag") == f"/p?password={REDACTED}#frag"
-    assert redact_target("http://user:pw@host/x?session=s") == f"http://{REDACTED}@host/x?session={REDACTED}"
+    assert redact_target("/?token=abc&wslab-cell=c1") == f"/?token={redacted('abc')}&wslab-cell=c1"
+    assert redact_target("/p?Api_Key=1;x=2&sig=&flag") == f"/p?Api_Key={redacted('1')};x=2&sig=&flag"
+    assert redact_target("/p?password=a=b#frag") == f"/p?password={redacted('a=b')}#frag"
+    assert (
+        redact_target("http://user:pw@host/x?session=s")
+        == f"http://{redacted('user:pw')}@host/x?session={redacted('s')}"
+    )
+    once = redact_target("/?token=abc&wslab-cell=c1")
+    assert redact_target(once) == once, "redacting twice changes nothing"
 
 
 @pytest.mark.fast
@@ -470,15 +479,16 @@ def test_redact_headers_case_insensitive_and_folded() -> None:
         ["Host", "example"],
     ]
     assert redact_headers(headers) == [
-        ["authorization", REDACTED],
-        ["PROXY-AUTHORIZATION", REDACTED],
-        ["Cookie", REDACTED],
-        ["set-cookie", REDACTED],
-        [f" {REDACTED}", ""],
-        ["Referer", f"https://x/?jwt={REDACTED}&q=1"],
+        ["authorization", f"Bearer {redacted('a')}"],
+        ["PROXY-AUTHORIZATION", f"Basic {redacted('b')}"],
+        ["Cookie", f"c={redacted('d')}"],
+        ["set-cookie", f"e={redacted('f')}"],
+        [f" {redacted('folded-continuation')}", ""],
+        ["Referer", f"https://x/?jwt={redacted('abc')}&q=1"],
         ["X-Other", "token=kept-not-a-url-header"],
         ["Host", "example"],
     ]
+    assert redact_headers(redact_headers(headers)) == redact_headers(headers), "idempotent"
     assert headers[0] == ["authorization", "Bearer a"], "the input must not change"
 
 
@@ -488,15 +498,17 @@ def test_redact_raw_head_keeps_layout() -> None:
         "GET /ws?auth=abc&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer abc\r\n"
         "cookie:a=1\r\nX-Folded: 1\r\n\tcontinued\r\nUser-Agent: t\r\n\r\n"
     )
+    abc = redacted("abc")
     assert redact_raw_head(raw) == (
-        f"GET /ws?auth={REDACTED}&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  {REDACTED}\r\n"
-        f"cookie:{REDACTED}\r\nX-Folded: 1\r\n\tcontinued\r\nUser-Agent: t\r\n\r\n"
+        f"GET /ws?auth={abc}&wslab-cell=z9 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer {abc}\r\n"
+        f"cookie:a={redacted('1')}\r\nX-Folded: 1\r\n\tcontinued\r\nUser-Agent: t\r\n\r\n"
     )
     # Incomplete heads (cut by a limit), bare LF, a continuation of a secret header.
     assert redact_raw_head("GET /?token=x HTTP/1.1\nCookie: a\n more\nAuthoriz") == (
-        f"GET /?token={REDACTED} HTTP/1.1\nCookie: {REDACTED}\n {REDACTED}\nAuthoriz"
+        f"GET /?token={redacted('x')} HTTP/1.1\nCookie: {redacted('a')}\n {redacted('more')}\nAuthoriz"
     )
-    assert parse_request_head(redact_raw_head(raw).encode("latin-1")).cell == "z9"
+    assert redact_raw_head(raw).split("\r\n")[0].endswith("&wslab-cell=z9 HTTP/1.1"), "the cell id stays"
+    assert redact_raw_head(redact_raw_head(raw)) == redact_raw_head(raw), "idempotent"
 
 
 @pytest.mark.fast
@@ -504,10 +516,12 @@ def test_redact_text() -> None:
     text = "unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token=abc HTTP/1.0"
     assert (
         redact_text(text)
-        == f"unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token={REDACTED} HTTP/1.0"
+        == f"unsupported protocol; expected HTTP/1.1: GET /?wslab-cell=a&token={redacted('abc')} HTTP/1.0"
     )
-    assert redact_text("invalid HTTP header value: Bearer \x01xyzw", ["Bearer \x01xyzw", "ab"]) == (
-        f"invalid HTTP header value: {REDACTED}"
+    assert redact_text(redact_text(text)) == redact_text(text), "idempotent"
+    value = "Bearer \x01xyzw"
+    assert redact_text(f"invalid HTTP header value: {value}", [value, "ab"]) == (
+        f"invalid HTTP header value: {redacted(value)}"
     )
     assert redact_text("HTTP/1.1 ab", ["ab"]) == "HTTP/1.1 ab", "short values are not swept from free text"
 
@@ -536,14 +550,16 @@ def test_redact_record() -> None:
         },
     }
     before = json.dumps(record)
-    redacted = redact_record(record)
+    result = redact_record(record)
     assert json.dumps(record) == before, "the input must not change"
-    text = json.dumps(redacted)
+    text = json.dumps(result)
     for secret in ("tok-123", "cookie-456", "auth-789", "cookie-000"):
         assert secret not in text
-    assert redacted["cell"] == "c" and redacted["request"]["path"] == f"/x?token={REDACTED}"
-    assert redacted["response"]["headers"] == [["Set-Cookie", REDACTED], ["X", "y"]]
-    assert redacted["error"]["text"] == "did not receive a valid HTTP request"
+    assert result["cell"] == "c" and result["request"]["path"] == f"/x?token={redacted('tok-123')}"
+    assert result["response"]["headers"] == [["Set-Cookie", f"a={redacted('cookie-000')}"], ["X", "y"]]
+    assert result["error"]["text"] == "did not receive a valid HTTP request"
+    assert result["error"]["cause"].endswith(f"; {redacted('auth-789')}")
+    assert redact_record(result) == result, "redacting twice changes nothing"
     assert redact_record({**record, "request": None, "response": None, "error": None})["request"] is None
 
 

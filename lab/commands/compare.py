@@ -15,7 +15,7 @@ from ..backends.remote import RemoteBackend
 from ..deployment_choice import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
 from ..errors import EXIT_OK
 from ..reports import deployment_choice as page
-from ..runner import run
+from ..runner import RunOptions, run
 from ..scenario import load_scenarios
 from .common import backend_for, make_run_dir, probe_options, select_topologies, show_page
 
@@ -28,14 +28,15 @@ async def compare_command(args: argparse.Namespace, console: Console) -> int:
         LocalBackend(run_dir / name, StackOptions(**{**vars(probe_options(args)), "answer_plain_http": ok}))
         for name, ok in (("as-is", False), ("fixed", True))
     )
-    runs = [run(plain, topologies, scenarios), run(fixed, topologies, scenarios)]
+    options = RunOptions(redact=args.redact)
+    runs = [run(plain, topologies, scenarios, options), run(fixed, topologies, scenarios, options)]
     if args.target:
         # A real platform's limits cannot be accelerated: its timeouts rows stay empty here
         # (`wslab run --target URL --suite timeouts --faithful` measures them).
         target = backend_for(args, run_dir)
         assert isinstance(target, RemoteBackend)
         target_scenarios = [s for s in scenarios if s.suite != TIMEOUTS_SUITE]
-        runs.append(run(target, [target.topology], target_scenarios))
+        runs.append(run(target, [target.topology], target_scenarios, options))
     try:
         result, fixed_result, *remote = await asyncio.gather(*runs)
     finally:

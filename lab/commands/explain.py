@@ -11,6 +11,7 @@ from ..backends.local import LocalBackend
 from ..errors import EXIT_OK
 from ..explain import explain
 from ..reports import explain as page
+from ..runner import RunOptions
 from ..scenario import load_scenarios
 from .common import make_run_dir, probe_options, run_with_progress, select_topologies, show_page
 
@@ -24,7 +25,11 @@ async def explain_command(args: argparse.Namespace, console: Console) -> int:
         run_dir, temporary = make_run_dir(args)
         backend = LocalBackend(run_dir, probe_options(args))
         result = await run_with_progress(
-            backend, topologies, scenarios, scratch=run_dir if temporary else None
+            backend,
+            topologies,
+            scenarios,
+            RunOptions(redact=args.redact),
+            scratch=run_dir if temporary else None,
         )
     show_page(page.render_markdown(explain(result, args.log)), args, console)
     return EXIT_OK

@@ -39,7 +39,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
     backend = backend_for(args, run_dir)
     if isinstance(backend, RemoteBackend):
         topologies = [backend.topology]
-    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout, redact=args.redact)
     baseline = results.load(args.baseline) if args.baseline else None
     result = await run_with_progress(backend, topologies, scenarios, options, run_dir if temporary else None)
     terminal.render(result, console)

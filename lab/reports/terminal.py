@@ -49,12 +49,14 @@ def _header(result: Run) -> Text:
     proxies = components.tool_versions()
     counts = result.counts()
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
+    secrets = [] if result.options.redacted else [("secrets NOT redacted (--no-redact)\n", "bold red")]
     return Text.assemble(
         ("wslab", "bold"),
         f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
         f"{result.backend} backend · {result.duration:.1f} s\n",
         f"websockets {components.websockets_server} (server), "
         f"{components.websockets_client} (client); {proxies}\n",
+        *secrets,
         (summary, "bold"),
     )
 
