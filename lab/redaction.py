@@ -18,6 +18,7 @@ from .probe.redact import (
     redact_header_value,
     redact_headers,
     redact_record,
+    redact_subprotocols,
     redact_target,
     redact_text,
     secret_values,
@@ -31,7 +32,7 @@ def _redact_header_line(line: str) -> str:
 
 
 def _redact_argument(argument: Any) -> Any:
-    """A step's argument as written in the scenario: its path and raw header lines."""
+    """A step's argument as written in the scenario: its path, raw header lines and subprotocols."""
     if not isinstance(argument, dict):
         return argument
     redacted = dict(argument)
@@ -39,6 +40,12 @@ def _redact_argument(argument: Any) -> Any:
         redacted["path"] = redact_target(redacted["path"])
     if isinstance(redacted.get("headers"), list):
         redacted["headers"] = [_redact_header_line(line) for line in redacted["headers"]]
+    subprotocols = redacted.get("subprotocols")
+    if isinstance(subprotocols, list) and all(isinstance(item, str) for item in subprotocols):
+        # Item by item, but in context: the item after an access_token marker is the credential.
+        redacted["subprotocols"] = [
+            item.strip() for item in redact_subprotocols(",".join(subprotocols)).split(",")
+        ]
     return redacted
 
 

@@ -136,7 +136,9 @@ _PARAM_IN_TEXT = re.compile(r"(?<=[?&;])([^\s=&;#?]+)=(" + REDACTED_PATTERN.patt
 _LINE_END = re.compile(r"(\r\n|\n)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)([ \t]+)(\S.*)$", re.DOTALL)
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){2}(\.[A-Za-z0-9_-]*){0,2}$")
-_NAME_PART = re.compile(r"^(?:[a-z]+|[A-Z][a-z]+|[A-Z]{1,6}|v?[0-9]{1,4})$")
+_NAME_PART = re.compile(
+    r"^(?:[a-z]+[0-9]{0,4}|[A-Z][a-z]+[0-9]{0,4}|[A-Z]{1,6}|v?[0-9]{1,4}|[A-Za-z0-9]{1,3})$"
+)
 _NAME_SEPARATORS = re.compile(r"[.\-_/+:]")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 _PREFIXED_TOKEN = re.compile(r"^(.*?\bbearer\.[A-Za-z0-9.-]*?\.)([A-Za-z0-9_=+/-]{8,})$", re.IGNORECASE)
