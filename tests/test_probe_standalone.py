@@ -12,9 +12,11 @@ import http.client
 import json
 import os
 import queue
+import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from wslab.probe.__main__ import ControlChannel
 from wslab.probe.redact import (
     is_secret_param,
     redact_headers,
@@ -35,7 +38,16 @@ from wslab.probe.redact import (
     redact_text,
     redacted,
 )
-from wslab.probe.standalone import CLOSED_KEYS, MAX_RECORDS, Recorder, build_parser, options_from
+from wslab.probe.server import MAX_SEND, MAX_SILENCE, serve_listener
+from wslab.probe.standalone import (
+    CLOSED_KEYS,
+    MAX_RECORDS,
+    MAX_RECORDS_BYTES,
+    Guard,
+    Recorder,
+    build_parser,
+    options_from,
+)
 from wslab.probe.wire import parse_request_head
 from wslab.processes import free_port
 from wslab.websockets_release import websockets_path
@@ -76,35 +88,40 @@ def deployed(
     # The caller's PYTHONPATH stays last: it may be what makes this checkout's code `wslab`.
     paths = (websockets_path, ROOT, os.environ.get("PYTHONPATH"))
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wslab.probe.standalone", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    server = Deployed(process, port)
-    try:
-        deadline = time.monotonic() + 10
-        while not any("listening on" in line for line in server.stdout):
-            try:
-                server.stdout.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                process.kill()
-                pytest.fail(f"the server did not start: {process.stderr.read()}")
-        assert f"127.0.0.1:{port}" in server.stdout[-1]
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+    # A file, not a pipe: a flood logs a line per connection, more than a pipe holds unread.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wslab.probe.standalone", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        server = Deployed(process, port)
         try:
-            _, server.stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, server.stderr = process.communicate()
+            deadline = time.monotonic() + 10
+            while not any("listening on" in line for line in server.stdout):
+                try:
+                    server.stdout.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    process.kill()
+                    log.seek(0)
+                    pytest.fail(f"the server did not start: {log.read()}")
+            assert f"127.0.0.1:{port}" in server.stdout[-1]
+            yield server
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+            log.seek(0)
+            server.stderr = log.read()
 
 
 async def report(server: Deployed, question: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +319,15 @@ def test_command_line() -> None:
         False,
         5,
     )
+    assert (options.max_headers, options.head_timeout) == (100, 10.0)
+    assert (options.max_records, options.max_records_bytes) == (MAX_RECORDS, MAX_RECORDS_BYTES)
+    options, _ = options_from(
+        parser.parse_args(["--max-headers", "20", "--head-timeout", "2.5", "--max-records-bytes", "4096"]), {}
+    )
+    assert (options.max_headers, options.head_timeout, options.max_records_bytes) == (20, 2.5, 4096)
+    for wrong in (["--max-headers", "0"], ["--head-timeout", "0"], ["--head-timeout", "1e9"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
     with pytest.raises(ValueError):
         options_from(parser.parse_args([]), {"PORT": "http"})
     with pytest.raises(SystemExit):
@@ -616,3 +642,331 @@ def test_deploy_imports_only_websockets_and_the_standard_library() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.fast
+def test_recorder_is_bounded_by_bytes_too() -> None:
+    recorder = Recorder(limit=1000, max_bytes=200_000)
+    for conn in range(1, 101):
+        recorder.publish(
+            {
+                "event": "handshake",
+                "listener": "target",
+                "conn": conn,
+                "cell": None,
+                "raw_head": "\xe9" * 10_000,
+            }
+        )
+    assert recorder.bytes <= 200_000
+    kept = [c["conn"] for c in recorder.connections]
+    assert 10 <= len(kept) < 100 and kept[-1] == 100, "the oldest go first"
+    assert recorder.connections[-1]["raw_head"] == "\xe9" * 10_000
+
+
+@pytest.mark.fast
+def test_control_channel_history_is_bounded() -> None:
+    channel = ControlChannel({"websockets": "x"}, max_messages=5, max_bytes=10_000)
+    for number in range(20):
+        channel.publish({"event": "handshake", "conn": number})
+    assert [json.loads(m)["conn"] for m in channel.history] == [15, 16, 17, 18, 19]
+    for number in range(20):
+        channel.publish({"event": "handshake", "conn": number, "raw_head": "x" * 4000})
+    assert channel.history_bytes <= 10_000 and len(channel.history) == 2
+
+
+class _Slot:
+    def __init__(self, complete: bool) -> None:
+        self.complete = complete
+        self.evicted = False
+
+    def evictable(self) -> bool:
+        return not self.complete and not self.evicted
+
+    def evict(self) -> None:
+        self.evicted = True
+
+
+@pytest.mark.fast
+def test_guard_evicts_the_oldest_slow_head_at_the_hard_limit() -> None:
+    guard = Guard(max_connections=5)  # hard limit 15
+    slots = [_Slot(complete=index % 2 == 0) for index in range(15)]
+    assert all(guard.accept(slot) for slot in slots)
+    newcomer = _Slot(complete=False)
+    assert guard.accept(newcomer)
+    assert slots[1].evicted and not slots[0].evicted and guard.evicted == 1
+    assert slots[1] not in guard.live and len(guard.live) == 15
+    for slot in slots:
+        if slot.evictable():
+            guard.release(slot)
+            slot.complete = True
+    full = [_Slot(complete=True) for _ in range(15 - len(guard.live))]
+    assert all(guard.accept(slot) for slot in full)
+    newcomer.complete = True
+    assert not guard.accept(_Slot(complete=False)), "nothing to evict: refused"
+    assert guard.dropped == 1
+
+
+def test_the_labs_server_refuses_what_it_would_have_to_allocate() -> None:
+    """``python -m wslab.probe``'s own server: send and silence are capped, nonsense refused."""
+
+    async def scenario() -> list[tuple[int | None, str | None]]:
+        events: list[dict[str, Any]] = []
+        server = await serve_listener("t", "127.0.0.1", 0, events.append, ping_interval=None)
+        port = server.sockets[0].getsockname()[1]
+        found = []
+        try:
+            for command in (
+                {"wslab": "send", "bytes": MAX_SEND + 1},
+                {"wslab": "send", "bytes": 10**15},
+                {"wslab": "send", "bytes": "lots"},
+                {"wslab": "send", "bytes": -1},
+                {"wslab": "silence", "seconds": MAX_SILENCE + 1},
+                {"wslab": "silence", "seconds": float("nan")},
+            ):
+                async with connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+                    await ws.send(json.dumps(command))
+                    with pytest.raises(websockets.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 5)
+                    found.append((ws.close_code, ws.close_reason))
+            async with connect(f"ws://127.0.0.1:{port}/", open_timeout=5, max_size=None) as ws:
+                await ws.send(json.dumps({"wslab": "send", "bytes": 65536}))
+                assert len(await asyncio.wait_for(ws.recv(), 5)) == 65536
+        finally:
+            server.close()
+            await server.wait_closed()
+        return found
+
+    codes = asyncio.run(scenario())
+    assert [code for code, _ in codes] == [1009, 1009, 1008, 1008, 1008, 1008], codes
+    assert "up to 16777216" in codes[0][1]
+
+
+# -- caps of the deployed server, under each websockets release ----------------------------------------
+
+
+async def _caps(server: Deployed) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    async with connect(server.url + "/?wslab-cell=sendcap", open_timeout=5, max_size=None) as ws:
+        await ws.send(json.dumps({"wslab": "send", "bytes": 2**40}))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        found["send"] = ws.close_code
+    many = b"GET /?wslab-cell=manyheaders HTTP/1.1\r\nHost: x\r\n" + b"a:\r\n" * 4000 + b"\r\n"
+    found["many"] = await _send_head(server, many)
+    just = b"GET /?wslab-cell=justenough HTTP/1.1\r\n" + b"X-A: b\r\n" * 50 + b"\r\n"
+    found["just"] = await _send_head(server, just)
+    # Half a head, then nothing: closed at --head-timeout.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /?wslab-cell=slowhead HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    found["slow_eof"] = await asyncio.wait_for(reader.read(), 10)
+    found["slow_after"] = time.monotonic() - started
+    writer.close()
+    await echo(server)
+    found["records"] = {
+        cell: (await report(server, {"token": TOKEN, "cell": cell}))["connections"]
+        for cell in ("manyheaders", "justenough", "slowhead")
+    }
+    return found
+
+
+@pytest.mark.parametrize("websockets_path", RELEASES)
+def test_caps_send_headers_and_head_time(websockets_path: Path | None) -> None:
+    with deployed("--head-timeout", "1", "--max-headers", "60", websockets_path=websockets_path) as server:
+        found = asyncio.run(_caps(server))
+        assert server.process.poll() is None
+    assert found["send"] == 1009
+    assert found["many"].startswith(b"HTTP/1.1 431 ")
+    assert found["just"].startswith(b"HTTP/1.1 ") and not found["just"].startswith(b"HTTP/1.1 431")
+    assert 0.8 <= found["slow_after"] < 5 and found["slow_eof"] == b""
+    [many] = found["records"]["manyheaders"]
+    assert many["error"]["text"] == "more than 60 header lines" and many["response"]["status"] == 431
+    assert len(many["request"]["headers"]) <= 60 and many["bytes_received"] < 400, (
+        "only what is needed is kept"
+    )
+    [slow] = found["records"]["slowhead"]
+    assert slow["error"]["type"] == "TimeoutError" and slow["response"] is None
+    assert "Traceback" not in server.stderr, server.stderr
+
+
+# -- a flood of malformed requests, and a slowloris --------------------------------------------------
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def _raw_exchange(port: int, data: bytes, hold: float = 0.0, read: bool = True) -> bytes:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return b"refused"
+    try:
+        writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        if hold:
+            await asyncio.sleep(hold)
+        if not read:
+            return b""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            return await asyncio.wait_for(reader.read(16), 10)
+        return b""
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def _huge_send(url: str) -> str:
+    try:
+        async with connect(url + "/flood", open_timeout=10) as ws:
+            await ws.send(json.dumps({"wslab": "send", "bytes": 10**12}))
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return str(ws.close_code)
+    except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+        return type(error).__name__
+
+
+FLOOD = {
+    "garbage": 25,
+    "4000 headers": 15,
+    "100 KB head": 15,
+    "half head left open": 15,
+    "HEAD": 12,
+    "HTTP/1.0": 12,
+    "huge send": 6,
+}
+
+
+async def _flood(server: Deployed, total: int, concurrency: int = 150) -> dict[str, Any]:
+    rng = random.Random(10)
+    kinds = rng.choices(list(FLOOD), list(FLOOD.values()), k=total)
+    bound = asyncio.Semaphore(concurrency)
+    answers: dict[tuple[str, str], int] = {}
+
+    async def one(kind: str) -> None:
+        async with bound:
+            if kind == "garbage":
+                answer = await _raw_exchange(server.port, rng.randbytes(rng.randint(1, 4096)))
+            elif kind == "4000 headers":
+                answer = await _raw_exchange(
+                    server.port, b"GET /h HTTP/1.1\r\nHost: x\r\n" + b"a:\r\n" * 4000
+                )
+            elif kind == "100 KB head":
+                answer = await _raw_exchange(server.port, b"GET /b HTTP/1.1\r\nX-Big: " + b"b" * 100_000)
+            elif kind == "half head left open":
+                answer = await _raw_exchange(
+                    server.port, b"GET /half HTTP/1.1\r\nX: ", rng.uniform(0, 1), False
+                )
+            elif kind == "HEAD":
+                answer = await _raw_exchange(server.port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            elif kind == "HTTP/1.0":
+                answer = await _raw_exchange(server.port, b"GET / HTTP/1.0\r\n\r\n")
+            else:
+                answer = (await _huge_send(server.url)).encode()
+        key = (kind, answer[:12].decode("latin-1"))
+        answers[key] = answers.get(key, 0) + 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(kind) for kind in kinds))
+    return {"seconds": time.monotonic() - started, "answers": answers}
+
+
+async def _health(server: Deployed) -> float:
+    """Seconds a GET / took to be answered 200 (fails otherwise)."""
+    started = time.monotonic()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", server.port), 5)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: probe\r\n\r\n")
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert line.startswith(b"HTTP/1.1 200 "), line
+    return time.monotonic() - started
+
+
+def test_a_flood_of_malformed_requests_leaves_memory_and_service_as_they_were() -> None:
+    """10,000 malformed requests, 150 at a time: RSS back within 50 MB of where it started,
+    health check and echo still answered. (Before the caps: +82 MB for this mix, +364 MB
+    for 3,000 heads of 4,000 headers, and 1 TB send commands could not even be answered.)"""
+    with deployed("--head-timeout", "3") as server:
+        asyncio.run(echo(server))
+        assert plain_get(server) == (200, b"OK\n")
+        time.sleep(0.5)
+        before = _rss_mib(server.process.pid)
+        flood = asyncio.run(_flood(server, 10_000))
+        time.sleep(4)  # connections close, the head timeout passes, freed memory is trimmed
+        after = _rss_mib(server.process.pid)
+        asyncio.run(echo(server))
+        health = asyncio.run(_health(server))
+        assert server.process.poll() is None
+    rate = 10_000 / flood["seconds"]
+    print(f"\nflood: {flood['seconds']:.1f} s, {rate:.0f} requests/s; RSS {before:.0f} -> {after:.0f} MiB")
+    print(json.dumps({f"{kind}: {answer!r}": n for (kind, answer), n in sorted(flood["answers"].items())}))
+    assert after - before < 50, (before, after)
+    assert health < 1
+    answers = flood["answers"]
+    assert answers.get(("4000 headers", "HTTP/1.1 431")) == sum(
+        n for (k, _), n in answers.items() if k == "4000 headers"
+    )
+    assert answers.get(("huge send", "1009")) == sum(n for (k, _), n in answers.items() if k == "huge send")
+    assert "Traceback" not in server.stderr and "MemoryError" not in server.stderr
+
+
+async def _slowloris(server: Deployed, connections: int, seconds: float) -> list[float | None]:
+    stop = asyncio.Event()
+
+    async def loris() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+                while not stop.is_set() and not reader.at_eof():
+                    writer.write(b"X")
+                    await writer.drain()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(reader.read(1), 1)
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+    attackers = [asyncio.create_task(loris()) for _ in range(connections)]
+    await asyncio.sleep(1)
+    latencies: list[float | None] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            latencies.append(await _health(server))
+        except (AssertionError, OSError, TimeoutError):
+            latencies.append(None)
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.gather(*attackers, return_exceptions=True)
+    return latencies
+
+
+def test_a_slowloris_does_not_starve_health_checks() -> None:
+    """250 connections that never finish their head (and reconnect when closed), against the
+    default limits (twice --max-connections = 200 TCP connections): every health check is
+    answered. (Before: every one failed while the slowloris lasted.)"""
+    with deployed() as server:
+        latencies = asyncio.run(_slowloris(server, 250, 6))
+        assert server.process.poll() is None
+        asyncio.run(echo(server))
+    answered = sorted(latency for latency in latencies if latency is not None)
+    print(
+        f"\nslowloris: {len(latencies)} health checks, {len(latencies) - len(answered)} failed; "
+        f"median {1000 * answered[len(answered) // 2]:.0f} ms, max {1000 * answered[-1]:.0f} ms"
+    )
+    assert len(answered) == len(latencies) >= 20
+    assert answered[-1] < 1

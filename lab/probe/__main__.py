@@ -48,8 +48,8 @@ def _listener(text: str) -> tuple[str, str, int]:
     return (name, *_address(address))
 
 
-HISTORY_MESSAGES = 100_000
-HISTORY_BYTES = 256 << 20
+HISTORY_MESSAGES = 50_000
+HISTORY_BYTES = 64 << 20
 """What the control channel replays to a new client: at most this many events and bytes."""
 
 

@@ -25,6 +25,7 @@ library only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from typing import Any
@@ -164,6 +165,7 @@ def _words(name: str) -> list[str]:
     return [word.lower() for word in _WORDS.findall(name)]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_header(name: str) -> bool:
     """Whether a header's value is a secret (case-insensitive): :data:`SECRET_HEADERS`, or a
     name with a word of :data:`SECRET_HEADER_WORDS`; never ``Sec-WebSocket-*``."""
