@@ -632,7 +632,7 @@ def test_recorder_keeps_recent_records_and_matches_closes() -> None:
 @pytest.mark.fast
 def test_deploy_imports_only_websockets_and_the_standard_library() -> None:
     code = (
-        "import sys; before = set(sys.modules); import wslab.probe.standalone; "
+        "import sys; before = set(sys.modules); import wslab.probe.standalone, wslab.probe.__main__; "
         "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
         "print(sorted(n for n in new if n not in sys.stdlib_module_names "
         "and n not in ('wslab', 'websockets')))"

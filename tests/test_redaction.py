@@ -27,6 +27,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from wslab.cli import build_parser
+from wslab.commands.common import probe_options
+from wslab.commands.serve import describe_event
+from wslab.observations import Hello, parse_event
 from wslab.probe.redact import (
     REDACTED_PATTERN,
     is_secret_header,
@@ -282,6 +286,20 @@ def test_the_transcript_and_log_lines() -> None:
 def test_results_say_whether_secrets_were_redacted() -> None:
     settings = Settings(concurrency=1, step_timeout=1, cell_timeout=1, settle=1, time_scale=1)
     assert settings.redacted is True
+
+
+@pytest.mark.fast
+def test_no_redact_reaches_every_command_that_starts_a_probe_server() -> None:
+    parser = build_parser()
+    for command in (["run"], ["up"], ["compare"], ["explain", "some log line"]):
+        assert probe_options(parser.parse_args(command)).redact is True
+        args = parser.parse_args([*command, "--no-redact"])
+        assert args.redact is False and probe_options(args).redact is False
+    assert describe_event(Hello("17.4", redacted=False)).endswith("secrets NOT redacted (--no-redact)")
+    assert "redacted" not in describe_event(Hello("17.4"))
+    assert parse_event({"event": "hello", "websockets": "17.4", "redacted": False}) == Hello(
+        "17.4", 1.0, False
+    )
 
 
 # -- real runs ---------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from .common import (
 def describe_event(event: Event) -> str:
     """One observation as ``wslab up`` and ``wslab watch`` print it."""
     if isinstance(event, Hello):
-        return f"probe server running websockets {event.websockets}"
+        secrets = "" if event.redacted else "; secrets NOT redacted (--no-redact)"
+        return f"probe server running websockets {event.websockets}{secrets}"
     if isinstance(event, Closing):
         listener, number = event.key
         closed = event.closed
