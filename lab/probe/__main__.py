@@ -33,7 +33,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from .server import serve_listener
-from .standalone import QuietFilter
+from .standalone import MemoryTrimmer, QuietFilter
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -49,7 +49,7 @@ def _listener(text: str) -> tuple[str, str, int]:
 
 
 HISTORY_MESSAGES = 50_000
-HISTORY_BYTES = 64 << 20
+HISTORY_BYTES = 32 << 20
 """What the control channel replays to a new client: at most this many events and bytes."""
 
 
@@ -65,9 +65,12 @@ class ControlChannel:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.clients: set[ServerConnection] = set()
+        self.published = 0
 
     def publish(self, event: dict[str, Any]) -> None:
-        message = json.dumps(event)
+        # Not ASCII-escaped: a raw head of binary garbage stays one byte per byte, not six.
+        message = json.dumps(event, ensure_ascii=False)
+        self.published += 1
         self.history.append(message)
         self.history_bytes += len(message)
         while len(self.history) > self.max_messages or self.history_bytes > self.max_bytes:
@@ -127,11 +130,14 @@ async def main(args: argparse.Namespace) -> None:
         "control": list(control.sockets[0].getsockname()[:2]),
     }
     print(json.dumps(ready), flush=True)
+    trimmer = MemoryTrimmer(lambda: channel.published)
+    trimmer.start()
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await stop
+    trimmer.stop()
     for server in [*servers.values(), control]:
         server.close()
 

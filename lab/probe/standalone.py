@@ -493,7 +493,7 @@ async def serve_deploy(options: DeployOptions, recorder: Recorder | None = None)
         max_size=options.max_message_bytes,
         open_timeout=options.head_timeout,
     )
-    server.trimmer = MemoryTrimmer(guard)
+    server.trimmer = MemoryTrimmer(lambda: guard.closed)
     server.trimmer.start()
     return server
 
@@ -516,11 +516,12 @@ class MemoryTrimmer:
     Each connection's buffers (a 16 KiB head, a 1 MiB message) are freed when it
     closes, but glibc keeps freed heap pages and whole per-thread arenas for
     reuse, so the resident size stays at the burst's peak. Every
-    :data:`TRIM_EVERY` seconds in which connections closed, ``malloc_trim(0)``
-    returns the free pages (it takes about a millisecond)."""
+    :data:`TRIM_EVERY` seconds in which ``activity()`` (a count: connections
+    closed, records published) moved, ``malloc_trim(0)`` returns the free pages
+    (it takes about a millisecond)."""
 
-    def __init__(self, guard: Guard, every: float = TRIM_EVERY) -> None:
-        self.guard = guard
+    def __init__(self, activity: Callable[[], int], every: float = TRIM_EVERY) -> None:
+        self.activity = activity
         self.every = every
         self.trim = _malloc_trim()
         self.trims = 0
@@ -539,8 +540,8 @@ class MemoryTrimmer:
         assert self.trim is not None
         while True:
             await asyncio.sleep(self.every)
-            if self.guard.closed != self._seen:
-                self._seen = self.guard.closed
+            if self.activity() != self._seen:
+                self._seen = self.activity()
                 self.trim()
                 self.trims += 1
 
