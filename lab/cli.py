@@ -79,6 +79,14 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
         help="the probe server answers non-upgrade requests with 200 (the health-check fix)",
     )
     parser.add_argument(
+        "--no-redact",
+        dest="redact",
+        action="store_false",
+        help="keep secrets (Authorization, cookies, API keys, tokens in the query or the subprotocols) "
+        "in the probe server's records and in the results; by default both replace them with "
+        "[redacted len=N sha256:XXXXXXXX]",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=float,
         default=20.0,

@@ -80,6 +80,7 @@ def probe_service(topologies: list[Topology]) -> dict[str, Any]:
         "command": command,
         "environment": {
             "WSLAB_ANSWER_PLAIN_HTTP": "${WSLAB_ANSWER_PLAIN_HTTP:-}",
+            "WSLAB_NO_REDACT": "${WSLAB_NO_REDACT:-}",
             "WSLAB_TIME_SCALE": "${WSLAB_TIME_SCALE:-1}",
         },
         "ports": [f"127.0.0.1:{CONTROL_PORT}:{CONTROL_PORT}"]

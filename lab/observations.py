@@ -19,7 +19,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from .http2 import read_frames
+from .http2 import read_frames, stream_records
 from .records import Closed, Connection, StreamRequest
 
 ConnectionKey = tuple[str, int]
@@ -32,6 +32,8 @@ class Hello:
 
     websockets: str
     time_scale: float = 1.0
+    redacted: bool = True
+    """Whether the server redacts its records (false when it runs with --no-redact)."""
 
 
 @dataclass
@@ -74,11 +76,20 @@ def parse_event(message: dict[str, Any]) -> Event | None:
     """A control-channel message as a record; None for a kind this runner does not know."""
     kind = message.get("event")
     if kind == "hello":
-        return Hello(str(message["websockets"]), float(message.get("time_scale") or 1.0))
+        return Hello(
+            str(message["websockets"]),
+            float(message.get("time_scale") or 1.0),
+            bool(message.get("redacted", True)),
+        )
     if kind == "handshake":
-        fields = {k: v for k, v in message.items() if k not in ("event", "http2_frames")}
+        fields = {k: v for k, v in message.items() if k not in ("event", "http2_frames", "http2_streams")}
+        # The server reads an h2c connection's streams itself (http2_streams); one of an
+        # earlier release passed the raw frames on (http2_frames).
         frames = message.get("http2_frames")
-        return Observed(Connection.model_validate(fields), read_frames(frames) if frames else [])
+        streams = stream_records(message.get("http2_streams") or []) or (
+            read_frames(frames) if frames else []
+        )
+        return Observed(Connection.model_validate(fields), streams)
     if kind == "closed":
         closed = Closed.model_validate({key: message[key] for key in ("at", "code", "reason", "closed_by")})
         return Closing((message["listener"], message["conn"]), closed)

@@ -376,6 +376,11 @@ class Settings(Record):
     cell_timeout: float
     settle: float = Field(description="seconds waited for a server report that may never come")
     time_scale: float = Field(description="1: faithful; below 1: every time limit that much shorter")
+    redacted: bool = Field(
+        True,
+        description="secrets (Authorization, cookies, API keys, tokens in the query or the subprotocols) "
+        "were replaced by [redacted len=N sha256:XXXXXXXX]; false only with --no-redact",
+    )
 
 
 class Run(Record):

@@ -1,16 +1,28 @@
-"""A cell's evidence with no secret left: Authorization, cookies, token-like parameters.
+"""A cell's evidence with no secret left: Authorization, cookies, API keys, tokens.
 
 Results are meant to be shared: every output format is built from the copies
-these functions return. The rules themselves (which headers and parameters
-are secret, and how a value is replaced) live in :mod:`wslab.probe.redact`,
-which the deployable probe server uses too.
+these functions return. The probe server has redacted its own records before
+publishing them; the runner applies the same rules to the client's transcript,
+to the server's records again (which changes nothing when the server already
+did it, and covers a server that did not), and to the proxy log lines a cell
+keeps. The rules themselves (which headers and parameters are secret, and how
+a value is replaced) live in :mod:`wslab.probe.redact`, which the probe
+servers use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .probe.redact import redact_header_value, redact_headers, redact_record, redact_target
+from .probe.redact import (
+    redact_header_value,
+    redact_headers,
+    redact_record,
+    redact_subprotocols,
+    redact_target,
+    redact_text,
+    secret_values,
+)
 from .records import Connection, Transcript
 
 
@@ -20,7 +32,7 @@ def _redact_header_line(line: str) -> str:
 
 
 def _redact_argument(argument: Any) -> Any:
-    """A step's argument as written in the scenario: its path and raw header lines."""
+    """A step's argument as written in the scenario: its path, raw header lines and subprotocols."""
     if not isinstance(argument, dict):
         return argument
     redacted = dict(argument)
@@ -28,6 +40,12 @@ def _redact_argument(argument: Any) -> Any:
         redacted["path"] = redact_target(redacted["path"])
     if isinstance(redacted.get("headers"), list):
         redacted["headers"] = [_redact_header_line(line) for line in redacted["headers"]]
+    subprotocols = redacted.get("subprotocols")
+    if isinstance(subprotocols, list) and all(isinstance(item, str) for item in subprotocols):
+        # Item by item, but in context: the item after an access_token marker is the credential.
+        redacted["subprotocols"] = [
+            item.strip() for item in redact_subprotocols(",".join(subprotocols)).split(",")
+        ]
     return redacted
 
 
@@ -62,3 +80,34 @@ def redact_transcript(transcript: Transcript) -> Transcript:
 def redact_connection(connection: Connection) -> Connection:
     """A copy of a connection the server saw with no secret value left (raw head included)."""
     return Connection.model_validate(redact_record(connection.model_dump(mode="json")))
+
+
+def transcript_secrets(transcript: Transcript) -> set[str]:
+    """The secret values the client sent in one cell (headers, query values, subprotocols),
+    as found before redaction: what to sweep from free text such as a proxy's log lines."""
+    heads = [transcript.sent] + ([r.sent for r in transcript.browser.requests] if transcript.browser else [])
+    found = {
+        value
+        for head in heads
+        if head is not None
+        for value in secret_values({"request": head.model_dump(mode="json"), "raw_head": ""})
+    }
+    for step in transcript.steps:
+        argument = step.argument
+        if not isinstance(argument, dict):
+            continue
+        lines = [line for line in argument.get("headers") or [] if isinstance(line, str)]
+        headers = [
+            [name, value.strip()] for name, sep, value in (line.partition(":") for line in lines) if sep
+        ]
+        subprotocols = argument.get("subprotocols")
+        if isinstance(subprotocols, list):
+            headers.append(["Sec-WebSocket-Protocol", ", ".join(str(item) for item in subprotocols)])
+        path = argument.get("path") if isinstance(argument.get("path"), str) else ""
+        found.update(secret_values({"request": {"target": path, "headers": headers}, "raw_head": ""}))
+    return found
+
+
+def redact_log_line(line: str, secrets: set[str]) -> str:
+    """A proxy's log line with token-like query values and the given secret values replaced."""
+    return redact_text(line, sorted(secrets))

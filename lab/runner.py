@@ -27,7 +27,7 @@ from .evidence import Evidence
 from .expectations import evaluate
 from .processes import log_tail
 from .records import Cell, Components, Outcome, Run, ScenarioRecord, Settings
-from .redaction import redact_connection, redact_transcript
+from .redaction import redact_connection, redact_log_line, redact_transcript, transcript_secrets
 from .scenario import Scenario
 from .topology import Parameter, Topology
 
@@ -42,6 +42,9 @@ class RunOptions:
     cell_timeout: float = 30.0
     settle: float = 1.0
     """Seconds to wait for the server's report of a connection that may never come."""
+    redact: bool = True
+    """Replace secrets in the client's transcript and the server's records (the probe server
+    has redacted its own already); False only with ``--no-redact``."""
 
 
 def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> Cell:
@@ -63,8 +66,10 @@ async def play_cell(
     scenario: Scenario,
     options: RunOptions,
     browser: Chromium | None = None,
+    sent_secrets: set[str] | None = None,
 ) -> Cell:
-    """Run one scenario against one deployed topology and judge it."""
+    """Run one scenario against one deployed topology and judge it. With redaction on, the
+    secrets the client sent are added to ``sent_secrets`` (for the proxies' log lines)."""
     if deployment.status != READY:
         return _lab_error(deployment, scenario, deployment.detail)
     if (failure := backend.failure()) is not None:
@@ -114,7 +119,11 @@ async def play_cell(
         return _lab_error(deployment, scenario, failure)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
-    evidence = Evidence(redact_transcript(transcript), [redact_connection(c) for c in connections])
+    if options.redact:
+        if sent_secrets is not None:
+            sent_secrets.update(transcript_secrets(transcript))
+        transcript, connections = redact_transcript(transcript), [redact_connection(c) for c in connections]
+    evidence = Evidence(transcript, connections)
     return judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))
 
 
@@ -184,11 +193,12 @@ async def _play_topology(
     on_cell: Callable[[Cell], None],
     on_start: Callable[[str, str], None],
     browser: Chromium | None,
+    sent_secrets: set[str],
 ) -> list[Cell]:
     async def bounded(scenario: Scenario) -> Cell:
         async with bound:
             on_start(deployment.topology.name, scenario.id)
-            cell = await play_cell(backend, deployment, scenario, options, browser)
+            cell = await play_cell(backend, deployment, scenario, options, browser, sent_secrets)
         on_cell(cell)
         return cell
 
@@ -210,13 +220,17 @@ def _block_dependents(cells: list[Cell], scenarios: list[Scenario]) -> list[Cell
     return cells
 
 
-def _attach_logs(cells: list[Cell], logs: dict[str, str]) -> None:
-    """Give each cell the proxy's log lines that carry its correlation id."""
+def _attach_logs(cells: list[Cell], logs: dict[str, str], sent_secrets: set[str] | None) -> None:
+    """Give each cell the proxy's log lines that carry its correlation id; with ``sent_secrets``
+    (redaction on), those lines and the cells' log tails without the secrets any cell sent."""
     lines = {name: text.splitlines() for name, text in logs.items()}
     for cell in cells:
         if cell.cell_id and cell.topology in lines:
             named = [line for line in lines[cell.topology] if cell.cell_id in line]
             cell.proxy_log = named[-CELL_LOG_MAX_LINES:]
+        if sent_secrets is not None:
+            cell.proxy_log = [redact_log_line(line, sent_secrets) for line in cell.proxy_log]
+            cell.log_tail = redact_log_line(cell.log_tail, sent_secrets) if cell.log_tail else cell.log_tail
 
 
 async def run(
@@ -235,6 +249,7 @@ async def run(
     options = options or RunOptions()
     started = time.time()
     browser = Chromium() if any(s.uses_browser for s in scenarios) else None
+    sent_secrets: set[str] = set()
     try:
         deployments = await backend.start(topologies)
         if browser is not None:
@@ -243,7 +258,15 @@ async def run(
         per_topology = await asyncio.gather(
             *(
                 _play_topology(
-                    backend, deployments[t.name], scenarios, options, bound, on_cell, on_start, browser
+                    backend,
+                    deployments[t.name],
+                    scenarios,
+                    options,
+                    bound,
+                    on_cell,
+                    on_start,
+                    browser,
+                    sent_secrets,
                 )
                 for t in topologies
             )
@@ -255,7 +278,7 @@ async def run(
         await backend.stop()
     order = {s.id: index for index, s in enumerate(scenarios)}
     cells = [cell for cells in per_topology for cell in sorted(cells, key=lambda c: order[c.scenario])]
-    _attach_logs(cells, logs)
+    _attach_logs(cells, logs, sent_secrets if options.redact else None)
     return Run(
         started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         duration=round(time.time() - started, 3),
@@ -266,6 +289,7 @@ async def run(
             cell_timeout=options.cell_timeout,
             settle=options.settle,
             time_scale=backend.time_scale,
+            redacted=options.redact,
         ),
         components=_components(backend, deployments, browser),
         topologies=[deployments[t.name].record() for t in topologies],

@@ -16,6 +16,7 @@ import pytest
 from wslab.backends import READY, StackOptions
 from wslab.backends.local import LocalBackend
 from wslab.backends.remote import RemoteBackend
+from wslab.probe.redact import REDACTED_PATTERN
 from wslab.processes import free_port
 from wslab.records import Run
 from wslab.runner import run
@@ -129,7 +130,7 @@ def test_no_secret_reaches_any_output(deployed: int, tmp_path: Path) -> None:
     texts = [result.stdout, result.stderr] + [path.read_text() for path in outputs.values()]
     for secret in SECRETS:
         assert not any(secret in text for text in texts), secret
-    assert "[redacted]" in outputs["json"].read_text()
+    assert REDACTED_PATTERN.search(outputs["json"].read_text())
     assert TOKEN not in "".join(texts)
 
 

@@ -38,6 +38,9 @@ class StackOptions:
     """The probe server's keepalive pings in faithful seconds (websockets' default); 0 for none."""
     time_scale: float = 1.0
     """1.0 runs every time limit as documented; ACCELERATED shortens them all in proportion."""
+    redact: bool = True
+    """The probe server redacts secrets from its records before it keeps or publishes them
+    (False: ``--no-redact``)."""
 
 
 def kept_config(text: str) -> str:

@@ -114,6 +114,7 @@ class ComposeBackend:
         if self.probe.websockets_version:
             env["WSLAB_WEBSOCKETS"] = self.probe.websockets_version
         env["WSLAB_ANSWER_PLAIN_HTTP"] = "1" if self.probe.answer_plain_http else ""
+        env["WSLAB_NO_REDACT"] = "" if self.probe.redact else "1"
         env["WSLAB_TIME_SCALE"] = str(self.probe.time_scale)
         env.update(parameter_environment(list(load_topologies().values()), self.probe.time_scale))
         return env

@@ -86,6 +86,7 @@ class ContainersBackend:
         spec = probe_service(topologies)
         spec["environment"] = {
             "WSLAB_ANSWER_PLAIN_HTTP": "1" if self.probe.answer_plain_http else "",
+            "WSLAB_NO_REDACT": "" if self.probe.redact else "1",
             "WSLAB_TIME_SCALE": str(self.probe.time_scale),
         }
         direct = [t.port for t in topologies if t.direct]

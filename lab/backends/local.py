@@ -86,6 +86,8 @@ class LocalBackend:
         argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:0")]
         if self.probe.answer_plain_http:
             argv.append("--answer-plain-http")
+        if not self.probe.redact:
+            argv.append("--no-redact")
         process = ManagedProcess("probe server", argv, self.run_dir / "probe-server.log", env)
         self.probe_process = process
         self.processes.append(process)

@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 
 from ..endpoint import Endpoint
 from ..errors import LabFailure, UsageError
+from ..http2 import stream_records
 from ..observations import Hello
 from ..records import Connection
 from ..topology import Topology
@@ -86,8 +87,9 @@ class RemoteFeed:
             raise ReportUnreachable(f"report channel unreachable: {error}") from None
 
     async def _connections(self, question: dict[str, Any]) -> list[Connection]:
-        # Without redaction the server passes h2c frames on; nothing here can say which
-        # cell a stream belonged to, and they may hold secrets: drop them.
+        # A server of this release reports an h2c connection's streams (http2_streams): the one
+        # that carried the cell asked about is its request. Raw frames (an earlier release
+        # without redaction) cannot be tied to a cell here and may hold secrets: dropped.
         try:
             answer = await self._ask(question)
         except ReportUnreachable as unreachable:
@@ -96,10 +98,14 @@ class RemoteFeed:
                 f"the target {self.endpoint.ws_url()} stopped answering its report channel: {unreachable}"
             )
             return []
-        return [
-            Connection.model_validate({k: v for k, v in record.items() if k != "http2_frames"})
-            for record in answer.get("connections", [])
-        ]
+        cell = question.get("cell")
+        connections = []
+        for record in answer.get("connections", []):
+            streams = stream_records(record.get("http2_streams") or [])
+            fields = {k: v for k, v in record.items() if k not in ("http2_frames", "http2_streams")}
+            stream = next((s for s in streams if cell and s.cell == cell), None)
+            connections.append(Connection.model_validate({**fields, "http2_request": stream}))
+        return connections
 
     async def hello(self, timeout: float = 10.0) -> Hello:
         return Hello(str((await self._ask({"since": 0}))["websockets"]))

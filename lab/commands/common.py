@@ -71,6 +71,7 @@ def probe_options(args: argparse.Namespace) -> StackOptions:
         answer_plain_http=args.answer_plain_http,
         ping_interval=args.ping_interval,
         time_scale=args.time_scale,
+        redact=args.redact,
     )
 
 

@@ -16,7 +16,7 @@ from ..deployment_choice import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_
 from ..errors import EXIT_OK
 from ..records import Run
 from ..reports import deployment_choice as page
-from ..runner import run
+from ..runner import RunOptions, run
 from ..scenario import Scenario, load_scenarios
 from ..topology import Topology
 from .common import (
@@ -56,12 +56,13 @@ async def _compare(
         LocalBackend(run_dir / name, StackOptions(**{**vars(probe_options(args)), "answer_plain_http": ok}))
         for name, ok in (("as-is", False), ("fixed", True))
     )
-    runs = [run(plain, topologies, scenarios), run(fixed, topologies, scenarios)]
+    options = RunOptions(redact=args.redact)
+    runs = [run(plain, topologies, scenarios, options), run(fixed, topologies, scenarios, options)]
     if args.target:
         # A real platform's limits cannot be accelerated: its timeouts rows stay empty here
         # (`wslab run --target URL --suite timeouts --faithful` measures them).
         target = backend_for(args, run_dir)
         assert isinstance(target, RemoteBackend)
         target_scenarios = [s for s in scenarios if s.suite != TIMEOUTS_SUITE]
-        runs.append(run(target, [target.topology], target_scenarios))
+        runs.append(run(target, [target.topology], target_scenarios, options))
     return list(await asyncio.gather(*runs))

@@ -11,6 +11,7 @@ from ..backends.local import LocalBackend
 from ..errors import EXIT_OK
 from ..explain import explain
 from ..reports import explain as page
+from ..runner import RunOptions
 from ..scenario import load_scenarios
 from .common import (
     check_output_paths,
@@ -32,6 +33,8 @@ def explain_command(args: argparse.Namespace, console: Console) -> int:
         scenarios = load_scenarios()
         with run_folder(args) as run_dir:
             backend = LocalBackend(run_dir, probe_options(args))
-            result = until_signal(run_with_progress(backend, topologies, scenarios))
+            result = until_signal(
+                run_with_progress(backend, topologies, scenarios, RunOptions(redact=args.redact))
+            )
     show_page(page.render_markdown(explain(result, args.log)), args, console)
     return EXIT_OK

@@ -45,7 +45,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     check_output_paths(outputs)
     check_backend_options(args)
     baseline = results.load(args.baseline) if args.baseline else None
-    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout)
+    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout, redact=args.redact)
     with run_folder(args) as run_dir:
         backend = backend_for(args, run_dir)
         if isinstance(backend, RemoteBackend):

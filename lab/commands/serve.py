@@ -35,7 +35,8 @@ def describe_event(event: Event) -> str:
     """One observation as ``wslab up`` and ``wslab watch`` print it (print it with markup=False):
     the request line, then one line per header; every text from the wire escaped."""
     if isinstance(event, Hello):
-        return printable(f"probe server running websockets {event.websockets}")
+        secrets = "" if event.redacted else "; secrets NOT redacted (--no-redact)"
+        return printable(f"probe server running websockets {event.websockets}{secrets}")
     if isinstance(event, Closing):
         listener, number = event.key
         closed = event.closed

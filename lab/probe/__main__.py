@@ -8,8 +8,12 @@ Once every listener is bound it prints one JSON line on stdout::
 and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
 text messages to every client of the control WebSocket: first a greeting
 (``{"event": "hello", "websockets": ...}``), then everything recorded so far,
-then each new record. WSLAB_ANSWER_PLAIN_HTTP=1 and WSLAB_TIME_SCALE in the
-environment stand for ``--answer-plain-http`` and ``--time-scale``.
+then each new record. Every record is redacted before it is kept or sent
+(:mod:`wslab.probe.redact`) unless ``--no-redact`` is given. The history a
+new control client gets is bounded (:data:`HISTORY_MESSAGES`,
+:data:`HISTORY_BYTES`), the oldest dropped first. WSLAB_ANSWER_PLAIN_HTTP=1,
+WSLAB_NO_REDACT=1 and WSLAB_TIME_SCALE in the environment stand for
+``--answer-plain-http``, ``--no-redact`` and ``--time-scale``.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
+from collections import deque
 from typing import Any
 
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from .server import serve_listener
+from .standalone import MemoryTrimmer, QuietFilter
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -41,17 +48,33 @@ def _listener(text: str) -> tuple[str, str, int]:
     return (name, *_address(address))
 
 
+HISTORY_MESSAGES = 50_000
+HISTORY_BYTES = 32 << 20
+"""What the control channel replays to a new client: at most this many events and bytes."""
+
+
 class ControlChannel:
     """Fans observation events out to the runner's control connections."""
 
-    def __init__(self, hello: dict[str, Any]) -> None:
+    def __init__(
+        self, hello: dict[str, Any], max_messages: int = HISTORY_MESSAGES, max_bytes: int = HISTORY_BYTES
+    ) -> None:
         self.hello = json.dumps({"event": "hello", **hello})
-        self.history: list[str] = []
+        self.history: deque[str] = deque()
+        self.history_bytes = 0
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self.clients: set[ServerConnection] = set()
+        self.published = 0
 
     def publish(self, event: dict[str, Any]) -> None:
-        message = json.dumps(event)
+        # Not ASCII-escaped: a raw head of binary garbage stays one byte per byte, not six.
+        message = json.dumps(event, ensure_ascii=False)
+        self.published += 1
         self.history.append(message)
+        self.history_bytes += len(message)
+        while len(self.history) > self.max_messages or self.history_bytes > self.max_bytes:
+            self.history_bytes -= len(self.history.popleft())
         for client in list(self.clients):
             asyncio.ensure_future(self._send(client, message))
 
@@ -62,7 +85,7 @@ class ControlChannel:
 
     async def handler(self, client: ServerConnection) -> None:
         await client.send(self.hello)
-        for message in self.history:
+        for message in list(self.history):
             await client.send(message)
         self.clients.add(client)
         try:
@@ -71,8 +94,23 @@ class ControlChannel:
             self.clients.discard(client)
 
 
+def quiet_websockets_logs() -> None:
+    """websockets' warnings on stderr without tracebacks, and without its "opening handshake
+    failed" (the record holds that error, redacted; its traceback may quote a request line or
+    a header value in clear)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(QuietFilter())
+    logger = logging.getLogger("websockets")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
 async def main(args: argparse.Namespace) -> None:
-    channel = ControlChannel({"websockets": websockets.__version__, "time_scale": args.time_scale})
+    channel = ControlChannel(
+        {"websockets": websockets.__version__, "time_scale": args.time_scale, "redacted": args.redact}
+    )
     servers = {}
     for name, host, port in args.listen:
         servers[name] = await serve_listener(
@@ -83,6 +121,7 @@ async def main(args: argparse.Namespace) -> None:
             plain_http_ok=args.answer_plain_http,
             ping_interval=args.ping_interval * args.time_scale or None,
             time_scale=args.time_scale,
+            redact=args.redact,
         )
     control = await serve(channel.handler, *args.control, ping_interval=None)
     ready = {
@@ -91,11 +130,14 @@ async def main(args: argparse.Namespace) -> None:
         "control": list(control.sockets[0].getsockname()[:2]),
     }
     print(json.dumps(ready), flush=True)
+    trimmer = MemoryTrimmer(lambda: channel.published)
+    trimmer.start()
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await stop
+    trimmer.stop()
     for server in [*servers.values(), control]:
         server.close()
 
@@ -124,6 +166,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="answer requests without Upgrade: websocket with 200 (the health-check fix)",
     )
     parser.add_argument(
+        "--redact",
+        action=argparse.BooleanOptionalAction,
+        default=not os.environ.get("WSLAB_NO_REDACT"),
+        help="replace secrets (Authorization, cookies, API keys, tokens in the query or the "
+        "subprotocols) in every record before it is kept or published; --no-redact keeps them "
+        "(env WSLAB_NO_REDACT=1)",
+    )
+    parser.add_argument(
         "--time-scale",
         type=float,
         default=float(os.environ.get("WSLAB_TIME_SCALE") or 1),
@@ -139,6 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    quiet_websockets_logs()
     try:
         asyncio.run(main(parse_args()))
     except KeyboardInterrupt:

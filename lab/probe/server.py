@@ -8,8 +8,17 @@ that fail before ``process_request`` runs (HEAD, HTTP/1.0, a TCP probe that
 sends nothing) are recorded too, because the record is taken in
 :meth:`ObservingConnection.handshake`, around websockets' own handshake.
 
-Every record is published as a JSON event on a control WebSocket that the
-runner connects to directly, never through a proxy under test.
+Every record is redacted (:mod:`wslab.probe.redact`) before it leaves the
+connection, unless the server runs with ``--no-redact``, and published as a
+JSON event on a control WebSocket that the runner connects to directly, never
+through a proxy under test. Over h2c, the requests inside the connection are
+read here (:mod:`wslab.probe.h2c`), so that they are redacted too.
+
+Nothing a client sends makes the server allocate without bound: a recorded
+head is at most :data:`MAX_RECORDED_HEAD` bytes and :data:`MAX_RECORDED_HEADERS`
+parsed headers, a ``send`` command at most ``max_send`` bytes, a ``silence``
+at most :data:`MAX_SILENCE` seconds, and a connection keeps only its
+correlation id and parsed request once its record is published.
 
 This module depends on websockets and the standard library only, so that it
 runs under any websockets release the lab is asked to reproduce.
@@ -18,7 +27,6 @@ runs under any websockets release the lab is asked to reproduce.
 from __future__ import annotations
 
 import asyncio
-import base64
 import http
 import itertools
 import json
@@ -31,10 +39,21 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from .h2c import read_streams
+from .redact import redact_record
 from .wire import may_be_http2, parse_request_head, split_head, split_http2
 
 MAX_RECORDED_HEAD = 65536
+MAX_RECORDED_HEADERS = 500
+"""Header lines parsed into a record (websockets itself refuses more than 128); the raw head
+keeps them all. Each parsed header costs ~200 bytes of Python objects for 4 on the wire."""
+MAX_SEND = 16 << 20
+"""The largest ``{"wslab": "send", "bytes": N}`` the lab's server honours (16 MiB)."""
+MAX_SILENCE = 3600.0
+"""The longest ``{"wslab": "silence", "seconds": S}``, in seconds."""
 SUBPROTOCOLS = ["wslab.v1", "chat"]
+TOO_BIG = 1009
+POLICY = 1008
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -55,6 +74,7 @@ class ObservingConnection(ServerConnection):
 
     listener: str = ""
     publish: Publish = staticmethod(lambda event: None)
+    redact: bool = True
     _serial = itertools.count(1)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -66,7 +86,7 @@ class ObservingConnection(ServerConnection):
         self.observed: dict[str, Any] = {}
 
     def data_received(self, data: bytes) -> None:
-        if not self.head_complete and len(self.raw_head) < MAX_RECORDED_HEAD:
+        if not self.head_complete and not self.observed and len(self.raw_head) < MAX_RECORDED_HEAD:
             self.raw_head += data
             # An h2c front end multiplexes many requests on one connection; its frames
             # (each stream's HEADERS) are the only evidence of which requests it carried.
@@ -89,13 +109,19 @@ class ObservingConnection(ServerConnection):
                 self.record(timed_out)
 
     def record(self, timed_out: bool = False) -> None:
-        """Publish what this connection's handshake received and answered."""
-        self.observed = self._handshake_record(timed_out)
-        self.publish(self.observed)
+        """Publish what this connection's handshake received and answered (redacted unless
+        the server runs with --no-redact), then let go of the raw head: an open connection
+        keeps only its correlation id and its parsed request (for the ``handshake`` command)."""
+        record = self._handshake_record(timed_out)
+        if self.redact:
+            record = redact_record(record)
+        self.raw_head = b""
+        self.observed = {"recorded": True, "cell": record["cell"], "request": record["request"]}
+        self.publish(record)
 
     def _handshake_record(self, timed_out: bool) -> dict[str, Any]:
         raw, frames = split_http2(self.raw_head) or (self.raw_head, b"")
-        head = parse_request_head(raw) if raw else None
+        head = parse_request_head(raw, MAX_RECORDED_HEADERS) if raw else None
         response = getattr(self, "response", None)
         error = _describe_error(self.protocol.handshake_exc)
         if timed_out and error is None:
@@ -121,8 +147,9 @@ class ObservingConnection(ServerConnection):
             "error": error,
         }
         if frames:
-            # Binary HTTP/2 frames, decoded by the runner (lab.http2), which has an HPACK decoder.
-            record["http2_frames"] = base64.b64encode(frames).decode("ascii")
+            # The requests an h2c front end multiplexed on this connection, read from their
+            # HEADERS frames here, so that redaction reaches them.
+            record["http2_streams"] = read_streams(frames)
         return record
 
 
@@ -159,13 +186,23 @@ def answer_plain_http(connection: ServerConnection, request: Request) -> Respons
     return None
 
 
-async def obey(connection: ServerConnection) -> None:
+def _number(command: dict[str, Any], key: str, kind: type) -> Any:
+    """``command[key]`` as a finite, non-negative ``kind``; None if it is not one."""
+    value = command.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        return None
+    return kind(value)
+
+
+async def obey(connection: ServerConnection, max_send: int = MAX_SEND) -> None:
     """Echo every message, except JSON commands of the form ``{"wslab": ...}``.
 
     Commands: ``handshake`` (report the request as the server saw it),
-    ``send`` with ``bytes`` (send a binary message of that size), ``silence``
-    with ``seconds`` (stop answering for a while), ``close`` with ``code`` and
-    ``reason``.
+    ``send`` with ``bytes`` (send a binary message of that size, at most
+    ``max_send``: a larger one closes the connection with 1009 before anything
+    is allocated), ``silence`` with ``seconds`` (stop answering for a while, at
+    most :data:`MAX_SILENCE`; longer closes with 1008), ``close`` with ``code``
+    and ``reason``. A command whose number is not one closes with 1008.
     """
     async for message in connection:
         command = _command(message)
@@ -183,9 +220,18 @@ async def obey(connection: ServerConnection) -> None:
                 )
             )
         elif command["wslab"] == "send":
-            await connection.send(b"\0" * int(command.get("bytes", 0)))
+            size = _number(command, "bytes", int)
+            if size is None or size > max_send:
+                code = POLICY if size is None else TOO_BIG
+                await connection.close(code, f"send: expected a byte count up to {max_send}")
+                return
+            await connection.send(b"\0" * size)
         elif command["wslab"] == "silence":
-            await asyncio.sleep(float(command.get("seconds", 0)))
+            seconds = _number(command, "seconds", float)
+            if seconds is None or seconds > MAX_SILENCE:
+                await connection.close(POLICY, f"silence: expected seconds up to {MAX_SILENCE:g}")
+                return
+            await asyncio.sleep(seconds)
         elif command["wslab"] == "close":
             await connection.close(int(command.get("code", 1000)), str(command.get("reason", "")))
             return
@@ -242,11 +288,13 @@ def _apply_ping_request(connection: ServerConnection, time_scale: float) -> None
         connection.start_keepalive()
 
 
-def make_handler(publish: Publish, time_scale: float = 1.0) -> Callable[[ServerConnection], Any]:
+def make_handler(
+    publish: Publish, time_scale: float = 1.0, max_send: int = MAX_SEND
+) -> Callable[[ServerConnection], Any]:
     async def handler(connection: ServerConnection) -> None:
         _apply_ping_request(connection, time_scale)
         try:
-            await obey(connection)
+            await obey(connection, max_send)
         finally:
             await connection.wait_closed()
             assert isinstance(connection, ObservingConnection)
@@ -255,12 +303,12 @@ def make_handler(publish: Publish, time_scale: float = 1.0) -> Callable[[ServerC
     return handler
 
 
-def connection_class(listener: str, publish: Publish) -> type[ObservingConnection]:
+def connection_class(listener: str, publish: Publish, redact: bool = True) -> type[ObservingConnection]:
     """A connection class bound to one named listener."""
     return type(
         "ObservingConnection",
         (ObservingConnection,),
-        {"listener": listener, "publish": staticmethod(publish)},
+        {"listener": listener, "publish": staticmethod(publish), "redact": redact},
     )
 
 
@@ -273,13 +321,14 @@ async def serve_listener(
     plain_http_ok: bool = False,
     ping_interval: float | None = 20,
     time_scale: float = 1.0,
+    redact: bool = True,
 ) -> Any:
     """Start one observing server; returns websockets' Server object."""
     return await serve(
         make_handler(publish, time_scale),
         host,
         port,
-        create_connection=connection_class(listener, publish),
+        create_connection=connection_class(listener, publish, redact),
         process_request=answer_plain_http if plain_http_ok else None,
         process_response=record_before_answering,
         subprotocols=SUBPROTOCOLS,

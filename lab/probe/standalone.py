@@ -21,14 +21,21 @@ received is reported through the WebSocket port itself.
   closes with 1000. A missing or wrong token closes with 4003 "forbidden" and
   no data; a valid token with neither question closes with 1008. The token is
   ``--token``, else ``$WSLAB_TOKEN``, else a random one printed at start-up.
-  Report connections are never recorded; the last 1000 connections are kept.
+  Report connections are never recorded; the last ``--max-records``
+  connections are kept, as compact JSON, within ``--max-records-bytes``.
 - Secrets (``Authorization``, ``Proxy-Authorization``, ``Cookie``,
-  ``Set-Cookie``, token-like query parameters) are redacted from every record
-  before it is kept (``--no-redact`` keeps them).
-- Limits: a request head over ``--max-header-bytes`` gets 431 and is closed; a
-  message over ``--max-message-bytes`` closes the connection with 1009;
-  beyond ``--max-connections`` WebSockets, upgrades get 503, and TCP
-  connections beyond twice that number are closed at once.
+  ``Set-Cookie``, ``X-Api-Key``, ``X-Auth-Token`` and any header named with a
+  word like token, secret, key, auth or session, credentials in
+  ``Sec-WebSocket-Protocol``, token-like query parameters) are redacted from
+  every record before it is kept (``--no-redact`` keeps them).
+- Limits: a request head over ``--max-header-bytes`` or ``--max-headers``
+  header lines gets 431 and is closed; a head not complete within
+  ``--head-timeout`` seconds is closed; a message over
+  ``--max-message-bytes`` closes the connection with 1009, and so does a
+  ``send`` command asking for more; beyond ``--max-connections`` WebSockets,
+  upgrades get 503; at twice that many TCP connections, a new one first
+  evicts the oldest connection that has not finished sending its head (a
+  slowloris cannot starve health checks), else it is closed at once.
 
 Like the rest of ``wslab.probe``, it depends on websockets and the standard
 library only (see docs/deploy.md for the recipes).
@@ -39,6 +46,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hmac
 import http
 import json
@@ -50,6 +59,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,9 +67,9 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from .redact import redact_record
 from .server import (
     MAX_RECORDED_HEAD,
+    MAX_SILENCE,
     SUBPROTOCOLS,
     ObservingConnection,
     json_object,
@@ -73,6 +83,10 @@ from .wire import HEAD_END, parse_request_head
 LISTENER = "target"
 REPORT_PATH = "/.wslab/report"
 MAX_RECORDS = 1000
+MAX_RECORDS_BYTES = 16 << 20
+"""The records kept, as JSON text, stay within this many bytes (16 MiB) as well as MAX_RECORDS."""
+TRIM_EVERY = 2.0
+"""Seconds between two returns of freed memory to the system (glibc's malloc_trim)."""
 REPORT_SLOTS = 32
 """Report connections allowed at once outside --max-connections (the runner runs 32 cells at
 once); more take ordinary slots."""
@@ -95,43 +109,79 @@ class DeployOptions:
     answer_plain_http: bool = True
     redact: bool = True
     max_header_bytes: int = 16384
+    max_headers: int = 100
+    head_timeout: float = 10.0
     max_message_bytes: int = 1 << 20
     max_connections: int = 100
+    max_records: int = MAX_RECORDS
+    max_records_bytes: int = MAX_RECORDS_BYTES
     ping_interval: float | None = 20.0
 
 
-class Recorder:
-    """The most recent connections, kept for the report channel."""
+@dataclass
+class Kept:
+    """One recorded connection: what the report channel searches by, and the record as JSON
+    text (a parsed record takes several times its JSON size in Python objects)."""
 
-    def __init__(self, limit: int = MAX_RECORDS) -> None:
-        self.connections: deque[dict[str, Any]] = deque(maxlen=limit)
+    key: tuple[Any, Any]
+    cell: str | None
+    opened_at: float
+    text: str
+    closed: dict[str, Any] | None = None
+    size: int = 0
+    """What ``text`` takes in memory."""
+
+    def entry(self) -> dict[str, Any]:
+        return {**json.loads(self.text), "closed": self.closed}
+
+
+class Recorder:
+    """The most recent connections, kept for the report channel: at most ``limit`` of them
+    and ``max_bytes`` of JSON text, the oldest dropped first."""
+
+    def __init__(self, limit: int = MAX_RECORDS, max_bytes: int = MAX_RECORDS_BYTES) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.kept: deque[Kept] = deque()
+        self.bytes = 0
+
+    @property
+    def connections(self) -> list[dict[str, Any]]:
+        """Every kept record, oldest first."""
+        return [kept.entry() for kept in self.kept]
 
     def publish(self, event: dict[str, Any]) -> None:
         """Take one event of the control channel's kinds: ``handshake`` or ``closed``."""
         if event.get("event") == "handshake":
             entry = {key: value for key, value in event.items() if key != "event"}
-            entry["closed"] = None
-            self.connections.append(entry)
             log.info("%s", describe(entry))
+            # Not ASCII-escaped: a raw head of binary garbage stays one byte per byte, not six.
+            kept = Kept(
+                (entry.get("listener"), entry.get("conn")),
+                entry.get("cell"),
+                entry.get("opened_at") or 0,
+                json.dumps(entry, separators=(",", ":"), ensure_ascii=False),
+            )
+            kept.size = sys.getsizeof(kept.text)
+            self.kept.append(kept)
+            self.bytes += kept.size
+            while self.kept and (len(self.kept) > self.limit or self.bytes > self.max_bytes):
+                self.bytes -= self.kept.popleft().size
         elif event.get("event") == "closed":
             key = (event.get("listener"), event.get("conn"))
-            for entry in reversed(self.connections):
-                if (entry["listener"], entry["conn"]) == key:
-                    entry["closed"] = {name: event.get(name) for name in CLOSED_KEYS}
+            for kept in reversed(self.kept):
+                if kept.key == key:
+                    kept.closed = {name: event.get(name) for name in CLOSED_KEYS}
                     break
 
     def tagged(self, cell: str) -> list[dict[str, Any]]:
         """Connections whose request carried ``wslab-cell=<cell>``."""
-        return [entry for entry in self.connections if entry.get("cell") == cell]
+        return [kept.entry() for kept in self.kept if kept.cell == cell]
 
     def since(self, seconds: float, now: float | None = None) -> list[dict[str, Any]]:
         """Connections without a cell id opened in the last ``seconds`` (server clock)."""
         start = (time.time() if now is None else now) - seconds
-        return [
-            entry
-            for entry in self.connections
-            if entry.get("cell") is None and entry.get("opened_at", 0) >= start
-        ]
+        return [kept.entry() for kept in self.kept if kept.cell is None and kept.opened_at >= start]
 
 
 def describe(entry: dict[str, Any]) -> str:
@@ -163,27 +213,40 @@ class Guard:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self.hard_limit = max(2 * max_connections, max_connections + 10)
-        self.live: set[Any] = set()
+        self.live: dict[Any, None] = {}
+        """Open TCP connections, oldest first."""
         self.admitted: set[Any] = set()
         self.reports: set[Any] = set()
         self.dropped = 0
+        self.evicted = 0
+        self.closed = 0
+        """TCP connections closed so far (see MemoryTrimmer)."""
         self._warned_at = 0.0
 
     def accept(self, connection: Any) -> bool:
-        """A new TCP connection: False beyond the hard limit (it is closed before reading)."""
+        """A new TCP connection. At the hard limit, the oldest connection still sending its
+        request head is closed to make room (slow heads cannot hold every slot); if there is
+        none, the new one is refused (False: it is closed before reading)."""
         if len(self.live) >= self.hard_limit:
-            self.dropped += 1
-            now = time.monotonic()
-            if now - self._warned_at >= 10:
-                self._warned_at = now
-                log.warning(
-                    "%d TCP connections open: closing new ones at once (%d so far)",
-                    len(self.live),
-                    self.dropped,
-                )
-            return False
-        self.live.add(connection)
+            victim = next((c for c in self.live if c.evictable()), None)
+            if victim is not None:
+                self.evicted += 1
+                self.release(victim)
+                victim.evict()
+            else:
+                self.dropped += 1
+                self._warn()
+                return False
+        self.live[connection] = None
         return True
+
+    def _warn(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 10:
+            self._warned_at = now
+            log.warning(
+                "%d TCP connections open: closing new ones at once (%d so far)", len(self.live), self.dropped
+            )
 
     def admit(self, connection: Any) -> bool:
         """A WebSocket upgrade: False beyond --max-connections (it gets 503)."""
@@ -199,7 +262,8 @@ class Guard:
         return True
 
     def release(self, connection: Any) -> None:
-        self.live.discard(connection)
+        if self.live.pop(connection, ...) is None:
+            self.closed += 1
         self.admitted.discard(connection)
         self.reports.discard(connection)
 
@@ -216,8 +280,8 @@ class DeployConnection(ObservingConnection):
     """An ObservingConnection with limits, redaction, and no record of report connections."""
 
     guard: Guard
-    redact: bool = True
     max_head_bytes: int = 16384
+    max_headers: int = 100
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -225,6 +289,7 @@ class DeployConnection(ObservingConnection):
         self.head_refusal: dict[str, str] | None = None
         self.limit_refusal: dict[str, str] | None = None
         self.dropped = False
+        self.evicted = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -236,6 +301,21 @@ class DeployConnection(ObservingConnection):
         self.guard.release(self)
         super().connection_lost(exc)
 
+    def evictable(self) -> bool:
+        """Still sending its request head (a slow client, or a slowloris)."""
+        return not self.head_complete and not self.head_overflow and not self.observed
+
+    def evict(self) -> None:
+        """Closed to make room for a new connection (see Guard.accept)."""
+        self.evicted = True
+        self.head_overflow = True
+        self.head_refusal = {
+            "type": "ConnectionLimit",
+            "text": "request head still incomplete when the server needed the slot",
+            "cause": f"{len(self.raw_head)} bytes received",
+        }
+        self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
         if self.head_overflow:
             return
@@ -244,23 +324,31 @@ class DeployConnection(ObservingConnection):
             end = pending.find(HEAD_END)
             size = end + len(HEAD_END) if end >= 0 else len(pending)
             if size > self.max_head_bytes:
-                self._refuse_head(pending, size if end >= 0 else None)
+                self._refuse_head(pending, f"request head larger than {self.max_head_bytes} bytes", size)
+                return
+            lines = pending.count(b"\n", 0, end if end >= 0 else len(pending))
+            if lines > self.max_headers:
+                # Recorded: the request line and the first --max-headers header lines.
+                cut = 0
+                for _ in range(self.max_headers + 1):
+                    cut = pending.index(b"\n", cut) + 1
+                self._refuse_head(pending[:cut], f"more than {self.max_headers} header lines", None)
                 return
         super().data_received(data)
 
-    def _refuse_head(self, pending: bytes, size: int | None) -> None:
-        """Stop reading a request head over the limit; answer 431 unless websockets already failed."""
+    def _refuse_head(self, pending: bytes, text: str, size: int | None) -> None:
+        """Stop reading a request head over a limit; answer 431 unless websockets already failed."""
         self.head_overflow = True
         self.raw_head = pending[: self.max_head_bytes]
         if self.protocol.handshake_exc is not None or self.transport.is_closing():
             return
         limit = self.max_head_bytes
-        self.head_refusal = {
-            "type": "SecurityError",
-            "text": f"request head larger than {limit} bytes",
-            "cause": f"{size} bytes" if size else f"more than {limit} bytes and no end of head yet",
-        }
-        body = f"Request head larger than {self.max_head_bytes} bytes.\n".encode()
+        if size is None and text.startswith("request head larger"):
+            cause = f"more than {limit} bytes and no end of head yet"
+        else:
+            cause = f"{size} bytes" if size else f"{len(pending)} bytes recorded"
+        self.head_refusal = {"type": "SecurityError", "text": text, "cause": cause}
+        body = f"{text[0].upper()}{text[1:]}.\n".encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"Connection: close\r\n"
@@ -277,6 +365,7 @@ class DeployConnection(ObservingConnection):
     def record(self, timed_out: bool = False) -> None:
         if self.dropped or self._is_report():
             self.observed = {"recorded": False}
+            self.raw_head = b""
             return
         super().record(timed_out)
 
@@ -284,6 +373,7 @@ class DeployConnection(ObservingConnection):
         record = super()._handshake_record(timed_out)
         if self.head_refusal is not None:
             record["error"] = self.head_refusal
+        if self.head_refusal is not None and not self.evicted:
             record["response"] = {
                 "status": 431,
                 "reason": "Request Header Fields Too Large",
@@ -291,7 +381,7 @@ class DeployConnection(ObservingConnection):
             }
         elif self.limit_refusal is not None and record["error"] is None:
             record["error"] = self.limit_refusal
-        return redact_record(record) if self.redact else record
+        return record
 
 
 def deploy_connection_class(options: DeployOptions, guard: Guard, publish: Any) -> type[DeployConnection]:
@@ -304,6 +394,7 @@ def deploy_connection_class(options: DeployOptions, guard: Guard, publish: Any) 
             "guard": guard,
             "redact": options.redact,
             "max_head_bytes": options.max_header_bytes,
+            "max_headers": options.max_headers,
         },
     )
 
@@ -372,8 +463,8 @@ async def answer_report(connection: ServerConnection, recorder: Recorder, token:
         await connection.close(1000)
 
 
-def make_deploy_handler(recorder: Recorder, token: str) -> Any:
-    observe = make_handler(recorder.publish)
+def make_deploy_handler(recorder: Recorder, token: str, max_send: int = 1 << 20) -> Any:
+    observe = make_handler(recorder.publish, max_send=max_send)
 
     async def handler(connection: ServerConnection) -> None:
         request = connection.request
@@ -386,11 +477,12 @@ def make_deploy_handler(recorder: Recorder, token: str) -> Any:
 
 
 async def serve_deploy(options: DeployOptions, recorder: Recorder | None = None) -> Any:
-    """Start the deployable server; returns websockets' Server object."""
-    recorder = recorder or Recorder()
+    """Start the deployable server; returns websockets' Server object (with its
+    :class:`MemoryTrimmer` running, as ``server.trimmer``)."""
+    recorder = recorder or Recorder(options.max_records, options.max_records_bytes)
     guard = Guard(options.max_connections)
-    return await serve(
-        make_deploy_handler(recorder, options.token),
+    server = await serve(
+        make_deploy_handler(recorder, options.token, options.max_message_bytes),
         options.host,
         options.port,
         create_connection=deploy_connection_class(options, guard, recorder.publish),
@@ -400,7 +492,59 @@ async def serve_deploy(options: DeployOptions, recorder: Recorder | None = None)
         select_subprotocol=select_subprotocol,
         ping_interval=options.ping_interval,
         max_size=options.max_message_bytes,
+        open_timeout=options.head_timeout,
     )
+    server.trimmer = MemoryTrimmer(lambda: guard.closed)
+    server.trimmer.start()
+    return server
+
+
+def _malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)``, or None elsewhere (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: int(trim(0))
+
+
+class MemoryTrimmer:
+    """Gives freed memory back to the system after a burst of connections.
+
+    Each connection's buffers (a 16 KiB head, a 1 MiB message) are freed when it
+    closes, but glibc keeps freed heap pages and whole per-thread arenas for
+    reuse, so the resident size stays at the burst's peak. Every
+    :data:`TRIM_EVERY` seconds in which ``activity()`` (a count: connections
+    closed, records published) moved, ``malloc_trim(0)`` returns the free pages
+    (it takes about a millisecond)."""
+
+    def __init__(self, activity: Callable[[], int], every: float = TRIM_EVERY) -> None:
+        self.activity = activity
+        self.every = every
+        self.trim = _malloc_trim()
+        self.trims = 0
+        self._seen = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.trim is not None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        assert self.trim is not None
+        while True:
+            await asyncio.sleep(self.every)
+            if self.activity() != self._seen:
+                self._seen = self.activity()
+                self.trim()
+                self.trims += 1
 
 
 class QuietFilter(logging.Filter):
@@ -446,6 +590,13 @@ def _positive(maximum: int | None = None) -> Any:
     return parse
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_SILENCE:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and {MAX_SILENCE:g}, got {text}")
+    return value
+
+
 def build_parser(prog: str = "python -m wslab.probe.standalone") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -476,8 +627,8 @@ def build_parser(prog: str = "python -m wslab.probe.standalone") -> argparse.Arg
         "--redact",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="replace Authorization, Cookie and token-like query values with [redacted] in every "
-        "record (default: on)",
+        help="replace secrets (Authorization, cookies, API keys, token-like query values and "
+        "subprotocols) with [redacted len=N sha256:XXXXXXXX] in every record (default: on)",
     )
     parser.add_argument(
         "--max-header-bytes",
@@ -486,16 +637,42 @@ def build_parser(prog: str = "python -m wslab.probe.standalone") -> argparse.Arg
         help="a request head larger than this gets 431 and is closed (default: 16384, at most 65536)",
     )
     parser.add_argument(
+        "--max-headers",
+        type=_positive(1000),
+        default=100,
+        help="a request head with more header lines gets 431 and is closed (default: 100)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a connection has to send its whole request head (and finish its handshake) "
+        "before it is closed (default: 10)",
+    )
+    parser.add_argument(
         "--max-message-bytes",
         type=_positive(),
         default=1 << 20,
-        help="a larger message closes the connection with 1009 (default: 1048576)",
+        help="a larger message closes the connection with 1009, and so does a send command asking "
+        "for more (default: 1048576)",
     )
     parser.add_argument(
         "--max-connections",
         type=_positive(),
         default=100,
         help="WebSocket connections at once; further upgrades get 503 (default: 100)",
+    )
+    parser.add_argument(
+        "--max-records",
+        type=_positive(),
+        default=MAX_RECORDS,
+        help=f"connections kept for the report channel, the oldest dropped first (default: {MAX_RECORDS})",
+    )
+    parser.add_argument(
+        "--max-records-bytes",
+        type=_positive(),
+        default=MAX_RECORDS_BYTES,
+        help=f"and at most this much of them, as JSON text (default: {MAX_RECORDS_BYTES})",
     )
     parser.add_argument(
         "--ping-interval",
@@ -527,8 +704,12 @@ def options_from(args: argparse.Namespace, environ: Any = None) -> tuple[DeployO
         answer_plain_http=args.answer_plain_http,
         redact=args.redact,
         max_header_bytes=args.max_header_bytes,
+        max_headers=args.max_headers,
+        head_timeout=args.head_timeout,
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,
+        max_records=args.max_records,
+        max_records_bytes=args.max_records_bytes,
         ping_interval=args.ping_interval or None,
     )
     return options, generated
@@ -558,6 +739,7 @@ async def run(options: DeployOptions, announce_token: bool = False) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        server.trimmer.stop()
         server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 10)

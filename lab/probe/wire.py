@@ -92,9 +92,11 @@ def split_head(data: bytes) -> tuple[bytes, bytes] | None:
     return data[:index], data[index + len(HEAD_END) :]
 
 
-def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
+def _header_lines(lines: list[str], limit: int | None = None) -> list[tuple[str, str]]:
     headers = []
     for line in lines:
+        if limit is not None and len(headers) >= limit:
+            break
         if not line:
             continue
         name, sep, value = line.partition(":")
@@ -102,15 +104,19 @@ def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
     return headers
 
 
-def parse_request_head(data: bytes) -> RequestHead | None:
-    """Read a request head from the start of ``data``; None if no request line."""
+def parse_request_head(data: bytes, max_headers: int | None = None) -> RequestHead | None:
+    """Read a request head from the start of ``data``; None if no request line. With
+    ``max_headers``, only that many header lines are parsed (the rest stay in ``data``)."""
     text = data.split(HEAD_END, 1)[0].decode("latin-1")
-    lines = text.split("\r\n")
+    if max_headers is None:
+        lines = text.split("\r\n")
+    else:
+        lines = text.split("\r\n", max_headers + 1)[: max_headers + 1]
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[0]:
         return None
     method, target, version = parts
-    return RequestHead(method, target, version, _header_lines(lines[1:]))
+    return RequestHead(method, target, version, _header_lines(lines[1:], max_headers))
 
 
 def parse_response_head(data: bytes) -> ResponseHead | None:

@@ -52,6 +52,7 @@ def _header(result: Run) -> Text:
     proxies = components.tool_versions()
     counts = result.counts()
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
+    secrets = [] if result.options.redacted else [("secrets NOT redacted (--no-redact)\n", "bold red")]
     return Text.assemble(
         ("wslab", "bold"),
         printable(
@@ -64,6 +65,7 @@ def _header(result: Run) -> Text:
             f"{components.websockets_client} (client); {proxies}"
         ),
         "\n",
+        *secrets,
         (summary, "bold"),
     )
 
