@@ -75,6 +75,23 @@ def _http2_stream(facts: Evidence) -> str:
     return f" This request was stream {stream.stream} on it: {stream.method} {stream.path}{carried}."
 
 
+def _why_rewritten(tokens: list[str]) -> str:
+    """Which kind of proxy sends this Connection value upstream for a request without Upgrade."""
+    if "upgrade" in tokens:
+        return (
+            " with no Upgrade header, as a proxy that sets Connection: upgrade on every request does "
+            '(nginx\'s literal recipe, proxy_set_header Connection "upgrade")'
+        )
+    if "close" in tokens:
+        return (
+            ", as a proxy that closes its upstream connection after each request does (lighttpd, "
+            "nginx's map $http_upgrade $connection_upgrade recipe)"
+        )
+    if "keep-alive" in tokens:
+        return ", as a proxy that pools its upstream connections does (Apache's mod_proxy_http)"
+    return ""
+
+
 def _cut(facts: Evidence) -> Hold | None:
     """The hold step's record, if the connection it held was cut."""
     hold = facts.transcript.hold
@@ -248,6 +265,7 @@ RULES: list[Rule] = [
             not f.client_asked_upgrade
             and f.reached_server
             and f.server_error is not None
+            and ("Connection header" in f.server_error or "Upgrade header" in f.server_error)
             and f.server_request is not None
             and f.server_request.version == "HTTP/1.1"
             and f.received_header("Connection") is not None
@@ -257,14 +275,8 @@ RULES: list[Rule] = [
             "Plain HTTP, not a WebSocket client: the client sent no upgrade (Connection: "
             f"{_shown(f.sent_header('Connection'))}), and the proxy sent Connection: "
             f"{_shown(f.received_header('Connection'))} to the server instead"
-            + (
-                " with no Upgrade header (nginx's literal recipe, proxy_set_header Connection "
-                '"upgrade", does this to every request)'
-                if "upgrade" in header_tokens(f.received_header("Connection"))
-                else " (nginx's map $http_upgrade $connection_upgrade recipe sends 'close' when "
-                "the client sent no Upgrade)"
-            )
-            + f".{_server_said(f)} Real WebSocket clients are not affected by this."
+            f"{_why_rewritten(header_tokens(f.received_header('Connection')))}.{_server_said(f)} "
+            "Real WebSocket clients are not affected by this."
         ),
         lambda f, t: PROCESS_REQUEST_FIX,
     ),

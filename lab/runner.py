@@ -47,17 +47,23 @@ class RunOptions:
     has redacted its own already); False only with ``--no-redact``."""
 
 
-def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> Cell:
-    outcome = Outcome.UNAVAILABLE if deployment.status == UNAVAILABLE else Outcome.ERROR
+def _unplayed(deployment: Deployment, scenario: Scenario, outcome: Outcome, summary: str, why: str) -> Cell:
+    """A cell the lab did not (or could not) play, and why."""
     return Cell(
         topology=deployment.topology.name,
         scenario=scenario.id,
         suite=scenario.suite,
         outcome=outcome,
-        summary="n/a" if outcome == Outcome.UNAVAILABLE else "error",
-        error=message,
+        summary=summary,
+        error=why,
         log_tail=deployment.log_tail,
     )
+
+
+def _lab_error(deployment: Deployment, scenario: Scenario, message: str) -> Cell:
+    if deployment.status == UNAVAILABLE:
+        return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", message)
+    return _unplayed(deployment, scenario, Outcome.ERROR, "error", message)
 
 
 async def play_cell(
@@ -81,14 +87,7 @@ async def play_cell(
     ):
         return _not_measured(deployment, scenario, limits, backend.time_scale)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
-        return Cell(
-            topology=deployment.topology.name,
-            scenario=scenario.id,
-            suite=scenario.suite,
-            outcome=Outcome.UNAVAILABLE,
-            summary="n/a",
-            error=missing,
-        )
+        return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
     assert deployment.endpoint is not None
     cell_id = None if scenario.exclusive else secrets.token_hex(6)
     client = Client(
@@ -156,14 +155,8 @@ def _not_measured(deployment: Deployment, scenario: Scenario, limits: list[Param
         f"{p.seconds * scale:g} s (the proxy takes steps of {p.granularity:g} s)"
         for p in limits
     )
-    return Cell(
-        topology=deployment.topology.name,
-        scenario=scenario.id,
-        suite=scenario.suite,
-        outcome=Outcome.NOT_MEASURED,
-        summary="not measured",
-        error=f"not measured when accelerated: {why}; run with --faithful to measure it",
-    )
+    message = f"not measured when accelerated: {why}; run with --faithful to measure it"
+    return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not measured", message)
 
 
 async def _browser_missing(browser: Chromium | None) -> str:

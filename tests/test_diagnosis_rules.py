@@ -144,6 +144,19 @@ def test_a_rewritten_connection_names_the_recipe_and_the_error(
     assert recipe in diagnosis.cause and diagnosis.fix == PROCESS_REQUEST_FIX
 
 
+def test_a_head_request_is_not_blamed_on_a_rewritten_connection() -> None:
+    head = evidence(
+        transcript(request(CHROME_TAB, method="HEAD"), 405),
+        connection(
+            request([*without(CHROME_TAB, "Connection"), ("Connection", "close")], method="HEAD"),
+            405,
+            "unsupported HTTP method; expected GET; got HEAD",
+            "InvalidMessage",
+        ),
+    )
+    assert diagnose(head, topology(), []).rule == "client-sent-no-upgrade"
+
+
 def test_h2c_names_the_cells_own_stream() -> None:
     cause = diagnose(CASES["upstream-speaks-http2"], topology(), []).cause
     assert "stream 7 on it: CONNECT /echo with :protocol websocket" in cause
