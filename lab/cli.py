@@ -135,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only this suite (repeatable), including non-default ones such as 'timeouts'",
     )
-    run_parser.add_argument("--json", metavar="PATH", help="write every cell with its evidence")
+    run_parser.add_argument(
+        "--json", metavar="PATH", help="write every cell with its evidence (- for stdout)"
+    )
+    run_parser.add_argument(
+        "--verbose", "-v", action="store_true", help="after the folded causes, every failed cell's own cause"
+    )
     run_parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     run_parser.add_argument("--markdown", metavar="PATH", help="write a Markdown summary")
     run_parser.add_argument("--junit", metavar="PATH", help="write JUnit XML (one testcase per cell)")
@@ -240,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", "-f", choices=["terminal", *RENDERERS], default="terminal", help="default: terminal"
     )
     report_parser.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
+    report_parser.add_argument(
+        "--verbose", "-v", action="store_true", help="terminal: every failed cell's cause"
+    )
 
     diff_parser = commands.add_parser("diff", help="the cells that changed between two saved runs")
     diff_parser.add_argument("old", metavar="OLD.json")
@@ -287,6 +295,14 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
+def _width() -> int | None:
+    """The report's width: the terminal's, else COLUMNS (piped output, a CI log), else 100."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return max(40, min(int(columns), 1000)) if columns.isdigit() else 100
+
+
 def main(argv: list[str] | None = None) -> int:
     # Nothing this command starts may outlive it, even after kill -9: from here on
     # this is a contained child process (lab/containment.py). Keep it first.
@@ -297,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_standalone(argv[1:], prog="wslab probe-server")
     args = build_parser().parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=_width())
     try:
         code = COMMANDS[args.command](args, console)
         sys.stdout.flush()  # here, where a closed pipe can still be handled below

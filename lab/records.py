@@ -323,6 +323,7 @@ class TopologyRecord(Record):
     name: str
     title: str = ""
     proxy: str = ""
+    role: Literal["direct", "bare", "websocket", "platform"] = "bare"
     proxy_version: str = ""
     summary: str = ""
     platform: str = ""
@@ -343,6 +344,7 @@ Tier = Literal["required", "deployment", "informational"]
 
 class ScenarioRecord(Record):
     id: str
+    short: str = Field("", description="its column code in the terminal matrix")
     suite: str
     tier: Tier = "deployment"
     depends_on: list[str] = Field(default_factory=list)

@@ -307,6 +307,7 @@ def _components(backend: Backend, deployments: dict[str, Deployment], browser: C
 def _scenario_record(scenario: Scenario) -> ScenarioRecord:
     return ScenarioRecord(
         id=scenario.id,
+        short=scenario.short,
         suite=scenario.suite,
         tier=scenario.tier,
         depends_on=list(scenario.depends_on),

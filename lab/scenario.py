@@ -41,6 +41,8 @@ class Scenario:
     depends_on: tuple[str, ...] = ()
     depends_on_lines: tuple[int, ...] = ()
     """The line of each ``depends_on`` entry, for errors about it."""
+    short: str = ""
+    """Its column in the terminal matrix: at most 5 characters."""
 
     @property
     def duration(self) -> float:
@@ -59,6 +61,13 @@ class Scenario:
     def exclusive(self) -> bool:
         """True if the runner must give this scenario its topology to itself."""
         return self.correlate == "exclusive" or any("tcp_probe" in step for step in self.steps)
+
+
+def short_code(scenario_id: str) -> str:
+    """A column code for a scenario without one: the initials of its id's words, or its first
+    letters (``http10-upgrade`` -> ``hu``, ``subprotocol`` -> ``subpr``)."""
+    words = scenario_id.split("-")
+    return "".join(word[0] for word in words)[:5] if len(words) > 1 else scenario_id[:5]
 
 
 @dataclass
@@ -107,6 +116,7 @@ def load_suite(path: Path | str) -> Suite:
                 source=f"{path}:{lines[('scenarios', index)]}",
                 tier=raw.get("tier", "deployment"),
                 depends_on=tuple(raw.get("depends_on", [])),
+                short=raw.get("short") or short_code(raw["id"]),
                 depends_on_lines=tuple(
                     document.line_of(("scenarios", index, "depends_on", number)) or 0
                     for number in range(len(raw.get("depends_on", [])))

@@ -77,6 +77,8 @@ class Topology:
     """Stable port of this topology in the compose stack (127.0.0.1:port on the host)."""
     summary: str
     folder: Path
+    role: str = "bare"
+    """direct, bare (as it ships), websocket (its project's recipe) or platform (an emulation)."""
     config: Path | None = None
     websocket_fix: str = ""
     sources: list[str] = field(default_factory=list)
@@ -183,6 +185,7 @@ def load_topology(folder: Path) -> Topology:
         title=meta["title"],
         proxy=meta["proxy"],
         port=int(meta["port"]),
+        role=meta["role"],
         summary=meta["summary"].strip(),
         folder=folder,
         config=config,

@@ -77,6 +77,7 @@ class Deployment:
             name=topology.name,
             title=topology.title,
             proxy=topology.proxy,
+            role=topology.role,
             proxy_version=self.version,
             summary=topology.summary,
             platform=topology.platform,

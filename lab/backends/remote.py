@@ -151,6 +151,7 @@ class RemoteBackend:
             name=label,
             title=url,
             proxy="none",
+            role="platform",
             port=self.endpoint.port,
             summary=f"a real deployment of wslab's probe server at {url}",
             folder=Path("."),

@@ -56,7 +56,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     written = write_outputs(chosen, console)
     # With --json - the results own standard output; the matrix goes to standard error.
     screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
-    terminal.render(result, screen)
+    terminal.render(result, screen, verbose=args.verbose)
     if args.run_dir and args.backend == "local":
         screen.print(f"logs and rendered configs: {Path(args.run_dir).resolve()}", markup=False)
     verdict = _verdict(result, baseline, screen)
@@ -96,7 +96,7 @@ def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
 def report_command(args: argparse.Namespace, console: Console) -> int:
     result = results.merge([results.load(path) for path in args.results])
     if args.format == "terminal":
-        terminal.render(result, console)
+        terminal.render(result, console, verbose=args.verbose)
         return EXIT_OK
     output = args.output or STDOUT
     check_output_paths({args.format: output})

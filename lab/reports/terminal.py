@@ -1,122 +1,269 @@
-"""The terminal matrix: scenarios down, topologies across, then why cells failed.
+"""The terminal report: the verdict first, then the matrix, then why cells failed, folded.
 
-Reads a :class:`~wslab.records.Run` and prints it; decides nothing. Every text
-from the run reaches the console as a rich Text through
+Topologies are rows, grouped (no proxy; self-hosted proxies as they ship, then with their
+WebSocket recipe; platforms), scenarios are short columns with a key below. The matrix is laid
+out for the console's width: when the columns do not fit, it wraps into blocks of columns
+rather than squeezing them. Causes are folded: one entry per cause and fix, its cells listed
+as ``topology: codes``, and a fix shared by several causes printed once. ``verbose`` adds every
+cell's own cause.
+
+Reads a :class:`~wslab.records.Run` (and its :class:`~wslab.verdict.Verdict`); decides
+nothing. Every text from the run reaches the console as a rich Text through
 :func:`~wslab.reports.safe_text.terminal_text`: escaped, never read as markup.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import textwrap
 
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
-from ..records import STYLES, Cell, Outcome, Run, legend
+from ..records import STYLES, Cell, Outcome, Run, ScenarioRecord
+from ..verdict import GROUPS, CauseGroup, Verdict, judge_run
 from .safe_text import printable, terminal_text
 
-TIERS = {"required": "RFC", "deployment": "deploy", "informational": "info"}
+COMPACT = {
+    "no answer": "none",
+    "timeout": "tout",
+    "refused": "refsd",
+    "error": "err",
+    "not measured": "",
+    "not run": "",
+}
+"""Summaries shortened to fit a matrix column; an HTTP status or 'open' stays as it is."""
 
-LEGEND = (
-    f"{legend()}.  Tier: RFC = required by RFC 6455, deploy = deployment-critical, "
-    "info = informational.  The text is what the client got: an HTTP "
-    "status, 'no answer' (closed without a response), 'timeout', 'refused', or 'open' (a TCP "
-    "probe was accepted); for connections held open, 'open 150s' or 'cut 55s' in faithful seconds."
-)
+INDENT = "  "
 
 
-def _cell_text(cell: Cell) -> Text:
+def compact(summary: str) -> str:
+    """A cell's summary in at most 5 characters: '426', 'open', 'cut60', 'none'."""
+    if summary.startswith("open "):
+        return "open"
+    if summary.startswith("cut ") and summary.endswith("s"):
+        return "cut" + summary[4:-1]
+    return COMPACT.get(summary, summary)
+
+
+def _cell(cell: Cell | None) -> Text:
+    if cell is None:
+        return Text("")
     style = STYLES[cell.outcome]
-    return terminal_text(f"{style.symbol} {cell.summary}", style=style.colour)
+    return terminal_text(f"{style.symbol}{compact(cell.summary)}", style=style.colour)
 
 
-def matrix(result: Run) -> Table:
-    """The topology x scenario table."""
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("tier", no_wrap=True, style="dim")
-    names = [topology.name for topology in result.topologies]
-    for name in names:
-        table.add_column(terminal_text(name), no_wrap=True)
-    for scenario in result.scenarios:
-        row = [terminal_text(scenario.id), Text(TIERS.get(scenario.tier, ""))]
-        for name in names:
-            row.append(_cell_text(result.cell(name, scenario.id)))
-        table.add_row(*row)
-    return table
+def _column_blocks(widths: list[int], room: int) -> list[list[int]]:
+    """Indexes of the columns side by side in ``room`` characters, block after block: as few
+    blocks as fit, their columns shared out evenly (13 columns in 80 characters: 7 and 6)."""
+    greedy: list[list[int]] = [[]]
+    used = 0
+    for index, width in enumerate(widths):
+        if greedy[-1] and used + width + 1 > room:
+            greedy.append([])
+            used = 0
+        greedy[-1].append(index)
+        used += width + 1
+    per_block = -(-len(widths) // len(greedy))
+    even = [
+        list(range(start, min(start + per_block, len(widths)))) for start in range(0, len(widths), per_block)
+    ]
+    fits = all(sum(widths[i] + 1 for i in block) <= room for block in even)
+    return even if fits and len(even) == len(greedy) else greedy
 
 
-def _header(result: Run) -> Text:
+def matrix_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
+    """Topologies down, scenarios across, wrapped into blocks of columns to fit ``width``."""
+    cells = {(cell.topology, cell.scenario): cell for cell in result.cells}
+    scenarios = result.scenarios
+    rows = [t.name for t in verdict.topologies]
+    name_width = max([len(INDENT) + len(printable(name)) for name in rows] + [10])
+    widths = [
+        max([len(printable(s.short))] + [len(_cell(cells.get((name, s.id)))) for name in rows])
+        for s in scenarios
+    ]
+    lines: list[Text] = []
+    roles = {t.name: t.role for t in verdict.topologies}
+    for block in _column_blocks(widths, max(width - name_width, 8)):
+        if lines:
+            lines.append(Text(""))
+        header = Text(" " * name_width)
+        for index in block:
+            header.append(" ")
+            header.append(terminal_text(scenarios[index].short.ljust(widths[index]), "bold"))
+        lines.append(header)
+        group = None
+        for name in rows:
+            if roles[name] != group:
+                group = roles[name]
+                lines.append(Text(GROUPS.get(group, group), style="bold dim"))
+            line = terminal_text(f"{INDENT}{name}".ljust(name_width))
+            for index in block:
+                cell = _cell(cells.get((name, scenarios[index].id)))
+                cell.pad_right(widths[index] - len(cell))
+                line.append(" ")
+                line.append(cell)
+            lines.append(line)
+    return lines
+
+
+def _wrapped(text: str, width: int, style: str = "", indent: str = "", first: str = "") -> list[Text]:
+    """Prose wrapped to ``width``, every line escaped."""
+    wrapper = textwrap.TextWrapper(
+        width=max(width, 20), initial_indent=first or indent, subsequent_indent=indent, break_on_hyphens=False
+    )
+    return [terminal_text(line, style) for line in wrapper.wrap(printable(text))]
+
+
+def key_lines(scenarios: list[ScenarioRecord], width: int) -> list[Text]:
+    """What each column code stands for."""
+    key = " · ".join(f"{s.short} {s.title or s.id}" for s in scenarios)
+    return _wrapped(key, width, "dim")
+
+
+def _header(result: Run, width: int) -> list[Text]:
     components = result.components
-    proxies = components.tool_versions()
-    counts = result.counts()
-    summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
-    secrets = [] if result.options.redacted else [("secrets NOT redacted (--no-redact)\n", "bold red")]
-    return Text.assemble(
-        ("wslab", "bold"),
-        printable(
-            f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
-            f"{result.backend} backend · {result.duration:.1f} s"
+    counts = " · ".join(f"{count} {outcome}" for outcome, count in result.counts().items() if count)
+    lines = [
+        Text.assemble(
+            ("wslab", "bold"),
+            printable(
+                f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
+                f"{result.backend} backend · {result.duration:.1f} s"
+            ),
         ),
-        "\n",
-        printable(
-            f"websockets {components.websockets_server} (server), "
-            f"{components.websockets_client} (client); {proxies}"
+        *_wrapped(
+            f"websockets {components.websockets_server} (server), {components.websockets_client} (client); "
+            f"{components.tool_versions()}",
+            width,
+            "dim",
         ),
-        "\n",
-        *secrets,
-        (summary, "bold"),
+    ]
+    if not result.options.redacted:
+        lines.append(Text("secrets NOT redacted (--no-redact)", "bold red"))
+    lines.append(Text(counts, "bold"))
+    return lines
+
+
+def _where(cells: dict[str, list[str]], shorts: dict[str, str]) -> str:
+    return " · ".join(
+        f"{topology}: {' '.join(shorts.get(s, s) for s in scenarios)}"
+        for topology, scenarios in cells.items()
     )
 
 
-def _unavailable(result: Run) -> list[Text]:
+def _cause_lines(group: CauseGroup, shorts: dict[str, str], width: int, fixes: dict[str, str]) -> list[Text]:
+    errors = ", ".join(f"'{error}'" for error in group.server_errors)
+    title = f"{group.rule} · {group.count} cell{'' if group.count == 1 else 's'}"
+    lines = [
+        Text.assemble((f"{STYLES[Outcome.FAIL].symbol} ", "red"), (printable(title), "bold")),
+        *_wrapped(_where(group.cells, shorts), width, indent=INDENT * 2),
+    ]
+    if errors:
+        lines += _wrapped(f"server logged {errors}", width, "yellow", indent=INDENT * 3, first=INDENT * 2)
+    lines += _wrapped(f"cause: {group.cause}", width, indent=INDENT * 3, first=INDENT * 2)
+    if group.fix in fixes:
+        lines += _wrapped(
+            f"fix: as for {fixes[group.fix]} above", width, "cyan", indent=INDENT * 3, first=INDENT * 2
+        )
+    else:
+        fixes[group.fix] = group.rule
+        lines += _code(f"fix: {group.fix}", width, "cyan", INDENT * 2)
+    return lines
+
+
+def _code(text: str, width: int, style: str, indent: str) -> list[Text]:
+    """A fix (prose and code lines): each line wrapped on its own, keeping its indentation."""
+    lines: list[Text] = []
+    for number, line in enumerate(printable(text, multiline=True).splitlines()):
+        body = line.lstrip(" ")
+        lead = indent + ("" if number == 0 else INDENT) + " " * (len(line) - len(body))
+        lines += _wrapped(body, width, style, indent=lead + INDENT, first=lead)
+    return lines
+
+
+def cause_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
+    """Why cells failed: one entry per cause and fix, each fix printed once."""
+    shorts = {s.id: s.short for s in result.scenarios}
+    lines: list[Text] = []
+    fixes: dict[str, str] = {}
+    for group in verdict.causes:
+        lines += _cause_lines(group, shorts, width, fixes)
+    for group in verdict.lab_errors:
+        lines.append(Text.assemble((f"{STYLES[Outcome.ERROR].symbol} ", "magenta"), ("lab error", "bold")))
+        lines += _wrapped(_where(group.cells, shorts), width, indent=INDENT * 2)
+        lines.append(
+            terminal_text(textwrap.indent(printable(group.cause, multiline=True), INDENT * 2), multiline=True)
+        )
+    unmeasured = {c.topology: [] for c in result.cells if c.outcome == Outcome.NOT_MEASURED}
+    for cell in result.cells:
+        if cell.outcome == Outcome.NOT_MEASURED:
+            unmeasured[cell.topology].append(cell.scenario)
+    if unmeasured:
+        lines.append(
+            Text.assemble((f"{STYLES[Outcome.NOT_MEASURED].symbol} ", "cyan"), ("not measured", "bold"))
+        )
+        lines += _wrapped(_where(unmeasured, shorts), width, indent=INDENT * 2)
+        first = next(c for c in result.cells if c.outcome == Outcome.NOT_MEASURED)
+        lines += _wrapped(first.error or "", width, indent=INDENT * 3, first=INDENT * 2)
+    return lines
+
+
+def _unavailable(result: Run, width: int) -> list[Text]:
     lines = []
     for topology in result.topologies:
         if topology.status == "ready":
             continue
-        lines.append(terminal_text(f"{topology.name}: {topology.status}: {topology.detail}", "magenta"))
+        lines += _wrapped(f"{topology.name}: {topology.status}: {topology.detail}", width, "magenta")
         if topology.log_tail:
-            tail = "  " + topology.log_tail.replace("\n", "\n  ")
-            lines.append(terminal_text(tail, "dim", multiline=True))
+            lines.append(terminal_text(textwrap.indent(topology.log_tail, INDENT), "dim", multiline=True))
     return lines
 
 
-def _explanations(result: Run) -> list[Text]:
-    """Failed cells grouped by diagnosis and fix, each group explained once."""
-    groups: dict[tuple[str, str, str], list[Cell]] = defaultdict(list)
+def _every_cell(result: Run, width: int) -> list[Text]:
+    """``--verbose``: each failed cell's own cause, as its evidence says it."""
+    lines = []
     for cell in result.cells:
         if cell.outcome == Outcome.FAIL and cell.diagnosis:
-            groups[(cell.diagnosis.rule, cell.diagnosis.fix, cell.diagnosis.cause)].append(cell)
-        elif cell.outcome == Outcome.ERROR and cell.error:
-            groups[("lab-error", cell.error, "")].append(cell)
-    lines = []
-    for (rule, fix, cause), cells in groups.items():
-        where = ", ".join(f"{c.topology}/{c.scenario}" for c in cells)
-        first = cells[0]
-        symbol = STYLES[Outcome.ERROR if rule == "lab-error" else Outcome.FAIL].symbol
-        lines.append(
-            Text.assemble((f"{symbol} ", "red"), (printable(rule), "bold"), printable(f" — {where}"))
-        )
-        if rule == "lab-error":
-            lines.append(terminal_text(f"  {fix}"))
-            continue
-        error = first.server[0].error if first.server else None
-        if error:
-            lines.append(terminal_text(f"  server error: {error.text}", "yellow"))
-        lines.append(terminal_text(f"  cause: {cause}"))
-        lines.append(terminal_text("  fix: " + fix.replace("\n", "\n       "), "cyan", multiline=True))
+            lines.append(
+                Text.assemble(("✗ ", "red"), (printable(f"{cell.topology}/{cell.scenario}"), "bold"))
+            )
+            lines += _wrapped(cell.diagnosis.cause, width, indent=INDENT)
     return lines
 
 
-def render(result: Run, console: Console | None = None) -> None:
-    """Print the matrix, the legend and the explanations of failed cells."""
+def render(result: Run, console: Console | None = None, verbose: bool = False) -> None:
+    """Print the verdict, the matrix with its key, and why cells failed."""
     console = console or Console()
-    parts = [_header(result), matrix(result), Text(LEGEND, "dim")]
-    unavailable = _unavailable(result)
+    width = console.width
+    verdict = judge_run(result)
+    lines = _header(result, width)
+    lines.append(Text(""))
+    for sentence in verdict.sentences():
+        lead = " " * (len(sentence) - len(sentence.lstrip(" ")))
+        lines += _wrapped(sentence.lstrip(" "), width, indent=lead + INDENT, first=lead)
+    lines.append(Text(""))
+    lines += matrix_lines(result, verdict, width)
+    lines += key_lines(result.scenarios, width)
+    lines += _wrapped(
+        "  ".join(f"{style.symbol} {style.meaning}" for style in STYLES.values())
+        + ". The text is what the client got: an HTTP status, none (closed without a response), tout"
+        " (timeout), open (a TCP probe accepted, or a WebSocket held to the end), cut60 (cut after"
+        " 60 s, faithful).",
+        width,
+        "dim",
+    )
+    unavailable = _unavailable(result, width)
     if unavailable:
-        parts += [Text("\nTopologies not running:", "bold"), *unavailable]
-    explanations = _explanations(result)
-    if explanations:
-        parts += [Text("\nWhy cells failed:", "bold"), *explanations]
-    console.print(Group(*parts))
+        lines += [Text(""), Text("Topologies not running", "bold"), *unavailable]
+    causes = cause_lines(result, verdict, width)
+    if causes:
+        lines += [
+            Text(""),
+            Text("Why cells failed" + ("" if verbose else " (--verbose: every cell)"), "bold"),
+            *causes,
+        ]
+    if verbose:
+        lines += [Text(""), Text("Every failed cell", "bold"), *_every_cell(result, width)]
+    for line in lines:
+        line.rstrip()
+        console.print(line, overflow="ignore", crop=False, soft_wrap=True)
