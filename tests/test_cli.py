@@ -46,7 +46,7 @@ def test_run_writes_json_evidence_matching_the_schema(tmp_path: Path) -> None:
     result = wslab("run", "-t", "direct", "-t", "haproxy-default", "--json", str(out))
     assert result.returncode == 1, result.stderr
     assert "missing Connection header" in result.stdout
-    assert "haproxy-default" in result.stdout and "✓ 101" in result.stdout
+    assert "haproxy-default" in result.stdout and "✓101" in result.stdout
     data = json.loads(out.read_text())
     jsonschema.validate(data, RESULTS_SCHEMA)
     run_result = results.load(out)

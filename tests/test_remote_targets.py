@@ -193,7 +193,7 @@ def test_wss_with_a_self_signed_certificate(tls_front: tuple[int, Path], trust: 
         timeout=120,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "✓ 101" in ok.stdout
+    assert "✓101" in ok.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "wslab", "run", *target], cwd=ROOT, capture_output=True, text=True, timeout=120
     )

@@ -26,8 +26,10 @@ from wslab.reports.markdown import render_markdown
 pytestmark = pytest.mark.fast
 
 SCENARIOS = [
-    ScenarioRecord(id="websockets-echo", suite="handshake", title="echo"),
-    ScenarioRecord(id="browser-tab-get", suite="platform-traffic", title="tab", tier="deployment"),
+    ScenarioRecord(id="websockets-echo", short="echo", suite="handshake", title="echo"),
+    ScenarioRecord(
+        id="browser-tab-get", short="tab", suite="platform-traffic", title="tab", tier="deployment"
+    ),
 ]
 
 
@@ -68,16 +70,64 @@ def test_terminal_shows_each_cell_with_the_shared_symbols_and_the_cause_once() -
     console = Console(record=True, width=120)
     terminal.render(seed_run(), console)
     text = console.export_text()
-    assert f"{STYLES[Outcome.PASS].symbol} 101" in text and f"{STYLES[Outcome.FAIL].symbol} 426" in text
-    assert "plain-http-through-keepalive-proxy" in text
-    assert text.count("server error: missing Connection header") == 1
-    assert "1 pass, 1 fail" in text
+    assert f"{STYLES[Outcome.PASS].symbol}101" in text and f"{STYLES[Outcome.FAIL].symbol}426" in text
+    assert "plain-http-through-keepalive-proxy · 1 cell" in text
+    assert text.count("server logged 'missing Connection header'") == 1
+    assert "1 pass · 1 fail" in text
+    assert "1 of 1 topologies carry WebSockets: haproxy-default." in text
+
+
+def wide_run(topologies: int) -> Run:
+    """The seed run's two scenarios through many topologies, plus one more cause with the same fix."""
+    names = [f"proxy-number-{n:02d}" for n in range(topologies)]
+    base = seed_run().cells
+    cells = [cell.model_copy(update={"topology": name}) for name in names for cell in base]
+    direct = Evidence(
+        transcript(request(CHROME_TAB), 426),
+        [connection(request(CHROME_TAB), 426, "invalid Connection header: keep-alive")],
+    )
+    cells[1] = cells[1].model_copy(
+        update={"diagnosis": diagnose(direct, topology(), []), "server": direct.connections}
+    )
+    scenarios = SCENARIOS + [
+        ScenarioRecord(id=f"extra-{n}", short=f"x{n}", suite="handshake", title=f"extra {n}")
+        for n in range(12)
+    ]
+    for name in names:
+        cells += [
+            cell.model_copy(update={"topology": name, "scenario": f"extra-{n}"})
+            for n, cell in enumerate([base[0]] * 12)
+        ]
+    return run_of(cells, names, scenarios)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_matrix_fits_the_width_and_wraps_into_blocks(width: int) -> None:
+    console = Console(record=True, width=width)
+    terminal.render(wide_run(20), console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert all(any(f"proxy-number-{n:02d}" in line for line in lines) for n in range(20)), "every name, whole"
+    codes = {"echo", "tab", *(f"x{n}" for n in range(12))}
+    headers = [line for line in lines if line.split() and set(line.split()) <= codes]
+    assert len(headers) == (1 if width >= 100 else 2), (width, headers)
+
+
+def test_a_fix_shared_by_two_causes_is_printed_once() -> None:
+    console = Console(record=True, width=100)
+    terminal.render(wide_run(3), console)
+    text = console.export_text()
+    assert text.count("def process_request") == 1
+    assert (
+        "fix: as for plain-http-through-keepalive-proxy above" in text
+        or "fix: as for client-sent-no-upgrade above" in text
+    )
 
 
 def test_markdown_is_one_table_with_the_legend_and_causes() -> None:
     page = render_markdown(seed_run())
     assert MarkdownIt("commonmark").enable("table").render(page).count("<table>") == 1
-    assert "✗ 426" in page and "**plain-http-through-keepalive-proxy**" in page
+    assert "✗426" in page and "**plain-http-through-keepalive-proxy**" in page
     assert all(style.symbol in page for style in STYLES.values()), "the legend lists every outcome"
 
 

@@ -1,4 +1,6 @@
-"""A Markdown summary to paste into an issue or a pull request.
+"""A Markdown summary to paste into an issue or a pull request: the verdict first, then the
+matrix (topologies as rows, grouped; scenarios as short columns with a key), then the causes
+folded, each fix once.
 
 Every text from the run goes through :mod:`wslab.reports.safe_text`: a header
 value holding ``<script>``, ``![x](http://evil)`` or a ``|`` shows as that text
@@ -7,50 +9,65 @@ and injects no HTML, image, link, code span or table column.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from ..records import STYLES, Cell, Outcome, Run, legend
+from ..records import STYLES, Run, legend
+from ..verdict import GROUPS, judge_run
 from .safe_text import markdown_block, markdown_code, markdown_text
+from .terminal import compact, short
 
 
 def render_markdown(result: Run) -> str:
-    """Matrix table, legend, and the failed cells grouped by cause."""
+    """Verdict, matrix table, key and legend, and the causes folded."""
     components = result.components
+    verdict = judge_run(result)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
-    names = [t.name for t in result.topologies]
     about = (
         f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
         f"{result.started_at}, {result.duration:.1f} s. websockets {components.websockets_server} "
         f"(server); {components.tool_versions()}."
     )
-    lines = [
-        "## wslab results",
-        "",
-        f"{markdown_text(about)} **{counts}**.",
-        "",
-        "| scenario | tier | " + " | ".join(markdown_text(name) for name in names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    for scenario in result.scenarios:
-        row = [markdown_text(scenario.id), markdown_text(scenario.tier)]
-        for name in names:
-            cell = result.cell(name, scenario.id)
-            row.append(f"{STYLES[cell.outcome].symbol} {markdown_text(cell.summary)}")
+    lines = ["## wslab results", "", f"{markdown_text(about)} **{counts}**.", ""]
+    for sentence in verdict.sentences():
+        nested = sentence.startswith("  ")
+        lines.append(f"{'  ' if nested else ''}- {markdown_text(sentence.strip())}")
+    cells = {(cell.topology, cell.scenario): cell for cell in result.cells}
+    codes = [markdown_text(short(scenario)) for scenario in result.scenarios]
+    lines += ["", "| topology | " + " | ".join(codes) + " |", "|---|" + "---|" * len(codes)]
+    group = None
+    for topology in verdict.topologies:
+        if topology.role != group:
+            group = topology.role
+            lines.append(f"| **{markdown_text(GROUPS.get(group, group))}** |" + " |" * len(codes))
+        row = [markdown_text(topology.name)]
+        for scenario in result.scenarios:
+            cell = cells.get((topology.name, scenario.id))
+            row.append(f"{STYLES[cell.outcome].symbol}{markdown_text(compact(cell.summary))}" if cell else "")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", legend() + "."]
-    groups: dict[tuple[str, str], list[Cell]] = defaultdict(list)
-    for cell in result.cells:
-        if cell.outcome == Outcome.FAIL and cell.diagnosis:
-            groups[(cell.diagnosis.rule, cell.diagnosis.cause)].append(cell)
-    if groups:
+    key = "; ".join(f"{markdown_code(short(s))} {markdown_text(s.title or s.id)}" for s in result.scenarios)
+    lines += ["", f"{key}.", "", legend() + "."]
+    if verdict.causes:
         lines += ["", "### Why cells failed", ""]
-    for (rule, cause), cells in groups.items():
-        where = ", ".join(markdown_code(f"{c.topology}/{c.scenario}") for c in cells)
-        fix = cells[0].diagnosis.fix if cells[0].diagnosis else ""
+    fixes: dict[str, str] = {}
+    for cause in verdict.causes:
+        where = "; ".join(
+            f"{markdown_code(topology)}: {' '.join(markdown_text(short_of(result, s)) for s in scenarios)}"
+            for topology, scenarios in cause.cells.items()
+        )
+        errors = ", ".join(markdown_code(error) for error in cause.server_errors)
+        cells = f"{cause.count} cell{'' if cause.count == 1 else 's'}"
         lines += [
-            f"- **{markdown_text(rule)}** ({where}): {markdown_text(cause)}",
-            "",
-            *markdown_block(fix, indent="  "),
+            f"- **{markdown_text(cause.rule)}**, {cells} ({where})"
+            + (f"; the server logged {errors}" if errors else "")
+            + f". {markdown_text(cause.cause)}",
             "",
         ]
+        if cause.fix in fixes:
+            lines += [f"  Fix: as for **{markdown_text(fixes[cause.fix])}** above.", ""]
+        else:
+            fixes[cause.fix] = cause.rule
+            lines += [*markdown_block(cause.fix, indent="  "), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def short_of(result: Run, scenario_id: str) -> str:
+    """A scenario's column code, by id."""
+    return next((short(s) for s in result.scenarios if s.id == scenario_id), scenario_id)

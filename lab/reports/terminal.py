@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..records import STYLES, Cell, Outcome, Run, ScenarioRecord
+from ..scenario import short_code
 from ..verdict import GROUPS, CauseGroup, Verdict, judge_run
 from .safe_text import printable, terminal_text
 
@@ -43,6 +44,11 @@ def compact(summary: str) -> str:
     if summary.startswith("cut ") and summary.endswith("s"):
         return "cut" + summary[4:-1]
     return COMPACT.get(summary, summary)
+
+
+def short(scenario: ScenarioRecord) -> str:
+    """A scenario's column code (results written before codes existed get one from the id)."""
+    return scenario.short or short_code(scenario.id)
 
 
 def _cell(cell: Cell | None) -> Text:
@@ -78,7 +84,7 @@ def matrix_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
     rows = [t.name for t in verdict.topologies]
     name_width = max([len(INDENT) + len(printable(name)) for name in rows] + [10])
     widths = [
-        max([len(printable(s.short))] + [len(_cell(cells.get((name, s.id)))) for name in rows])
+        max([len(printable(short(s)))] + [len(_cell(cells.get((name, s.id)))) for name in rows])
         for s in scenarios
     ]
     lines: list[Text] = []
@@ -89,7 +95,7 @@ def matrix_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
         header = Text(" " * name_width)
         for index in block:
             header.append(" ")
-            header.append(terminal_text(scenarios[index].short.ljust(widths[index]), "bold"))
+            header.append(terminal_text(short(scenarios[index]).ljust(widths[index]), "bold"))
         lines.append(header)
         group = None
         for name in rows:
@@ -116,7 +122,7 @@ def _wrapped(text: str, width: int, style: str = "", indent: str = "", first: st
 
 def key_lines(scenarios: list[ScenarioRecord], width: int) -> list[Text]:
     """What each column code stands for."""
-    key = " · ".join(f"{s.short} {s.title or s.id}" for s in scenarios)
+    key = " · ".join(f"{short(s)} {s.title or s.id}" for s in scenarios)
     return _wrapped(key, width, "dim")
 
 
@@ -183,7 +189,7 @@ def _code(text: str, width: int, style: str, indent: str) -> list[Text]:
 
 def cause_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
     """Why cells failed: one entry per cause and fix, each fix printed once."""
-    shorts = {s.id: s.short for s in result.scenarios}
+    shorts = {s.id: short(s) for s in result.scenarios}
     lines: list[Text] = []
     fixes: dict[str, str] = {}
     for group in verdict.causes:

@@ -1,0 +1,96 @@
+"""The sample outputs in README.md and docs/, made from real runs so they cannot go stale.
+
+Each sample is a fenced block between ``<!-- sample: NAME -->`` and ``<!-- /sample -->`` in a
+Markdown file; SAMPLES says which command makes it. ``python scripts/samples.py`` runs the
+commands (real proxies, 100 columns) and rewrites the blocks; ``--check`` runs them and exits 1
+if a block differs from what they print now (tests/test_samples.py does this), once the parts
+that change from run to run (durations) are set aside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = "100"
+
+SEED_LOG_LINE = "websockets.exceptions.InvalidUpgrade: missing Connection header"
+RUN_TOPOLOGIES = ["direct", "haproxy-default", "nginx-websocket-map", "varnish-default", "envoy-default"]
+RUN_TOPOLOGIES += ["replit-dev", "replit-autoscale", "replit-reserved-vm", "replit-static"]
+
+SAMPLES: dict[str, list[str]] = {
+    "run": ["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"],
+    "explain": ["explain", SEED_LOG_LINE, "--results", "{results}"],
+}
+"""Sample name -> the wslab command that prints it; {results} is the run sample's --json file."""
+
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(
+    r"(<!-- sample: (?P<name>[a-z-]+) -->\n```[a-z]*\n)(?P<body>.*?)(```\n<!-- /sample -->)", re.S
+)
+VOLATILE = [(re.compile(r"(\d+ scenarios · \w+ backend · )\d+\.\d s"), r"\g<1>N s")]
+"""What changes from run to run, set aside when comparing."""
+
+
+def produce() -> dict[str, str]:
+    """Every sample's text, from real commands."""
+    outputs = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        results = str(Path(scratch) / "results.json")
+        for name, args in SAMPLES.items():
+            command = [arg.replace("{results}", results) for arg in args]
+            completed = subprocess.run(
+                [sys.executable, "-m", "wslab", *command],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env={**os.environ, "COLUMNS": COLUMNS},
+            )
+            if completed.returncode not in (0, 1):
+                raise SystemExit(
+                    f"wslab {' '.join(command)} exited {completed.returncode}:\n{completed.stderr}"
+                )
+            text = completed.stdout.replace(results, "results.json")
+            outputs[name] = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+    return outputs
+
+
+def _settled(text: str) -> str:
+    for pattern, replacement in VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a sample is stale, change nothing")
+    args = parser.parse_args()
+    outputs = produce()
+    stale = []
+    for path in FILES:
+        text = path.read_text()
+
+        def replace(match: re.Match[str], path: Path = path) -> str:
+            name = match.group("name")
+            if name not in outputs:
+                raise SystemExit(f"{path}: no sample named {name!r} (known: {', '.join(outputs)})")
+            if _settled(match.group("body")) != _settled(outputs[name]):
+                stale.append(f"{path.relative_to(ROOT)}: {name}")
+            return match.group(1) + outputs[name] + match.group(4)
+
+        updated = BLOCK.sub(replace, text)
+        if not args.check and updated != text:
+            path.write_text(updated)
+    for entry in stale:
+        print(f"{'stale' if args.check else 'updated'}: {entry}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

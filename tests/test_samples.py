@@ -1,0 +1,27 @@
+"""The sample outputs in README.md and docs/ are what the commands print today (scripts/samples.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_sample_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "samples.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"run: python scripts/samples.py\n{result.stdout}{result.stderr}"
+
+
+def test_the_readme_shows_the_answer_first() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:60])
+    assert "<!-- sample: run -->" in readme and "<!-- sample: explain -->" in readme
+    for needed in ("missing Connection header", "process_request", "Reserved VM", "## Set-up: two commands"):
+        assert needed in first_screen, needed
