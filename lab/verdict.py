@@ -24,13 +24,13 @@ CLIENT_SUITE = "handshake"
 """The suite of real WebSocket clients: a topology carries WebSockets when all of them pass."""
 
 HOW = {
-    "proxy-removed-upgrade": "strip the upgrade",
-    "proxy-rejected-upgrade": "refuse the upgrade themselves",
-    "proxy-downgraded-http10": "downgrade it to HTTP/1.0",
-    "upstream-speaks-http2": "speak HTTP/2 (h2c) to the server",
-    "nothing-reached-server": "answer themselves: nothing reaches the server",
-    "timeout": "never answer",
-    "server-rejected": "pass it, and the server refuses it",
+    "proxy-removed-upgrade": "Strip the upgrade",
+    "proxy-rejected-upgrade": "Refuse the upgrade themselves",
+    "proxy-downgraded-http10": "Downgrade it to HTTP/1.0",
+    "upstream-speaks-http2": "Speak HTTP/2 (h2c) to the server",
+    "nothing-reached-server": "Answer themselves, nothing reaches the server",
+    "timeout": "Never answer",
+    "server-rejected": "Pass it, and the server refuses it",
 }
 """How a topology that does not carry WebSockets fails, by the rule its client cells got."""
 
@@ -92,11 +92,10 @@ class Verdict:
     def sentences(self) -> list[str]:
         """The answer in a few sentences, most important first."""
         ran = [t for t in self.topologies if t.carries is not None]
-        lines = [
-            f"{len(self.carrying())} of {len(ran)} topologies carry WebSockets: {', '.join(self.carrying())}."
-        ]
+        carrying = ", ".join(self.carrying()) or "none"
+        lines = [f"Carry WebSockets ({len(self.carrying())} of {len(ran)}): {carrying}."]
         for how, names in self.failing().items():
-            lines.append(f"{len(names)} {how}: {', '.join(names)}.")
+            lines.append(f"{how}: {', '.join(names)}.")
         plain = self.plain_http()
         if plain:
             lines.append("Plain HTTP (a browser tab, a preview pane, a health check) makes the server log")

@@ -74,7 +74,7 @@ def test_terminal_shows_each_cell_with_the_shared_symbols_and_the_cause_once() -
     assert "plain-http-through-keepalive-proxy · 1 cell" in text
     assert text.count("server logged 'missing Connection header'") == 1
     assert "1 pass · 1 fail" in text
-    assert "1 of 1 topologies carry WebSockets: haproxy-default." in text
+    assert "Carry WebSockets (1 of 1): haproxy-default." in text
 
 
 def wide_run(topologies: int) -> Run:

@@ -172,15 +172,16 @@ def write_output(name: str, path: str, text: str) -> bool:
     return True
 
 
-def write_outputs(outputs: dict[str, tuple[str, str]], console: Console) -> bool:
-    """Write every output (name -> (path, text)): the files first, standard output last, then say
-    which files were written. True if all were."""
+def write_outputs(outputs: dict[str, tuple[str, str]]) -> list[str] | None:
+    """Write every output (name -> (path, text)): the files first, standard output last.
+
+    Returns the lines that say which files were written (to print after the report, so that a
+    closed pipe cannot stop a file), or None if one could not be written.
+    """
     order = sorted(outputs.items(), key=lambda item: item[1][0] == STDOUT)
     written = {name: write_output(name, path, text) for name, (path, text) in order}
-    for name, (path, _) in order:
-        if written[name] and path != STDOUT:
-            console.print(f"{name}: {path}", markup=False, highlight=False)
-    return all(written.values())
+    said = [f"{name}: {path}" for name, (path, _) in order if written[name] and path != STDOUT]
+    return said if all(written.values()) else None
 
 
 async def run_with_progress(
@@ -199,6 +200,7 @@ async def run_with_progress(
 
 def show_page(page: str, args: argparse.Namespace, console: Console) -> None:
     """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
-    if args.markdown:
-        write_outputs({"markdown": (args.markdown, page)}, console)
+    said = write_outputs({"markdown": (args.markdown, page)}) if args.markdown else []
     console.print(Markdown(page))
+    for line in said or []:
+        console.print(line, markup=False, highlight=False)

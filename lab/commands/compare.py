@@ -42,9 +42,10 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
         result, fixed_result, *remote = until_signal(_compare(args, run_dir, topologies, scenarios))
     result = results.merge([result, *remote])
     extra = tuple(t.name for t in result.topologies[len(topologies) :])
-    if args.json:
-        write_outputs({"json": (args.json, results.dump(result))}, console)
+    said = write_outputs({"json": (args.json, results.dump(result))}) if args.json else []
     show_page(page.render_markdown(compare(result, fixed_result, extra)), args, console)
+    for line in said or []:
+        console.print(line, markup=False, highlight=False)
     return EXIT_OK
 
 

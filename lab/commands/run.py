@@ -53,14 +53,16 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         result = until_signal(run_with_progress(backend, topologies, scenarios, options))
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
     chosen = {name: (path, RENDERERS[name](result)) for name, path in outputs.items() if path}
-    written = write_outputs(chosen, console)
+    written = write_outputs(chosen)
     # With --json - the results own standard output; the matrix goes to standard error.
     screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
     terminal.render(result, screen, verbose=args.verbose)
+    for line in written or []:
+        screen.print(line, markup=False, highlight=False)
     if args.run_dir and args.backend == "local":
         screen.print(f"logs and rendered configs: {Path(args.run_dir).resolve()}", markup=False)
     verdict = _verdict(result, baseline, screen)
-    return verdict if written else max(verdict, EXIT_LAB)
+    return verdict if written is not None else max(verdict, EXIT_LAB)
 
 
 RENDERERS = {
@@ -100,11 +102,10 @@ def report_command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     output = args.output or STDOUT
     check_output_paths({args.format: output})
-    return (
-        EXIT_OK
-        if write_outputs({args.format: (output, RENDERERS[args.format](result))}, console)
-        else EXIT_LAB
-    )
+    said = write_outputs({args.format: (output, RENDERERS[args.format](result))})
+    for line in said or []:
+        console.print(line, markup=False, highlight=False)
+    return EXIT_OK if said is not None else EXIT_LAB
 
 
 def diff_command(args: argparse.Namespace, console: Console) -> int:
