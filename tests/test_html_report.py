@@ -1,9 +1,10 @@
 """The HTML report: the answer first, a matrix that fits, self-contained, escaped, and its
 drill-down works in a real (headless) Chromium.
 
-The browser test drives Debian's chromium through wslab.browser (the DevTools
-protocol over the websockets library, no selenium or playwright) and saves a
-screenshot of the drill-down to reports/screenshots/html-drilldown.png.
+The browser tests drive Debian's chromium through wslab.browser (the DevTools
+protocol over the websockets library, no selenium or playwright) and save
+screenshots under reports/screenshots/: the drill-down (html-drilldown.png,
+1440x1200) and the first screen of a full run at 1280x800 (html-summary.png).
 The fast tests read what html.py hands the template, on runs built by hand.
 """
 
@@ -27,8 +28,10 @@ from wslab.reports.html import Marks, header_diff, matrix_layout, render_html, r
 from wslab.verdict import GROUPS, judge_run
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "reports" / "screenshots" / "html-drilldown.png"
+SCREENSHOTS = ROOT / "reports" / "screenshots"
+SCREENSHOT = SCREENSHOTS / "html-drilldown.png"
 VIEWPORT = {"width": 1440, "height": 1200, "deviceScaleFactor": 1, "mobile": False}
+LAPTOP = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
 
 
 class Page(HTMLParser):
@@ -183,7 +186,124 @@ async def _drill_down(report: Path, topology: str, scenario: str, n: int) -> tup
     return state, png, errors
 
 
-# 3. The header diff, and escaping of hostile evidence.
+# 3. A full run on a laptop's screen: the answer first, every topology without scrolling sideways.
+
+
+FIRST_SCREEN = """(() => {
+  const rect = (e) => e.getBoundingClientRect().toJSON();
+  const rows = [...document.querySelectorAll("#matrix tbody tr[data-topology]")];
+  const wrap = document.querySelector(".matrix-wrap");
+  return {
+    viewport: [document.documentElement.clientWidth, window.innerHeight],
+    pageWidth: document.documentElement.scrollWidth,
+    matrixOverflow: wrap.scrollWidth - wrap.clientWidth,
+    rows: rows.map((tr) => ({
+      name: tr.getAttribute("data-topology"),
+      shown: tr.offsetParent !== null,
+      left: tr.cells[0].getBoundingClientRect().left,
+      right: tr.cells[tr.cells.length - 1].getBoundingClientRect().right,
+      nameWidth: tr.cells[0].getBoundingClientRect().width,
+      cellWidth: tr.cells[1].getBoundingClientRect().width,
+    })),
+    band: rect(document.getElementById("summary")),
+    verdict: rect(document.querySelector("#verdict .headline")),
+    firstCause: rect(document.querySelector("#causes .cause")),
+    matrix: rect(document.getElementById("matrix")),
+    details: [document.getElementById("run-details").open, rect(document.getElementById("run-details")).top],
+    verdictText: document.getElementById("verdict").innerText,
+  };
+})()"""
+
+MARKED = """(() => ({
+  hits: document.querySelectorAll("#matrix td.hit").length,
+  marking: document.getElementById("matrix").classList.contains("marking"),
+  status: document.getElementById("mark-status").hidden ? null
+    : document.getElementById("mark-label").textContent,
+  rows: [...document.querySelectorAll("#matrix tbody tr[data-topology]")].filter((tr) => !tr.hidden).length,
+}))()"""
+
+
+def test_first_screen_at_1280_shows_the_answer_and_every_topology(matrix: Run, tmp_path: Path) -> None:
+    """At 1280x800 the band opens the page, the run's metadata is folded away, and every
+    topology's row fits the width: the page and the matrix never scroll sideways."""
+    report = tmp_path / "report.html"
+    report.write_text(render_html(matrix), encoding="utf-8")
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed ({CHROMIUM} missing): {INSTALL_HINT}")
+    verdict = judge_run(matrix)
+    cause = verdict.causes[0]
+    layout, marked, png, errors = asyncio.run(_first_screen(report))
+
+    assert not errors, errors
+    width, height = layout["viewport"]
+    assert width <= 1280 and height == 800
+    assert layout["pageWidth"] <= width, "the page scrolls sideways"
+    assert layout["matrixOverflow"] <= 0, "the matrix scrolls sideways"
+    rows = layout["rows"]
+    assert [row["name"] for row in rows] == [t.name for t in verdict.topologies]
+    outside = [row for row in rows if not row["shown"] or row["left"] < 0 or row["right"] > width]
+    assert not outside, outside
+    assert layout["band"]["top"] < 800 and layout["band"]["top"] == 0, "the band comes first"
+    assert layout["verdict"]["bottom"] <= 800 and layout["firstCause"]["bottom"] <= 800
+    ran = [t for t in verdict.topologies if t.carries is not None]
+    assert f"{len(verdict.carrying())} of {len(ran)}" in layout["verdictText"]
+    assert layout["matrix"]["top"] < 800, "the matrix starts on the first screen"
+    assert layout["details"][0] is False and layout["details"][1] > 800, "run details folded, further down"
+
+    # A click on the first cause highlights its cells; a second click clears them.
+    assert marked["on"]["hits"] == cause.count and marked["on"]["marking"]
+    assert marked["on"]["status"].startswith(cause.rule)
+    assert marked["only"]["rows"] == len(cause.cells), "hide the other topologies"
+    assert marked["off"] == {"hits": 0, "marking": False, "status": None, "rows": len(rows)}
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+async def _first_screen(report: Path) -> tuple[dict, dict, bytes, list]:
+    browser = Chromium()
+    try:
+        async with browser.tab() as tab:
+            await tab.call("Emulation.setDeviceMetricsOverride", LAPTOP)
+            await tab.call("Page.navigate", {"url": report.as_uri()})
+            deadline = time.monotonic() + 10
+            while not await tab.evaluate(
+                "location.protocol === 'file:' && document.readyState === 'complete'"
+            ):
+                assert time.monotonic() < deadline, "the report did not load"
+                await asyncio.sleep(0.05)
+            layout = await tab.evaluate(FIRST_SCREEN)
+            shot = await tab.call("Page.captureScreenshot", {"format": "png"})
+            png = base64.b64decode(shot["data"])
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            (SCREENSHOTS / "html-summary.png").write_bytes(png)
+            size = await tab.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
+            whole = await tab.call(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+                },
+            )
+            (SCREENSHOTS / "html-report-1280.png").write_bytes(base64.b64decode(whole["data"]))
+
+            button = "document.querySelector('#causes .cause .mark-btn')"
+            await tab.evaluate(f"{button}.click()")
+            marked = {"on": await tab.evaluate(MARKED)}
+            await tab.evaluate("document.getElementById('f-marked').click()")
+            marked["only"] = await tab.evaluate(MARKED)
+            await tab.evaluate("document.getElementById('f-marked').click()")
+            await tab.evaluate(f"{button}.click()")
+            marked["off"] = await tab.evaluate(MARKED)
+            await tab.wait_for(lambda events: False, 0.2)
+            errors = tab.named("Runtime.exceptionThrown")
+    finally:
+        await browser.stop()
+    return layout, marked, png, errors
+
+
+# 4. The header diff, and escaping of hostile evidence.
 
 
 @pytest.mark.fast
@@ -316,7 +436,7 @@ def test_hostile_evidence_is_escaped() -> None:
     assert page.find("input", "value") == ["suite-a", "suite-b", *tiers, "t"]
 
 
-# 4. What html.py hands the template, on a run built by hand.
+# 5. What html.py hands the template, on a run built by hand.
 
 PLAIN_FIX = "Answer plain HTTP in process_request."
 SCENARIOS = [
