@@ -1,8 +1,11 @@
-"""The HTML report: self-contained, escaped, and its drill-down works in a real (headless) Chromium.
+"""The HTML report: the answer first, a matrix that fits, self-contained, escaped, and its
+drill-down works in a real (headless) Chromium.
 
-The browser test drives Debian's chromium through wslab.browser (the DevTools
-protocol over the websockets library, no selenium or playwright) and saves a
-screenshot of the drill-down to reports/screenshots/html-drilldown.png.
+The browser tests drive Debian's chromium through wslab.browser (the DevTools
+protocol over the websockets library, no selenium or playwright) and save
+screenshots under reports/screenshots/: the drill-down (html-drilldown.png,
+1440x1200) and the first screen of a full run at 1280x800 (html-summary.png).
+The fast tests read what html.py hands the template, on runs built by hand.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import CHROME_TAB, UPGRADE, connection, run_of, transcript, without
+from builders import request as head
 
 from wslab.browser import CHROMIUM, INSTALL_HINT, Chromium
-from wslab.records import RequestHead, Run
-from wslab.reports.html import header_diff, render_html, request_line_diff
+from wslab.records import Cell, Diagnosis, Outcome, RequestHead, Run, ScenarioRecord
+from wslab.reports.html import Marks, header_diff, matrix_layout, render_html, request_line_diff, summary_band
+from wslab.verdict import GROUPS, judge_run
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "reports" / "screenshots" / "html-drilldown.png"
+SCREENSHOTS = ROOT / "reports" / "screenshots"
+SCREENSHOT = SCREENSHOTS / "html-drilldown.png"
 VIEWPORT = {"width": 1440, "height": 1200, "deviceScaleFactor": 1, "mobile": False}
+LAPTOP = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
 
 
 class Page(HTMLParser):
@@ -82,16 +90,17 @@ def test_html_is_self_contained(matrix: Run) -> None:
     css = "".join(page.styles)
     assert css.strip() and "url(" not in css and "@import" not in css
 
-    columns = page.find("th", "data-topology")
-    assert columns == [topology.name for topology in matrix.topologies]
-    assert page.find("tr", "data-scenario") == [scenario.id for scenario in matrix.scenarios]
+    rows = page.find("tr", "data-topology")
+    assert rows == [topology.name for topology in judge_run(matrix).topologies], "grouped by role"
+    assert sorted(rows) == sorted(topology.name for topology in matrix.topologies)
+    assert page.find("th", "data-scenario") == [scenario.id for scenario in matrix.scenarios]
     assert len(page.find("button", "data-cell")) == len(matrix.cells)
-    for name in columns + [scenario.id for scenario in matrix.scenarios]:
+    for name in rows + [scenario.id for scenario in matrix.scenarios]:
         assert name in html
 
     data = embedded_data(html)
     assert len(data["cells"]) == len(matrix.cells)
-    assert set(data["topologies"]) == set(columns)
+    assert set(data["topologies"]) == set(rows)
 
 
 # 2. The drill-down in headless Chromium, over the DevTools protocol.
@@ -112,10 +121,10 @@ DRILL_STATE = """(() => {
   };
 })()"""
 
-COLUMN_HIDDEN = """(() => {
-  const th = document.querySelector('#matrix thead th[data-topology="haproxy-default"]');
+ROW_HIDDEN = """(() => {
+  const tr = document.querySelector('#matrix tbody tr[data-topology="haproxy-default"]');
   const td = document.querySelector('#matrix td[data-topology="haproxy-default"]');
-  return [th.hidden && td.offsetParent === null, document.getElementById("topology-count").textContent];
+  return [tr.hidden && td.offsetParent === null, document.getElementById("topology-count").textContent];
 })()"""
 
 
@@ -154,12 +163,12 @@ async def _drill_down(report: Path, topology: str, scenario: str, n: int) -> tup
                 assert time.monotonic() < deadline, "the report did not load"
                 await asyncio.sleep(0.05)
 
-            # The topology filter hides a column and shows it again.
+            # The topology filter hides a row and shows it again.
             toggle = f"document.querySelector('.f-topology[value=\"{topology}\"]').click()"
             await tab.evaluate(toggle)
-            assert await tab.evaluate(COLUMN_HIDDEN) == [True, f"{n - 1}/{n}"]
+            assert await tab.evaluate(ROW_HIDDEN) == [True, f"{n - 1}/{n}"]
             await tab.evaluate(toggle)
-            assert await tab.evaluate(COLUMN_HIDDEN) == [False, f"{n}/{n}"]
+            assert await tab.evaluate(ROW_HIDDEN) == [False, f"{n}/{n}"]
 
             # Click the cell; the drill-down opens on its evidence.
             selector = f'td[data-topology="{topology}"][data-scenario="{scenario}"] button'
@@ -177,7 +186,124 @@ async def _drill_down(report: Path, topology: str, scenario: str, n: int) -> tup
     return state, png, errors
 
 
-# 3. The header diff, and escaping of hostile evidence.
+# 3. A full run on a laptop's screen: the answer first, every topology without scrolling sideways.
+
+
+FIRST_SCREEN = """(() => {
+  const rect = (e) => e.getBoundingClientRect().toJSON();
+  const rows = [...document.querySelectorAll("#matrix tbody tr[data-topology]")];
+  const wrap = document.querySelector(".matrix-wrap");
+  return {
+    viewport: [document.documentElement.clientWidth, window.innerHeight],
+    pageWidth: document.documentElement.scrollWidth,
+    matrixOverflow: wrap.scrollWidth - wrap.clientWidth,
+    rows: rows.map((tr) => ({
+      name: tr.getAttribute("data-topology"),
+      shown: tr.offsetParent !== null,
+      left: tr.cells[0].getBoundingClientRect().left,
+      right: tr.cells[tr.cells.length - 1].getBoundingClientRect().right,
+      nameWidth: tr.cells[0].getBoundingClientRect().width,
+      cellWidth: tr.cells[1].getBoundingClientRect().width,
+    })),
+    band: rect(document.getElementById("summary")),
+    verdict: rect(document.querySelector("#verdict .headline")),
+    firstCause: rect(document.querySelector("#causes .cause")),
+    matrix: rect(document.getElementById("matrix")),
+    details: [document.getElementById("run-details").open, rect(document.getElementById("run-details")).top],
+    verdictText: document.getElementById("verdict").innerText,
+  };
+})()"""
+
+MARKED = """(() => ({
+  hits: document.querySelectorAll("#matrix td.hit").length,
+  marking: document.getElementById("matrix").classList.contains("marking"),
+  status: document.getElementById("mark-status").hidden ? null
+    : document.getElementById("mark-label").textContent,
+  rows: [...document.querySelectorAll("#matrix tbody tr[data-topology]")].filter((tr) => !tr.hidden).length,
+}))()"""
+
+
+def test_first_screen_at_1280_shows_the_answer_and_every_topology(matrix: Run, tmp_path: Path) -> None:
+    """At 1280x800 the band opens the page, the run's metadata is folded away, and every
+    topology's row fits the width: the page and the matrix never scroll sideways."""
+    report = tmp_path / "report.html"
+    report.write_text(render_html(matrix), encoding="utf-8")
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed ({CHROMIUM} missing): {INSTALL_HINT}")
+    verdict = judge_run(matrix)
+    cause = verdict.causes[0]
+    layout, marked, png, errors = asyncio.run(_first_screen(report))
+
+    assert not errors, errors
+    width, height = layout["viewport"]
+    assert width <= 1280 and height == 800
+    assert layout["pageWidth"] <= width, "the page scrolls sideways"
+    assert layout["matrixOverflow"] <= 0, "the matrix scrolls sideways"
+    rows = layout["rows"]
+    assert [row["name"] for row in rows] == [t.name for t in verdict.topologies]
+    outside = [row for row in rows if not row["shown"] or row["left"] < 0 or row["right"] > width]
+    assert not outside, outside
+    assert layout["band"]["top"] < 800 and layout["band"]["top"] == 0, "the band comes first"
+    assert layout["verdict"]["bottom"] <= 800 and layout["firstCause"]["bottom"] <= 800
+    ran = [t for t in verdict.topologies if t.carries is not None]
+    assert f"{len(verdict.carrying())} of {len(ran)}" in layout["verdictText"]
+    assert layout["matrix"]["top"] < 800, "the matrix starts on the first screen"
+    assert layout["details"][0] is False and layout["details"][1] > 800, "run details folded, further down"
+
+    # A click on the first cause highlights its cells; a second click clears them.
+    assert marked["on"]["hits"] == cause.count and marked["on"]["marking"]
+    assert marked["on"]["status"].startswith(cause.rule)
+    assert marked["only"]["rows"] == len(cause.cells), "hide the other topologies"
+    assert marked["off"] == {"hits": 0, "marking": False, "status": None, "rows": len(rows)}
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+async def _first_screen(report: Path) -> tuple[dict, dict, bytes, list]:
+    browser = Chromium()
+    try:
+        async with browser.tab() as tab:
+            await tab.call("Emulation.setDeviceMetricsOverride", LAPTOP)
+            await tab.call("Page.navigate", {"url": report.as_uri()})
+            deadline = time.monotonic() + 10
+            while not await tab.evaluate(
+                "location.protocol === 'file:' && document.readyState === 'complete'"
+            ):
+                assert time.monotonic() < deadline, "the report did not load"
+                await asyncio.sleep(0.05)
+            layout = await tab.evaluate(FIRST_SCREEN)
+            shot = await tab.call("Page.captureScreenshot", {"format": "png"})
+            png = base64.b64decode(shot["data"])
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            (SCREENSHOTS / "html-summary.png").write_bytes(png)
+            size = await tab.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
+            whole = await tab.call(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+                },
+            )
+            (SCREENSHOTS / "html-report-1280.png").write_bytes(base64.b64decode(whole["data"]))
+
+            button = "document.querySelector('#causes .cause .mark-btn')"
+            await tab.evaluate(f"{button}.click()")
+            marked = {"on": await tab.evaluate(MARKED)}
+            await tab.evaluate("document.getElementById('f-marked').click()")
+            marked["only"] = await tab.evaluate(MARKED)
+            await tab.evaluate("document.getElementById('f-marked').click()")
+            await tab.evaluate(f"{button}.click()")
+            marked["off"] = await tab.evaluate(MARKED)
+            await tab.wait_for(lambda events: False, 0.2)
+            errors = tab.named("Runtime.exceptionThrown")
+    finally:
+        await browser.stop()
+    return layout, marked, png, errors
+
+
+# 4. The header diff, and escaping of hostile evidence.
 
 
 @pytest.mark.fast
@@ -308,3 +434,245 @@ def test_hostile_evidence_is_escaped() -> None:
     assert "⊘" in html and "ℹ" in html
     tiers = ["required", "deployment", "informational"]
     assert page.find("input", "value") == ["suite-a", "suite-b", *tiers, "t"]
+
+
+# 5. What html.py hands the template, on a run built by hand.
+
+PLAIN_FIX = "Answer plain HTTP in process_request."
+SCENARIOS = [
+    ScenarioRecord(id="websockets-echo", short="echo", suite="handshake", title="echo"),
+    ScenarioRecord(id="chrome-handshake", suite="handshake", title="no short code"),
+    ScenarioRecord(id="browser-tab-get", short="tab", suite="platform-traffic", title="a tab"),
+    ScenarioRecord(id="tcp-probe", short="tcp", suite="platform-traffic", tier="informational"),
+    ScenarioRecord(id="subprotocol", short="sub", suite="handshake", tier="required"),
+]
+ROLES = {
+    "cloudrun": "platform",
+    "apache-default": "bare",
+    "replit-static": "platform",
+    "direct": "direct",
+    "nginx-websocket": "websocket",
+}
+
+
+def _cell(topology: str, scenario: str, outcome: Outcome, summary: str, **fields: Any) -> Cell:
+    suite = next(s.suite for s in SCENARIOS if s.id == scenario)
+    return Cell(topology=topology, scenario=scenario, suite=suite, outcome=outcome, summary=summary, **fields)
+
+
+def _upgrade(topology: str, scenario: str) -> Cell:
+    sent = head(UPGRADE)
+    return _cell(
+        topology,
+        scenario,
+        Outcome.PASS,
+        "101",
+        client=transcript(sent, 101),
+        server=[connection(sent, 101)],
+    )
+
+
+def _failed(topology: str, scenario: str, rule: str, fix: str, error: str | None, plain: bool) -> Cell:
+    """A failed cell: a plain browser GET (``plain``) or an upgrade, with the server's error."""
+    sent = head(CHROME_TAB if plain else UPGRADE)
+    server = [connection(head(without(sent.headers, "Connection")), 426, error)] if error else []
+    return _cell(
+        topology,
+        scenario,
+        Outcome.FAIL,
+        "426" if error else "404",
+        client=transcript(sent, 426 if error else 404),
+        server=server,
+        diagnosis=Diagnosis(rule=rule, cause=f"{rule} in {topology}", fix=fix),
+    )
+
+
+def hand_run() -> Run:
+    """Five topologies out of role order: two carry WebSockets, two do not, one cell each
+    of a lab error, not measured, blocked and not run."""
+    tab, echo, chr_, tcp = "browser-tab-get", "websockets-echo", "chrome-handshake", "tcp-probe"
+    keep_alive, plain = "invalid Connection header: Keep-Alive", "plain-http-through-keepalive-proxy"
+    direct_keep_alive = "invalid Connection header: keep-alive"  # the browser's own, not Apache's
+    rewrote, no_upgrade = "proxy-rewrote-connection", "missing Upgrade header"
+    cells = [
+        _upgrade("direct", echo),
+        _upgrade("direct", chr_),
+        _failed("direct", tab, "client-sent-no-upgrade", PLAIN_FIX, direct_keep_alive, True),
+        _cell("direct", tcp, Outcome.PASS, "open"),
+        _failed("apache-default", echo, "proxy-removed-upgrade", "ProxyPass upgrade=ws", keep_alive, False),
+        _cell("apache-default", chr_, Outcome.BLOCKED, "426"),
+        _failed("apache-default", tab, "proxy-rewrote-connection", PLAIN_FIX, keep_alive, True),
+        _cell("apache-default", tcp, Outcome.PASS, "open"),
+        _upgrade("nginx-websocket", echo),
+        _upgrade("nginx-websocket", chr_),
+        _failed("nginx-websocket", tab, rewrote, PLAIN_FIX, no_upgrade, True),
+        _cell("nginx-websocket", tcp, Outcome.PASS, "open 150s"),
+        _failed("replit-static", echo, "proxy-rejected-upgrade", "Not on Static.", None, False),
+        _failed("replit-static", chr_, "proxy-rejected-upgrade", "Not on Static.", None, False),
+        _cell("replit-static", tab, Outcome.PASS, "200"),
+        _cell("replit-static", tcp, Outcome.ERROR, "error", error="the probe <b>died</b>"),
+        _upgrade("cloudrun", echo),
+        _upgrade("cloudrun", chr_),
+        _failed("cloudrun", tab, plain, PLAIN_FIX, "missing Connection header", True),
+        _cell("cloudrun", tcp, Outcome.NOT_MEASURED, "not measured", error="a 3600 s limit"),
+    ]
+    run = run_of(cells, list(ROLES), SCENARIOS)
+    for topology in run.topologies:
+        topology.role = ROLES[topology.name]  # type: ignore[assignment]
+    return run
+
+
+def _marked(run: Run, marks: Marks, number: int | None) -> set[tuple[str, str]]:
+    assert number is not None
+    return {(run.cells[i].topology, run.cells[i].scenario) for i in marks.sets[number]}
+
+
+@pytest.mark.fast
+def test_band_gives_the_verdict_in_parts_with_the_cells_to_highlight() -> None:
+    run = hand_run()
+    marks = Marks(run)
+    band = summary_band(run, judge_run(run), marks)
+    assert (band["ran"], band["carrying"]["count"], band["not_carrying"]) == (5, 3, 2)
+    assert [(g["role"], g["names"], g["of"]) for g in band["carrying"]["groups"]] == [
+        ("direct", ["direct"], 1),
+        ("websocket", ["nginx-websocket"], 1),
+        ("platform", ["cloudrun"], 2),
+    ], "by role, in GROUPS' order, with how many of the role were judged"
+    assert [g["title"] for g in band["carrying"]["groups"]] == [
+        GROUPS["direct"],
+        GROUPS["websocket"],
+        GROUPS["platform"],
+    ]
+    carrying = {
+        (t, s)
+        for t in ("direct", "nginx-websocket", "cloudrun")
+        for s in ("websockets-echo", "chrome-handshake")
+    }
+    assert _marked(run, marks, band["carrying"]["mark"]) == carrying, "their WebSocket clients' cells"
+    assert [(w["how"], w["names"]) for w in band["failing"]] == [
+        ("strip the upgrade", ["apache-default"]),
+        ("refuse the upgrade themselves", ["replit-static"]),
+    ]
+    plain = {item["error"]: item for item in band["plain_http"]}
+    assert plain["invalid Connection header: Keep-Alive"]["names"] == ["apache-default"]
+    assert _marked(run, marks, plain["invalid Connection header: Keep-Alive"]["mark"]) == {
+        ("apache-default", "browser-tab-get")
+    }, "the plain request only, not the upgrade that got the same error"
+    assert set(plain) == {
+        "invalid Connection header: keep-alive",
+        "invalid Connection header: Keep-Alive",
+        "missing Upgrade header",
+        "missing Connection header",
+    }
+    assert band["not_judged"] == []
+    assert band["sentences"][0].startswith("3 of 5 topologies carry WebSockets")
+
+
+@pytest.mark.fast
+def test_band_folds_causes_with_counts_and_gives_a_shared_fix_once() -> None:
+    run = hand_run()
+    marks = Marks(run)
+    causes = summary_band(run, judge_run(run), marks)["causes"]
+    by_rule = {cause["rule"]: cause for cause in causes}
+    rewrote = by_rule["proxy-rewrote-connection"]
+    assert (rewrote["count"], rewrote["topologies"], rewrote["kind"], rewrote["symbol"]) == (
+        2,
+        2,
+        "fail",
+        "✗",
+    )
+    assert rewrote["server_errors"] == ["invalid Connection header: Keep-Alive", "missing Upgrade header"]
+    assert rewrote["where"] == [
+        {"topology": "apache-default", "scenarios": ["tab"]},
+        {"topology": "nginx-websocket", "scenarios": ["tab"]},
+    ], "scenarios by their short code"
+    assert by_rule["proxy-rejected-upgrade"]["where"] == [
+        {"topology": "replit-static", "scenarios": ["echo", "chrome-handshake"]}
+    ], "the id when a scenario has no short code"
+    assert _marked(run, marks, rewrote["mark"]) == {
+        ("apache-default", "browser-tab-get"),
+        ("nginx-websocket", "browser-tab-get"),
+    }
+    shared = [cause for cause in causes if cause["fix"] == PLAIN_FIX]
+    assert len(shared) == 3 and shared[0] is rewrote, "the most cells first"
+    assert shared[0]["fix_as"] is None
+    assert [cause["fix_as"] for cause in shared[1:]] == [rewrote["rule"]] * 2
+    lab, unmeasured = causes[-2:]
+    assert (lab["kind"], lab["rule"], lab["cause"], lab["count"]) == (
+        "error",
+        "lab-error",
+        "the probe <b>died</b>",
+        1,
+    )
+    assert (unmeasured["kind"], unmeasured["count"], unmeasured["cause"]) == (
+        "not-measured",
+        1,
+        "a 3600 s limit",
+    )
+    assert _marked(run, marks, unmeasured["mark"]) == {("cloudrun", "tcp-probe")}
+
+
+@pytest.mark.fast
+def test_matrix_puts_topologies_down_by_role_and_scenarios_across_by_short_code() -> None:
+    run = hand_run()
+    run.cells = [c for c in run.cells if (c.topology, c.scenario) != ("direct", "tcp-probe")]
+    layout = matrix_layout(run, judge_run(run))
+    assert [(g["role"], [r["topology"]["name"] for r in g["rows"]]) for g in layout["groups"]] == [
+        ("direct", ["direct"]),
+        ("bare", ["apache-default"]),
+        ("websocket", ["nginx-websocket"]),
+        ("platform", ["cloudrun", "replit-static"]),
+    ]
+    assert [g["title"] for g in layout["groups"]] == list(GROUPS.values())
+    assert [c["short"] for c in layout["columns"]] == ["echo", "chrome-handshake", "tab", "tcp", "sub"]
+    assert layout["suites"] == [
+        {"suite": "handshake", "span": 2},
+        {"suite": "platform-traffic", "span": 2},
+        {"suite": "handshake", "span": 1},
+    ], "consecutive runs of a suite, as the columns come"
+    assert [c["band"] for c in layout["columns"]] == [0, 0, 1, 1, 2]
+    rows = {r["topology"]["name"]: r for g in layout["groups"] for r in g["rows"]}
+    assert [rows[n]["carries"] for n in ("direct", "apache-default", "replit-static")] == [True, False, False]
+    nginx = rows["nginx-websocket"]["cells"]
+    assert (nginx[3]["summary"], nginx[3]["short"], nginx[3]["symbol"]) == ("open 150s", "open", "✓")
+    assert run.cells[nginx[3]["index"]].scenario == "tcp-probe"
+    assert rows["direct"]["cells"][3] == {"index": None, "scenario": "tcp-probe"}, "not run"
+    assert rows["direct"]["cells"][4]["index"] is None, "a scenario no cell ran"
+
+
+@pytest.mark.fast
+def test_page_opens_on_the_band_and_folds_the_run_details() -> None:
+    html = render_html(hand_run())
+    body = html.split("<body>", 1)[1]
+    order = [body.index(marker) for marker in ('id="summary"', 'id="verdict"', 'id="causes"', 'id="matrix"')]
+    assert order == sorted(order), "band, verdict, causes, then the matrix"
+    details = body.index('<details class="run-details"')
+    assert details > order[-1] and body.index("<h2>Components</h2>") > details, "metadata folded, last"
+    assert body.index("<h2>Options</h2>") > details and "concurrency" in body[details:]
+    assert 'id="recommendation"' not in body, "no recommendation slot without one"
+    assert "the probe &lt;b&gt;died&lt;/b&gt;" in body and "<b>died</b>" not in body
+    page = parse(html)
+    assert page.find("tbody", "data-role") == ["direct", "bare", "websocket", "platform"]
+    assert [m for m in page.find("button", "data-mark") if m], "causes and verdict parts can highlight"
+    data = embedded_data(html)
+    assert all(isinstance(i, int) for cells in data["marks"] for i in cells)
+
+
+@pytest.mark.fast
+def test_recommendation_slot_shows_plain_text_when_given() -> None:
+    run = hand_run()
+    html = render_html(run, recommendation=["Deploy on <b>Reserved VM</b>", "It keeps connections open."])
+    body = html.split("<body>", 1)[1]
+    slot = body[body.index('id="recommendation"') : body.index('id="verdict"')]
+    assert (
+        "Deploy on &lt;b&gt;Reserved VM&lt;/b&gt;" in slot and "<li>It keeps connections open.</li>" in slot
+    )
+    assert body.index('id="recommendation"') < body.index('id="matrix"')
+    assert "Use cloudrun." in render_html(run, recommendation="Use cloudrun.")
+
+
+@pytest.mark.fast
+def test_band_says_so_when_no_websocket_client_ran() -> None:
+    html = render_html(run_of([], ["t"], [ScenarioRecord(id="hold", suite="timeouts")]))
+    assert "No topology was judged" in html and "0 of 0" not in html
+    assert "No cell failed." in html

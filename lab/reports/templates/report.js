@@ -343,7 +343,45 @@
     if (event.key === "Escape" && !drill.hidden) close();
   });
 
-  /* Filters: suites and tiers hide rows, topologies hide columns. */
+  /* Highlights: a cause, a way of failing or a server error in the band marks its cells in the matrix. */
+  var markStatus = document.getElementById("mark-status");
+  var marked = null;
+  function setMark(button) {
+    var number = button ? button.getAttribute("data-mark") : "";
+    var cells = number === "" || number === null ? null : DATA.marks[Number(number)];
+    document.querySelectorAll(".mark-btn[aria-pressed]").forEach(function (b) { b.removeAttribute("aria-pressed"); });
+    matrix.querySelectorAll("td.hit").forEach(function (td) { td.classList.remove("hit"); });
+    marked = null;
+    if (cells && button !== markedButton) {
+      marked = {};
+      cells.forEach(function (index) {
+        marked[index] = true;
+        var b = matrix.querySelector('button[data-cell="' + index + '"]');
+        if (b) b.parentNode.classList.add("hit");
+      });
+      button.setAttribute("aria-pressed", "true");
+      document.getElementById("mark-label").textContent = button.getAttribute("data-label") || "";
+      document.getElementById("mark-count").textContent = cells.length + " cell" + (cells.length === 1 ? "" : "s");
+      markedButton = button;
+    } else {
+      markedButton = null;
+    }
+    matrix.classList.toggle("marking", !!marked);
+    markStatus.hidden = !marked;
+    applyFilters();
+    var first = marked && matrix.querySelector("td.hit");
+    if (first && first.offsetParent !== null) first.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+  var markedButton = null;
+  document.querySelectorAll(".mark-btn[data-mark]").forEach(function (button) {
+    button.addEventListener("click", function (event) {
+      event.preventDefault(); /* inside a <summary>: highlight, do not fold */
+      setMark(button);
+    });
+  });
+  document.getElementById("mark-clear").addEventListener("click", function () { setMark(null); });
+
+  /* Filters: suites and tiers hide scenario columns, topologies hide rows. */
   function checked(selector) {
     var values = {};
     document.querySelectorAll(selector).forEach(function (box) { if (box.checked) values[box.value] = true; });
@@ -353,27 +391,64 @@
     var suites = checked(".f-suite"), tiers = checked(".f-tier"), topologies = checked(".f-topology");
     var hasTiers = document.querySelector(".f-tier") !== null;
     var problems = document.getElementById("f-problems").checked;
-    var hiddenCols = {};
-    matrix.querySelectorAll("thead th[data-topology]").forEach(function (th) {
-      var hide = !topologies[th.getAttribute("data-topology")];
-      th.hidden = hide;
-      if (hide) hiddenCols[th.getAttribute("data-col")] = true;
-    });
-    matrix.querySelectorAll("tbody tr").forEach(function (tr) {
-      var hide = !suites[tr.getAttribute("data-suite")];
-      if (hasTiers && tr.hasAttribute("data-tier") && !tiers[tr.getAttribute("data-tier")]) hide = true;
-      var anyProblem = false;
-      tr.querySelectorAll("td[data-col]").forEach(function (td) {
-        td.hidden = !!hiddenCols[td.getAttribute("data-col")];
-        if (!td.hidden && td.getAttribute("data-outcome") && td.getAttribute("data-outcome") !== "pass") anyProblem = true;
-      });
-      if (problems && !anyProblem) hide = true;
+    var onlyMarked = marked && document.getElementById("f-marked").checked;
+    var rows = matrix.querySelectorAll("tbody tr[data-topology]");
+    rows.forEach(function (tr) {
+      var hide = !topologies[tr.getAttribute("data-topology")];
+      if (onlyMarked && !tr.querySelector("td.hit")) hide = true;
       tr.hidden = hide;
+    });
+    var hiddenCols = {};
+    matrix.querySelectorAll("thead th[data-scenario]").forEach(function (th) {
+      var id = th.getAttribute("data-scenario");
+      var hide = !suites[th.getAttribute("data-suite")];
+      if (hasTiers && th.hasAttribute("data-tier") && !tiers[th.getAttribute("data-tier")]) hide = true;
+      if (!hide && problems) {
+        var anyProblem = false;
+        rows.forEach(function (tr) {
+          if (tr.hidden) return;
+          var td = tr.querySelector('td[data-scenario="' + CSS.escape(id) + '"]');
+          var outcome = td && td.getAttribute("data-outcome");
+          if (outcome && outcome !== "pass") anyProblem = true;
+        });
+        if (!anyProblem) hide = true;
+      }
+      th.hidden = hide;
+      if (hide) hiddenCols[id] = true;
+    });
+    var shown = 0;
+    rows.forEach(function (tr) {
+      tr.querySelectorAll("td[data-scenario]").forEach(function (td) {
+        td.hidden = !!hiddenCols[td.getAttribute("data-scenario")];
+      });
+    });
+    document.querySelectorAll(".key [data-scenario]").forEach(function (e) {
+      e.hidden = !!hiddenCols[e.getAttribute("data-scenario")];
+    });
+    /* The suite header spans its visible columns; a group's heading goes with its last row. */
+    matrix.querySelectorAll("thead th.suite-head").forEach(function (th) {
+      var span = 0;
+      matrix.querySelectorAll("thead th[data-scenario]").forEach(function (col) {
+        if (!col.hidden && col.getAttribute("data-band") === th.getAttribute("data-band")) span++;
+      });
+      th.hidden = span === 0;
+      th.colSpan = Math.max(span, 1);
+    });
+    matrix.querySelectorAll("thead th[data-scenario]").forEach(function (th) { if (!th.hidden) shown++; });
+    matrix.querySelectorAll("tbody").forEach(function (body) {
+      var head = body.querySelector("tr.group");
+      var any = body.querySelector("tr[data-topology]:not([hidden])");
+      if (head) {
+        head.hidden = !any;
+        head.firstElementChild.colSpan = shown + 1;
+      }
     });
     var total = document.querySelectorAll(".f-topology").length;
     document.getElementById("topology-count").textContent = Object.keys(topologies).length + "/" + total;
   }
-  document.querySelectorAll(".filters input").forEach(function (box) { box.addEventListener("change", applyFilters); });
+  document.querySelectorAll(".filters input, #f-marked").forEach(function (box) {
+    box.addEventListener("change", applyFilters);
+  });
   function setAll(value) {
     document.querySelectorAll(".f-topology").forEach(function (box) { box.checked = value; });
     applyFilters();
