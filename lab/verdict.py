@@ -24,15 +24,16 @@ CLIENT_SUITE = "handshake"
 """The suite of real WebSocket clients: a topology carries WebSockets when all of them pass."""
 
 HOW = {
-    "proxy-removed-upgrade": "Strip the upgrade",
-    "proxy-rejected-upgrade": "Refuse the upgrade themselves",
-    "proxy-downgraded-http10": "Downgrade it to HTTP/1.0",
-    "upstream-speaks-http2": "Speak HTTP/2 (h2c) to the server",
-    "nothing-reached-server": "Answer themselves, nothing reaches the server",
-    "timeout": "Never answer",
-    "server-rejected": "Pass it, and the server refuses it",
+    "proxy-removed-upgrade": "strip the upgrade",
+    "proxy-rejected-upgrade": "refuse the upgrade themselves",
+    "proxy-downgraded-http10": "downgrade it to HTTP/1.0",
+    "upstream-speaks-http2": "speak HTTP/2 (h2c) to the server",
+    "nothing-reached-server": "answer themselves, nothing reaches the server",
+    "timeout": "never answer",
+    "server-rejected": "pass it, and the server refuses it",
 }
-"""How a topology that does not carry WebSockets fails, by the rule its client cells got."""
+"""How a topology that does not carry WebSockets fails, by the rule its client cells got: a verb
+phrase whose subject is the topologies ('3 strip the upgrade')."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Verdict:
         carrying = ", ".join(self.carrying()) or "none"
         lines = [f"Carry WebSockets ({len(self.carrying())} of {len(ran)}): {carrying}."]
         for how, names in self.failing().items():
-            lines.append(f"{how}: {', '.join(names)}.")
+            lines.append(f"{how[:1].upper()}{how[1:]}: {', '.join(names)}.")
         plain = self.plain_http()
         if plain:
             lines.append("Plain HTTP (a browser tab, a preview pane, a health check) makes the server log")

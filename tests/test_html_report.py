@@ -565,7 +565,7 @@ def test_band_gives_the_verdict_in_parts_with_the_cells_to_highlight() -> None:
         "missing Connection header",
     }
     assert band["not_judged"] == []
-    assert band["sentences"][0].startswith("3 of 5 topologies carry WebSockets")
+    assert band["sentences"][0].startswith("Carry WebSockets (3 of 5)")
 
 
 @pytest.mark.fast
