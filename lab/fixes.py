@@ -263,6 +263,6 @@ def choose_api(log: str, version: str | None = None) -> ApiChoice:
         return ApiChoice((LEGACY,), "`websockets.serve` is the legacy API in {}", evidence)
     return ApiChoice(
         (ASYNCIO, LEGACY),
-        "your log line does not say which API your server runs, so here is the code for both, the new "
-        "asyncio API (`websockets.serve` since 14.0) first",
+        "your log line does not say which API your server runs; the new asyncio API "
+        "(`websockets.serve` since 14.0) comes first",
     )
