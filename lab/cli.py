@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="which causes make a websockets server log this error, and how to tell them apart"
     )
     explain_parser.add_argument(
-        "log", metavar="LOG_LINE", help="the error as the log shows it, e.g. 'missing Connection header'"
+        "log",
+        metavar="LOG_LINE",
+        help="the error as the log shows it, e.g. 'missing Connection header', or its whole traceback",
     )
     explain_parser.add_argument(
         "--results",

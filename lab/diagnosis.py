@@ -11,16 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .evidence import Evidence
+from .fixes import PROCESS_REQUEST_FIX
 from .records import Check, ClientKind, Diagnosis, Hold, header_tokens
 from .topology import Topology
-
-PROCESS_REQUEST_FIX = """\
-Answer requests that do not ask for a WebSocket before websockets checks the upgrade:
-    def process_request(connection, request):
-        if "websocket" not in request.headers.get("Upgrade", "").lower():
-            return connection.respond(HTTPStatus.OK, "OK\\n")
-    serve(handler, host, port, process_request=process_request)
-or keep browsers, preview panes and health checks off the WebSocket URL."""
 
 GENERIC_PROXY_FIX = (
     "Configure the proxy to forward the WebSocket upgrade over HTTP/1.1: pass the client's "
@@ -44,6 +37,11 @@ class Rule:
 
 def _proxy_fix(facts: Evidence, topology: Topology) -> str:
     return topology.websocket_fix or GENERIC_PROXY_FIX
+
+
+def _answer_plain_http(facts: Evidence, topology: Topology) -> str:
+    """Plain HTTP at the WebSocket port: answer it in process_request (the code is in wslab.fixes)."""
+    return PROCESS_REQUEST_FIX
 
 
 def _shown(value: str | None) -> str:
@@ -257,7 +255,7 @@ RULES: list[Rule] = [
             f"so the request reached the server with no Connection header at all.{_server_said(f)} "
             "Real WebSocket clients are not affected by this."
         ),
-        lambda f, t: PROCESS_REQUEST_FIX,
+        _answer_plain_http,
     ),
     Rule(
         "proxy-rewrote-connection",
@@ -278,7 +276,7 @@ RULES: list[Rule] = [
             f"{_why_rewritten(header_tokens(f.received_header('Connection')))}.{_server_said(f)} "
             "Real WebSocket clients are not affected by this."
         ),
-        lambda f, t: PROCESS_REQUEST_FIX,
+        _answer_plain_http,
     ),
     Rule(
         "client-sent-no-upgrade",
@@ -287,7 +285,7 @@ RULES: list[Rule] = [
             "The client sent no upgrade: plain HTTP (a browser tab, a preview pane, a health "
             f"check) reached the WebSocket port.{_server_said(f)}{_client_got(f)}"
         ),
-        lambda f, t: PROCESS_REQUEST_FIX,
+        _answer_plain_http,
     ),
     Rule(
         "server-rejected",
@@ -309,6 +307,10 @@ RULES: list[Rule] = [
         lambda f, t: "Read the proxy's log for why it did not forward the request.",
     ),
 ]
+
+
+PLAIN_HTTP_RULES = frozenset(rule.id for rule in RULES if rule.fix is _answer_plain_http)
+"""The causes whose fix is answering plain HTTP in process_request (explain shows the code once)."""
 
 
 def diagnose(evidence: Evidence, topology: Topology, failed: list[Check]) -> Diagnosis:

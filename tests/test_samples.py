@@ -25,3 +25,12 @@ def test_the_readme_shows_the_answer_first() -> None:
     assert "<!-- sample: run -->" in readme and "<!-- sample: explain -->" in readme
     for needed in ("missing Connection header", "process_request", "Reserved VM", "## Set-up: two commands"):
         assert needed in first_screen, needed
+
+
+def test_the_readme_fix_is_the_program_the_lab_prints_and_tests() -> None:
+    from wslab.fixes import ASYNCIO_PROGRAM
+
+    readme = (ROOT / "README.md").read_text()
+    hook = readme.split("def process_request(connection, request):\n", 1)[1].split("\n\n", 1)[0]
+    for line in hook.splitlines():
+        assert line in ASYNCIO_PROGRAM, line

@@ -36,5 +36,5 @@ def explain_command(args: argparse.Namespace, console: Console) -> int:
             result = until_signal(
                 run_with_progress(backend, topologies, scenarios, RunOptions(redact=args.redact))
             )
-    show_page(page.render_markdown(explain(result, args.log)), args, console)
+    show_page(page.render_markdown(explain(result, args.log, args.websockets)), args, console)
     return EXIT_OK

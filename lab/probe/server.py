@@ -175,13 +175,10 @@ def record_before_answering(connection: ServerConnection, request: Request, resp
 
 
 def answer_plain_http(connection: ServerConnection, request: Request) -> Response | None:
-    """Answer any request that does not ask for a WebSocket with 200.
-
-    This is the usual fix for health checks, preview panes and browser tabs
-    that reach a WebSocket port.
-    """
-    upgrade = ",".join(request.headers.get_all("Upgrade")).lower()
-    if "websocket" not in upgrade:
+    """Answer any request without a Sec-WebSocket-Key with 200: the fix the lab prints
+    (wslab/fixes.py), for health checks, preview panes and browser tabs that reach a WebSocket
+    port. A client whose upgrade a proxy stripped keeps its key, so it still gets 426."""
+    if "Sec-WebSocket-Key" not in request.headers:
         return connection.respond(http.HTTPStatus.OK, "OK\n")
     return None
 
