@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .errors import TopologyError
 from .paths import COMPOSE_DIR
@@ -64,6 +65,40 @@ class Parameter:
             f"{prefix}_S": f"{seconds:.3f}",
             f"{prefix}_WHOLE_S": str(max(1, round(seconds))),
         }
+
+
+class Limit(Protocol):
+    """A time limit as a topology declares it or a run records it (``wslab.records.Parameter``)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def limit(self) -> str: ...
+
+
+L = TypeVar("L", bound=Limit)
+
+
+def cutting_limit(parameters: Iterable[L], held: float, ping_every: float | None) -> tuple[L, float] | None:
+    """The limit that should end a WebSocket held ``held`` faithful seconds with pings every
+    ``ping_every`` seconds (None: silence), and when (close delays added), or None if none does.
+
+    Idle limits count silence in either direction, so pings more often than the limit
+    defeat it; a lifetime limit ends the connection whatever crosses it; close delays add.
+    It reads the limits alone, so a run's recorded parameters predict the same as the topology.
+    """
+    parameters = list(parameters)
+    delay = sum(p.seconds for p in parameters if p.limit == "close-delay")
+    cuts = [
+        p
+        for p in parameters
+        if p.limit == "lifetime" or (p.limit == "idle" and (ping_every is None or ping_every >= p.seconds))
+    ]
+    first = min(cuts, key=lambda p: p.seconds, default=None)
+    if first is None or first.seconds + delay >= held:
+        return None
+    return first, first.seconds + delay
 
 
 @dataclass(frozen=True)
@@ -121,17 +156,10 @@ class Topology:
 
     def predicted_cut(self, held: float, ping_every: float | None) -> float | None:
         """When (faithful seconds) this topology's limits should end a WebSocket held ``held``
-        seconds with pings every ``ping_every`` seconds (None: silence), or None if none does.
-
-        Idle limits count silence in either direction, so pings more often than the limit
-        defeat it; a lifetime limit ends the connection whatever crosses it; close delays add.
-        """
-        idle = [p.seconds for p in self.parameters if p.limit == "idle"]
-        lifetime = [p.seconds for p in self.parameters if p.limit == "lifetime"]
-        delay = sum(p.seconds for p in self.parameters if p.limit == "close-delay")
-        cuts = [limit for limit in idle if ping_every is None or ping_every >= limit] + lifetime
-        cut = min(cuts, default=None)
-        return cut + delay if cut is not None and cut + delay < held else None
+        seconds with pings every ``ping_every`` seconds (None: silence), or None if none does
+        (see :func:`cutting_limit`)."""
+        cut = cutting_limit(self.parameters, held, ping_every)
+        return cut[1] if cut else None
 
     def unmeasurable(self, scale: float, seconds: float) -> list[Parameter]:
         """The limits a run at ``scale`` cannot give this proxy truthfully, among those that

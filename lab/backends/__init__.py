@@ -82,7 +82,10 @@ class Deployment:
             summary=topology.summary,
             platform=topology.platform,
             parameters=[
-                Parameter(name=p.name, seconds=p.seconds, source=p.source) for p in topology.parameters
+                Parameter(
+                    name=p.name, seconds=p.seconds, source=p.source, limit=p.limit, granularity=p.granularity
+                )
+                for p in topology.parameters
             ],
             behaviours=list(topology.behaviours),
             sources=list(topology.sources),
