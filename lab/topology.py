@@ -67,6 +67,29 @@ class Parameter:
         }
 
 
+FACTS = ("scale_to_zero", "cold_start", "several_instances", "cost")
+"""The facts a topology may state about the option it models (topology.yaml ``facts:``)."""
+
+FACT_STATUSES = ("documented", "inferred", "assumed", "measured")
+"""How a fact or a figure is known, from the most to the least certain (measured apart)."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What a deployment option is like beyond its time limits (scale to zero, cold starts,
+    instances, cost): not something the lab can measure, so it says how it is known."""
+
+    name: str
+    """One of :data:`FACTS`."""
+    value: str
+    """A few words, as the comparison shows them."""
+    status: str
+    """One of :data:`FACT_STATUSES`."""
+    source: str
+    holds: bool | None = None
+    """Whether the statement its name makes holds (None: it does not apply)."""
+
+
 class Limit(Protocol):
     """A time limit as a topology declares it or a run records it (``wslab.records.Parameter``)."""
 
@@ -126,6 +149,8 @@ class Topology:
     """Command-line arguments beyond the kind's, with the config's placeholders."""
     basis: str = ""
     """What the config is: a distribution's default, or a project's documented recipe."""
+    facts: tuple[Fact, ...] = ()
+    """What the option is like beyond its time limits, each with how it is known."""
 
     def placeholders(self, scale: float) -> dict[str, str]:
         """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful)."""
@@ -208,6 +233,10 @@ def load_topology(folder: Path) -> Topology:
         )
         for name, spec in (meta.get("parameters") or {}).items()
     )
+    facts = tuple(
+        Fact(name, spec["value"], spec["status"], " ".join(spec["source"].split()), spec.get("holds"))
+        for name, spec in (meta.get("facts") or {}).items()
+    )
     return Topology(
         name=meta["name"],
         title=meta["title"],
@@ -224,6 +253,7 @@ def load_topology(folder: Path) -> Topology:
         behaviours=tuple(b.strip() for b in meta.get("behaviours", [])),
         arguments=tuple(meta.get("arguments", [])),
         basis=" ".join(meta.get("basis", "").split()),
+        facts=facts,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..endpoint import Endpoint
 from ..observations import Hello
-from ..records import Connection, DeploymentStatus, Parameter, TopologyRecord
+from ..records import Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
 from ..topology import Topology
 
 READY, UNAVAILABLE, FAILED = DeploymentStatus.READY, DeploymentStatus.UNAVAILABLE, DeploymentStatus.FAILED
@@ -96,6 +96,10 @@ class Deployment:
             config=kept_config(self.config_text) if self.config_text is not None else None,
             arguments=self.arguments,
             basis=topology.basis,
+            facts={
+                fact.name: Fact(value=fact.value, status=fact.status, source=fact.source, holds=fact.holds)
+                for fact in topology.facts
+            },
         )
 
 
