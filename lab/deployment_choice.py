@@ -51,7 +51,7 @@ LABELS = {
     "replit-reserved-vm": "Replit Reserved VM",
     "replit-static": "Replit Static",
     "cloudrun": "Cloud Run",
-    "nginx-websocket": "own server, nginx",
+    "nginx-websocket": "self-hosted nginx",
 }
 """Column headings; any other option (a --target) is headed by its name."""
 TRAFFIC_SUITE = "platform-traffic"
@@ -80,7 +80,7 @@ FACT_ROWS = {
 
 STATUSES = {
     "documented": "a vendor's documentation says so",
-    "inferred": "reasoned from documented or observed facts; not stated anywhere",
+    "inferred": "reasoned from documented or observed facts, stated nowhere",
     "assumed": "nothing found: the profile assumes it",
     "measured": "observed in this run, on the emulation (real proxies in front of a real websockets server)",
 }
@@ -533,6 +533,11 @@ def _choose(app: str, options: list[Option], rank: Rank, reasons: Callable[[Opti
     return Choice(app, best.name, best.label, tuple(why))
 
 
+def join_and(names: list[str]) -> str:
+    """'a, b and c'."""
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def _plain_http_reasons(options: list[Option]) -> tuple[Reason, ...]:
     """Whatever the option: what the process_request fix changed, where it was measured."""
     fixed: dict[str, list[Option]] = {}
@@ -548,11 +553,11 @@ def _plain_http_reasons(options: list[Option]) -> tuple[Reason, ...]:
     before = sorted({t.plain.summary for t, _ in seen if t.plain})
     after = sorted({t.fixed.summary for t, _ in seen if t.fixed})
     errors = sorted({t.plain.server_error for t, _ in seen if t.plain and t.plain.server_error})
-    where = list(dict.fromkeys(option.label for _, option in seen))
+    where = join_and(list(dict.fromkeys(option.label for _, option in seen)))
     text = (
         "answer non-upgrade requests in process_request: "
-        + ", ".join(TRAFFIC_ROWS[s] for s in fixed)
-        + f" then get {'/'.join(after)} instead of {'/'.join(before)} on {', '.join(where)}"
+        + join_and([TRAFFIC_ROWS[s] for s in fixed])
+        + f" then get {'/'.join(after)} instead of {'/'.join(before)} on {where}"
         + (f", and the server stops logging '{', '.join(errors)}'" if errors else "")
     )
     return (Reason(text, tuple(TRAFFIC_ROWS[s] for s in fixed)),)

@@ -244,7 +244,7 @@ def test_one_table_of_every_option_with_each_figure_and_how_it_is_known() -> Non
         "Replit Reserved VM",
         "Replit Static",
         "Cloud Run",
-        "own server, nginx",
+        "self-hosted nginx",
     ]
     assert (
         page.count("<table>") == 0

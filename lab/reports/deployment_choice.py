@@ -27,6 +27,7 @@ from ..deployment_choice import (
     Recommendation,
     Seen,
     Traffic,
+    join_and,
 )
 from ..records import STYLES, Outcome
 from ..topology import SCALE_TOLERANCE
@@ -157,7 +158,7 @@ def _causes(comparison: Comparison) -> list[str]:
         lines += ["## Fixes", ""]
         for index, fix in enumerate(comparison.fixes):
             users = [o.label for o in comparison.options if any(c.fix == index for c in o.causes)]
-            lines += [f"**Fix {index + 1}**, for {markdown_text(', '.join(users))}:", ""]
+            lines += [f"**Fix {index + 1}**, for {markdown_text(join_and(users))}:", ""]
             lines += [*markdown_block(fix), ""]
     return lines
 
