@@ -317,6 +317,20 @@ class Parameter(Record):
     granularity: float = Field(0.001, description="the smallest step the proxy accepts, in seconds")
 
 
+FactStatus = Literal["documented", "inferred", "assumed", "measured"]
+
+
+class Fact(Record):
+    """What a deployment option is like beyond its time limits (topology.yaml ``facts:``)."""
+
+    value: str = Field(description="a few words, as `wslab compare` shows them")
+    status: FactStatus = Field(description="how it is known; measured: the lab observed it")
+    source: str = Field(description="[DOC] and the URL, the reasoning, or the assumption")
+    holds: bool | None = Field(
+        None, description="whether the statement its key makes holds (null: it does not apply)"
+    )
+
+
 class TopologyRecord(Record):
     """A topology as this run stood it up (or could not)."""
 
@@ -337,6 +351,11 @@ class TopologyRecord(Record):
     config: str | None = Field(None, description="the proxy's config as rendered for this run")
     arguments: list[str] = Field(default_factory=list, description="command-line arguments beyond the kind's")
     basis: str = Field("", description="what the config is: a distribution's default, a documented recipe")
+    facts: dict[str, Fact] = Field(
+        default_factory=dict,
+        description="scale_to_zero, cold_start, several_instances, cost: what the option is like beyond "
+        "its time limits, each with its status and source",
+    )
 
 
 Tier = Literal["required", "deployment", "informational"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .errors import TopologyError
 from .paths import COMPOSE_DIR
@@ -66,6 +67,63 @@ class Parameter:
         }
 
 
+FACTS = ("scale_to_zero", "cold_start", "several_instances", "cost")
+"""The facts a topology may state about the option it models (topology.yaml ``facts:``)."""
+
+FACT_STATUSES = ("documented", "inferred", "assumed", "measured")
+"""How a fact or a figure is known, from the most to the least certain (measured apart)."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What a deployment option is like beyond its time limits (scale to zero, cold starts,
+    instances, cost): not something the lab can measure, so it says how it is known."""
+
+    name: str
+    """One of :data:`FACTS`."""
+    value: str
+    """A few words, as the comparison shows them."""
+    status: str
+    """One of :data:`FACT_STATUSES`."""
+    source: str
+    holds: bool | None = None
+    """Whether the statement its name makes holds (None: it does not apply)."""
+
+
+class Limit(Protocol):
+    """A time limit as a topology declares it or a run records it (``wslab.records.Parameter``)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def limit(self) -> str: ...
+
+
+L = TypeVar("L", bound=Limit)
+
+
+def cutting_limit(parameters: Iterable[L], held: float, ping_every: float | None) -> tuple[L, float] | None:
+    """The limit that should end a WebSocket held ``held`` faithful seconds with pings every
+    ``ping_every`` seconds (None: silence), and when (close delays added), or None if none does.
+
+    Idle limits count silence in either direction, so pings more often than the limit
+    defeat it; a lifetime limit ends the connection whatever crosses it; close delays add.
+    It reads the limits alone, so a run's recorded parameters predict the same as the topology.
+    """
+    parameters = list(parameters)
+    delay = sum(p.seconds for p in parameters if p.limit == "close-delay")
+    cuts = [
+        p
+        for p in parameters
+        if p.limit == "lifetime" or (p.limit == "idle" and (ping_every is None or ping_every >= p.seconds))
+    ]
+    first = min(cuts, key=lambda p: p.seconds, default=None)
+    if first is None or first.seconds + delay >= held:
+        return None
+    return first, first.seconds + delay
+
+
 @dataclass(frozen=True)
 class Topology:
     """A deployment shape: a proxy kind with its config, or nothing (direct)."""
@@ -91,6 +149,8 @@ class Topology:
     """Command-line arguments beyond the kind's, with the config's placeholders."""
     basis: str = ""
     """What the config is: a distribution's default, or a project's documented recipe."""
+    facts: tuple[Fact, ...] = ()
+    """What the option is like beyond its time limits, each with how it is known."""
 
     def placeholders(self, scale: float) -> dict[str, str]:
         """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful)."""
@@ -121,17 +181,10 @@ class Topology:
 
     def predicted_cut(self, held: float, ping_every: float | None) -> float | None:
         """When (faithful seconds) this topology's limits should end a WebSocket held ``held``
-        seconds with pings every ``ping_every`` seconds (None: silence), or None if none does.
-
-        Idle limits count silence in either direction, so pings more often than the limit
-        defeat it; a lifetime limit ends the connection whatever crosses it; close delays add.
-        """
-        idle = [p.seconds for p in self.parameters if p.limit == "idle"]
-        lifetime = [p.seconds for p in self.parameters if p.limit == "lifetime"]
-        delay = sum(p.seconds for p in self.parameters if p.limit == "close-delay")
-        cuts = [limit for limit in idle if ping_every is None or ping_every >= limit] + lifetime
-        cut = min(cuts, default=None)
-        return cut + delay if cut is not None and cut + delay < held else None
+        seconds with pings every ``ping_every`` seconds (None: silence), or None if none does
+        (see :func:`cutting_limit`)."""
+        cut = cutting_limit(self.parameters, held, ping_every)
+        return cut[1] if cut else None
 
     def unmeasurable(self, scale: float, seconds: float) -> list[Parameter]:
         """The limits a run at ``scale`` cannot give this proxy truthfully, among those that
@@ -180,6 +233,10 @@ def load_topology(folder: Path) -> Topology:
         )
         for name, spec in (meta.get("parameters") or {}).items()
     )
+    facts = tuple(
+        Fact(name, spec["value"], spec["status"], " ".join(spec["source"].split()), spec.get("holds"))
+        for name, spec in (meta.get("facts") or {}).items()
+    )
     return Topology(
         name=meta["name"],
         title=meta["title"],
@@ -196,6 +253,7 @@ def load_topology(folder: Path) -> Topology:
         behaviours=tuple(b.strip() for b in meta.get("behaviours", [])),
         arguments=tuple(meta.get("arguments", [])),
         basis=" ".join(meta.get("basis", "").split()),
+        facts=facts,
     )
 
 

@@ -24,17 +24,22 @@ SEED_LOG_LINE = "websockets.exceptions.InvalidUpgrade: missing Connection header
 RUN_TOPOLOGIES = ["direct", "haproxy-default", "nginx-websocket-map", "varnish-default", "envoy-default"]
 RUN_TOPOLOGIES += ["replit-dev", "replit-autoscale", "replit-reserved-vm", "replit-static"]
 
-SAMPLES: dict[str, list[str]] = {
-    "run": ["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"],
-    "explain": ["explain", SEED_LOG_LINE, "--results", "{results}"],
+SAMPLES: dict[str, tuple[list[str], int]] = {
+    "run": (["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"], 60),
+    "explain": (["explain", SEED_LOG_LINE, "--results", "{results}"], 60),
+    "compare": (["compare"], 0),
 }
-"""Sample name -> the wslab command that prints it; {results} is the run sample's --json file."""
+"""Sample name -> the wslab command that prints it ({results}: the run sample's --json file) and
+how many of its first lines to show (0: all)."""
 
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(
     r"(<!-- sample: (?P<name>[a-z-]+) -->\n```[a-z]*\n)(?P<body>.*?)(```\n<!-- /sample -->)", re.S
 )
-VOLATILE = [(re.compile(r"(\d+ scenarios · \w+ backend · )\d+\.\d s"), r"\g<1>N s")]
+VOLATILE = [
+    (re.compile(r"(\d+ scenarios · \w+ backend · )\d+\.\d s"), r"\g<1>N s"),
+    (re.compile(r"measured \d+ ?s"), "measured N s"),
+]
 """What changes from run to run, set aside when comparing."""
 
 
@@ -43,7 +48,7 @@ def produce() -> dict[str, str]:
     outputs = {}
     with tempfile.TemporaryDirectory() as scratch:
         results = str(Path(scratch) / "results.json")
-        for name, args in SAMPLES.items():
+        for name, (args, shown) in SAMPLES.items():
             command = [arg.replace("{results}", results) for arg in args]
             completed = subprocess.run(
                 [sys.executable, "-m", "wslab", *command],
@@ -56,8 +61,10 @@ def produce() -> dict[str, str]:
                 raise SystemExit(
                     f"wslab {' '.join(command)} exited {completed.returncode}:\n{completed.stderr}"
                 )
-            text = completed.stdout.replace(results, "results.json")
-            outputs[name] = "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+            lines = [line.rstrip() for line in completed.stdout.replace(results, "results.json").splitlines()]
+            if shown and len(lines) > shown:
+                lines = [*lines[:shown], f"[... {len(lines) - shown} more lines]"]
+            outputs[name] = "\n".join(lines) + "\n"
     return outputs
 
 

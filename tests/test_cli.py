@@ -80,7 +80,8 @@ def test_proxy_that_fails_to_start_shows_its_own_log(tmp_path: Path) -> None:
     folder = tmp_path / "compose" / "nginx-broken"
     folder.mkdir(parents=True)
     (folder / "topology.yaml").write_text(
-        "name: nginx-broken\ntitle: broken\nproxy: nginx\nport: 18999\nconfig: nginx.conf\nsummary: a typo\n"
+        "name: nginx-broken\ntitle: broken\nproxy: nginx\nrole: bare\nport: 18999\n"
+        "config: nginx.conf\nsummary: a typo\n"
     )
     good = (ROOT / "compose" / "nginx-default" / "nginx.conf").read_text()
     (folder / "nginx.conf").write_text(good.replace("proxy_pass", "proxy_passs"))

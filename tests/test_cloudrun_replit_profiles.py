@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from wslab.backends import ACCELERATED, StackOptions
+from wslab.backends import ACCELERATED, Deployment, StackOptions
 from wslab.backends.local import LocalBackend
-from wslab.deployment_choice import compare
-from wslab.records import Outcome, Run, header_value
+from wslab.deployment_choice import COMPARED, LONG_LIVED, REQUEST_RESPONSE, compare, source_status
+from wslab.errors import TopologyError
+from wslab.paths import COMPOSE_DIR
+from wslab.records import DeploymentStatus, Outcome, Run, header_value
 from wslab.reports.deployment_choice import render_markdown
 from wslab.runner import run
 from wslab.scenario import load_scenarios
-from wslab.topology import load_topologies
+from wslab.topology import FACTS, load_topologies, load_topology
 
+ROOT = Path(__file__).resolve().parent.parent
 SOURCE_TAG = re.compile(r"\[(DOC|DOC-2nd|3P|ISSUE|CODE|INFERRED|UNVERIFIED|VERIFIED)\]|assumption|https?://")
 WEBSOCKET_CLIENTS = ["websockets-echo", "chrome-handshake", "firefox-keepalive-upgrade"]
 
@@ -39,8 +47,57 @@ def test_every_profile_parameter_and_behaviour_names_its_source() -> None:
     }
     for topology in profiles:
         assert topology.behaviours, topology.name
-        for text in [p.source for p in topology.parameters] + list(topology.behaviours):
+        texts = [p.source for p in topology.parameters] + [f.source for f in topology.facts]
+        for text in texts + list(topology.behaviours):
             assert SOURCE_TAG.search(text), f"{topology.name}: no source or 'assumption' in {text!r}"
+
+
+@pytest.mark.fast
+def test_each_compared_option_states_its_facts_with_how_they_are_known() -> None:
+    topologies = load_topologies()
+    for name in COMPARED:
+        facts = {fact.name: fact for fact in topologies[name].facts}
+        assert set(facts) == set(FACTS), name
+        for fact in facts.values():
+            assert SOURCE_TAG.search(fact.source), (name, fact)
+            if fact.status == "documented":
+                assert "[DOC" in fact.source and "https://" in fact.source, (name, fact)
+            if fact.status == "assumed":
+                assert "assumption" in fact.source, (name, fact)
+        # Recorded in the run, so a results file carries them to `wslab compare` and the report.
+        recorded = Deployment(topologies[name], DeploymentStatus.READY).record().facts
+        assert {key: (f.value, f.status, f.holds) for key, f in recorded.items()} == {
+            f.name: (f.value, f.status, f.holds) for f in facts.values()
+        }
+    # Never an inference presented as documented: the lifetime cap Autoscale inherits from Cloud
+    # Run is inferred, Cloud Run's own is documented.
+    autoscale, cloudrun = topologies["replit-autoscale"], topologies["cloudrun"]
+    assert source_status(autoscale.parameters[0].source) == "inferred"
+    assert source_status(cloudrun.parameters[0].source) == "documented"
+    assert source_status(topologies["replit-reserved-vm"].parameters[0].source) == "assumed"
+    own = {fact.name: fact for fact in topologies["nginx-websocket"].facts}
+    assert own["scale_to_zero"].holds is False and own["cost"].holds is True
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("fact", "message"),
+    [
+        ("  cost: {value: cheap, status: documented, source: '[DOC] the pricing page'}", "does not match"),
+        ("  cost: {value: cheap, status: guessed, source: 'assumption: none'}", "guessed"),
+        ("  cost: {value: cheap, status: assumed, source: '[INFERRED] from the name'}", "does not match"),
+        ("  price: {value: cheap, status: assumed, source: 'assumption: none'}", "price"),
+        ("  cost: {value: cheap, source: 'assumption: none'}", "status"),
+    ],
+)
+def test_the_topology_schema_checks_each_fact(tmp_path: Path, fact: str, message: str) -> None:
+    folder = tmp_path / "replit-static"
+    shutil.copytree(COMPOSE_DIR / "replit-static", folder)
+    text = (folder / "topology.yaml").read_text()
+    (folder / "topology.yaml").write_text(text[: text.index("facts:")] + "facts:\n" + fact + "\n")
+    with pytest.raises(TopologyError, match=message) as raised:
+        load_topology(folder)
+    assert ":" in str(raised.value).split(" ")[0], "file:line"
 
 
 def test_replit_dev_reproduces_the_seed(matrix: Run, healthcheck_matrix: Run) -> None:
@@ -103,9 +160,57 @@ def test_compare_recommends_reserved_vm_and_gives_the_fix(
 ) -> None:
     merged = Run(**{**vars(matrix), "cells": matrix.cells + timeouts.cells})
     comparison = compare(merged, healthcheck_matrix)
-    assert comparison.recommended.name == "replit-reserved-vm"
+    assert comparison.recommendation is not None
+    chosen = {choice.app: choice.option for choice in comparison.recommendation.choices}
+    assert chosen == {LONG_LIVED: "replit-reserved-vm", REQUEST_RESPONSE: "replit-autoscale"}
+    assert comparison.disagreements() == [], "every measured limit agrees with its configuration"
     page = render_markdown(comparison)
-    assert "| **replit-dev** |" in page and "missing Connection header" in page
-    assert "process_request" in page and "cut at" in page
+    assert "| | **Replit dev URL** |" in page and "`missing Connection header`" in page
+    assert "process_request" in page and re.search(r"300s \[inferred\] \(measured \d+s\)", page)
+    assert page.count("def process_request") == 1, "the fix once"
+    head = next(line for line in page.splitlines() if line.startswith("| HEAD /"))
+    assert "ℹ" in head and "✗" not in head, "informational, as in wslab run"
     static = next(o for o in comparison.options if o.name == "replit-static")
     assert not static.carries_websockets
+
+
+@pytest.fixture(scope="module")
+def compare_command(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """`wslab compare --markdown PATH` once, on a 100-column terminal: the page and the output."""
+    page = tmp_path_factory.mktemp("compare") / "compare.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "wslab", "compare", "--markdown", str(page)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return page.read_text(), result.stdout
+
+
+def test_compare_writes_the_table_with_each_figure_s_status(compare_command: tuple[str, str]) -> None:
+    page, terminal = compare_command
+    assert page.startswith(
+        "# Which deployment carries the WebSocket server?\n\n**On Replit: For a long-lived"
+    )
+    lines = page.splitlines()
+    header = next(line for line in lines if line.startswith("| | "))
+    assert header.count("|") == 8, "the row labels, then six options"
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and line != header}
+    measured = [label for label in rows if label.endswith("[measured]")]
+    assert measured[0] == "real WebSocket clients [measured]" and len(measured) == 6
+    assert "HEAD / [measured]" in measured
+    for label in ("idle cut", "lifetime cap"):
+        assert re.search(r"\[(documented|inferred|assumed)\]", rows[label]), rows[label]
+    assert (
+        "300s [inferred] (measured" in rows["lifetime cap"]
+        and "300s [documented] (measured" in rows["lifetime cap"]
+    )
+    for label in ("scales to zero", "cold starts", "several instances", "cost, in kind"):
+        cells = rows[label].split(" | ")[1:]
+        assert len(cells) == 6 and all(re.search(r"\[(documented|inferred|assumed)\]", c) for c in cells)
+    assert "## Recommendation" in page and "(row “lifetime cap”)" in page
+    # The terminal gets the same page through rich, within 100 columns.
+    assert "Replit Reserved VM" in terminal and max(len(line) for line in terminal.splitlines()) <= 100

@@ -236,7 +236,9 @@ def test_compare_puts_the_real_deployment_beside_the_emulations(deployed: int, t
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = page.read_text()
     header = next(line for line in text.splitlines() if line.startswith("| | "))
-    assert "**replit-dev**" in header and header.rstrip(" |").endswith("**target**")
+    assert "**Replit dev URL**" in header and header.rstrip(" |").endswith("**target**")
     clients = next(line for line in text.splitlines() if line.startswith("| real WebSocket clients"))
     assert clients.rstrip(" |").endswith("✓ 7/7 pass")
-    assert "**Replit Reserved VM deployment**" in text
+    lifetime = next(line for line in text.splitlines() if line.startswith("| lifetime cap"))
+    assert lifetime.rstrip(" |").endswith("| – not run"), "a real platform's limits are not measured here"
+    assert "choose Replit Reserved VM" in text

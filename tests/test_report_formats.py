@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import xmlschema
 from markdown_it import MarkdownIt
+from rich.console import Console
 
 from wslab import results
 from wslab.records import Outcome, Run
+from wslab.reports import terminal
 from wslab.reports.junit import render_junit
 from wslab.reports.markdown import render_markdown
 
@@ -135,3 +137,22 @@ def test_report_merges_runs_side_by_side(saved: Path) -> None:
     names = [t["name"] for t in data["topologies"]]
     assert names == ["haproxy-default", "envoy-default", "haproxy-default@2", "envoy-default@2"]
     assert len(data["cells"]) == 4 * len(data["scenarios"])
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_whole_matrix_reads_at_terminal_widths(matrix: Run, width: int) -> None:
+    """Every topology named in full, no line wider than the terminal, the process_request fix
+    once; at 80 columns the scenarios wrap into a second block rather than squeezing."""
+    console = Console(record=True, width=width)
+    terminal.render(matrix, console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    for topology in matrix.topologies:
+        assert any(line.strip().startswith(topology.name + " ") for line in lines), topology.name
+    assert sum("def process_request" in line for line in lines) == 1
+    blocks = sum(
+        line.split() == ["echo", "chr", "ff", "lc", "sub", "path", "cmd"]
+        or line.split()[:2] == ["echo", "chr"]
+        for line in lines
+    )
+    assert blocks == 1

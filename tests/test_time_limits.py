@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from wslab.backends import ACCELERATED, StackOptions
+from wslab.backends import ACCELERATED, Deployment, StackOptions
 from wslab.backends.local import LocalBackend
-from wslab.records import Outcome, Run
+from wslab.records import DeploymentStatus, Outcome, Run
 from wslab.runner import run
 from wslab.scenario import load_scenarios
-from wslab.topology import SCALE_TOLERANCE, Parameter, Topology, load_topologies
+from wslab.topology import SCALE_TOLERANCE, Parameter, Topology, cutting_limit, load_topologies
 
 HOLDS = {
     "idle-without-pings": (150, None),
@@ -105,6 +105,21 @@ def test_predicted_cuts() -> None:
     assert topology.predicted_cut(400, 20) is None
     cloudrun = load_topologies()["cloudrun"]  # request timeout 300 s: a lifetime cap
     assert cloudrun.predicted_cut(400, 20) == 300 and cloudrun.predicted_cut(150, 20) is None
+
+
+@pytest.mark.fast
+def test_a_run_records_each_limit_with_its_kind_and_predicts_the_same_cut() -> None:
+    """`wslab compare` predicts cuts from the run's records: a lifetime cap recorded as an idle
+    limit would be predicted never to cut a connection kept busy by pings."""
+    for name in ("cloudrun", "envoy-websocket", "nginx-websocket"):
+        topology = load_topologies()[name]
+        recorded = Deployment(topology, DeploymentStatus.READY).record().parameters
+        assert [(p.limit, p.granularity) for p in recorded] == [
+            (p.limit, p.granularity) for p in topology.parameters
+        ]
+        for held, pings in HOLDS.values():
+            cut = cutting_limit(recorded, held, pings)
+            assert (cut[1] if cut else None) == topology.predicted_cut(held, pings), (name, held, pings)
 
 
 @pytest.mark.slow

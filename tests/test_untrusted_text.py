@@ -39,7 +39,18 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from wslab import results
-from wslab.deployment_choice import Comparison, Option, compare
+from wslab.deployment_choice import (
+    Cause,
+    Choice,
+    Comparison,
+    Limit,
+    Option,
+    Reason,
+    Recommendation,
+    Seen,
+    Traffic,
+    compare,
+)
 from wslab.explain import explain
 from wslab.observations import Closing, Hello, Observed
 from wslab.probe.standalone import describe
@@ -50,6 +61,7 @@ from wslab.records import (
     Closed,
     DeploymentStatus,
     Diagnosis,
+    Fact,
     Outcome,
     RequestHead,
     Run,
@@ -361,22 +373,38 @@ def test_compare_page_quotes_the_evidence_as_text() -> None:
     html = rendered(page)
     assert "platform " in html and "\\u202eevil" in html
     in_terminal(page)
+    seen = Seen(Outcome.FAIL, HOSTILE, HOSTILE)
     option = Option(
         name=HOSTILE,
-        title=HOSTILE,
+        label=HOSTILE,
         platform=HOSTILE,
+        carries=False,
         clients_passed=0,
         clients_total=1,
-        traffic={"browser-tab-get": HOSTILE},
-        traffic_fixed={"browser-tab-get": HOSTILE},
-        lives={"idle-without-pings": HOSTILE},
-        lifetime=None,
-        causes=[HOSTILE],
-        fixes=[HOSTILE],
+        clients_failed=seen,
+        traffic={"browser-tab-get": Traffic(seen, Seen(Outcome.PASS, HOSTILE))},
+        limits={
+            "idle-without-pings": Limit(
+                Seen(Outcome.INFORMATIONAL, HOSTILE),
+                held=150,
+                configured=60,
+                parameter=HOSTILE,
+                source=HOSTILE,
+                status="documented",
+                expected=60,
+                measured=150,
+            ),
+            "lifetime-with-pings": Limit(Seen(Outcome.BLOCKED, HOSTILE), held=400),
+        },
+        facts={"cost": Fact(value=HOSTILE, status="assumed", source=HOSTILE, holds=True)},
+        causes=[Cause(HOSTILE, 1, 0)],
     )
-    page = compare_page.render_markdown(Comparison([option], option, [], HOSTILE, 1))
+    reason = Reason(HOSTILE, (HOSTILE, HOSTILE))
+    recommendation = Recommendation((Choice(HOSTILE, HOSTILE, HOSTILE, (reason,)),), (reason,))
+    page = compare_page.render_markdown(Comparison([option], [HOSTILE], recommendation, HOSTILE, 1))
     html = rendered(page)
     assert re.findall("<tr>(.*?)</tr>", html, re.S)[0].count("<th>") == 2
+    assert "Measured limits that disagree" in html, "the hostile limit disagrees, loudly"
     in_terminal(page)
 
 

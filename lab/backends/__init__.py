@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..endpoint import Endpoint
 from ..observations import Hello
-from ..records import Connection, DeploymentStatus, Parameter, TopologyRecord
+from ..records import Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
 from ..topology import Topology
 
 READY, UNAVAILABLE, FAILED = DeploymentStatus.READY, DeploymentStatus.UNAVAILABLE, DeploymentStatus.FAILED
@@ -82,7 +82,10 @@ class Deployment:
             summary=topology.summary,
             platform=topology.platform,
             parameters=[
-                Parameter(name=p.name, seconds=p.seconds, source=p.source) for p in topology.parameters
+                Parameter(
+                    name=p.name, seconds=p.seconds, source=p.source, limit=p.limit, granularity=p.granularity
+                )
+                for p in topology.parameters
             ],
             behaviours=list(topology.behaviours),
             sources=list(topology.sources),
@@ -93,6 +96,10 @@ class Deployment:
             config=kept_config(self.config_text) if self.config_text is not None else None,
             arguments=self.arguments,
             basis=topology.basis,
+            facts={
+                fact.name: Fact(value=fact.value, status=fact.status, source=fact.source, holds=fact.holds)
+                for fact in topology.facts
+            },
         )
 
 

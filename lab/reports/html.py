@@ -31,6 +31,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..deployment_choice import recommend
 from ..records import (
     STYLES,
     BrowserRequest,
@@ -407,8 +408,14 @@ def render_html(result: Run, recommendation: str | list[str] | tuple[str, ...] |
     ``recommendation`` fills the band's recommendation slot (the template's ``recommendation``
     block) when a deployment choice was made for this run, e.g. from platform profiles: plain
     text, a headline then its reasons, one string each; escaped like all the rest. Without
-    it, the slot is left out.
+    it, the recommendation is computed from the run when Replit's deployment profiles ran in
+    it (:func:`wslab.deployment_choice.recommend`), else the slot is left out.
     """
+    if recommendation is None and (found := recommend(result)) is not None:
+        recommendation = [
+            found.headline(),
+            *(choice.reasons[0].text for choice in found.choices if choice.reasons),
+        ]
     verdict = judge_run(result)
     marks = Marks(result)
     band = summary_band(result, verdict, marks)
