@@ -571,8 +571,10 @@ def _plain_http_reasons(options: list[Option]) -> tuple[Reason, ...]:
 
 
 def _recommend(options: list[Option]) -> Recommendation | None:
+    """None when no Replit option carried WebSockets in the run: choosing among options that
+    all fail would name one the lab saw fail."""
     candidates = [o for o in options if o.name in REPLIT_DEPLOYMENTS]
-    if not candidates:
+    if not any(o.carries_websockets for o in candidates):
         return None
     return Recommendation(
         choices=(
@@ -588,8 +590,9 @@ def recommend(result: Run, fixed: Run | None = None) -> Recommendation | None:
     request/response app with occasional WebSockets, computed from one run (``fixed``: the same
     run with the process_request fix, for the reason that says what it changes).
 
-    None unless the run has one of Replit's deployment profiles (:data:`REPLIT_DEPLOYMENTS`)
-    ready. The HTML report can show :meth:`Recommendation.headline` in its summary band."""
+    None unless one of Replit's deployment profiles (:data:`REPLIT_DEPLOYMENTS`) was ready in
+    the run and carried WebSockets. The HTML report can show :meth:`Recommendation.headline` in
+    its summary band."""
     ready = {t.name for t in result.topologies if t.status == "ready"}
     names = [name for name in REPLIT_DEPLOYMENTS if name in ready]
     if not names:

@@ -193,7 +193,7 @@ def compare_command(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]
 def test_compare_writes_the_table_with_each_figure_s_status(compare_command: tuple[str, str]) -> None:
     page, terminal = compare_command
     assert page.startswith(
-        "# Which deployment carries the WebSocket server?\n\n**On Replit: For a long-lived"
+        "# Which deployment carries the WebSocket server?\n\n**On Replit: for a long-lived"
     )
     lines = page.splitlines()
     header = next(line for line in lines if line.startswith("| | "))

@@ -357,7 +357,7 @@ def test_the_recommendation_follows_the_measurements_and_cites_its_rows() -> Non
     static = next(r for r in long_lived.reasons if r.text.startswith("not Replit Static"))
     assert static.row == "real WebSocket clients"
     page = render_markdown(result)
-    assert page.index("**On Replit: For a long-lived WebSocket app") < page.index("| | "), "up front"
+    assert page.index("**On Replit: for a long-lived WebSocket app") < page.index("| | "), "up front"
     assert "(row “lifetime cap”)" in page
 
     # Autoscale's connections outlive the test, the Reserved VM's are cut: now Autoscale carries
@@ -369,6 +369,10 @@ def test_the_recommendation_follows_the_measurements_and_cites_its_rows() -> Non
     assert choice(broken, LONG_LIVED) == choice(broken, REQUEST_RESPONSE) == "replit-autoscale"
     # Autoscale carries none: the request/response app goes to the Reserved VM.
     assert choice(comparison(broken=("replit-autoscale",)), REQUEST_RESPONSE) == "replit-reserved-vm"
+    # None carries: no option is named, and the page says none carried.
+    none = comparison(broken=("replit-autoscale", "replit-reserved-vm"))
+    assert none.recommendation is None
+    assert "**On Replit: none of the compared options carried WebSockets in this run.**" in render_markdown(none)
 
 
 def test_the_recommendation_says_what_the_fix_changes_whatever_the_option() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -58,6 +59,11 @@ def describe_event(event: Event) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
+def _event_printer(console: Console) -> Callable[[Event], None]:
+    """Events are log lines: never wrapped by rich, so a line stays greppable whatever the width."""
+    return lambda event: console.print(describe_event(event), markup=False, highlight=False, soft_wrap=True)
+
+
 def up_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(args.topology)
     upstream = parse_upstream(args.upstream)
@@ -88,9 +94,7 @@ async def _serve(
             console.print("Ctrl-C stops everything.")
         else:
             console.print("What the server receives is printed below. Ctrl-C stops everything.")
-        backend.feed.subscribers.append(
-            lambda event: console.print(describe_event(event), markup=False, highlight=False)
-        )
+        backend.feed.subscribers.append(_event_printer(console))
         await asyncio.Event().wait()
     finally:
         await backend.stop()
@@ -106,7 +110,7 @@ def watch_command(args: argparse.Namespace, console: Console) -> int:
 
 async def _watch(host: str, port: int, console: Console) -> int:
     feed = ObservationFeed()
-    feed.subscribers.append(lambda event: console.print(describe_event(event), markup=False, highlight=False))
+    feed.subscribers.append(_event_printer(console))
     await wait_answering(host, port, 60)
     await feed.start(host, port)
     try:

@@ -17,6 +17,7 @@ import re
 from ..deployment_choice import (
     FACT_ROWS,
     LIMIT_ROWS,
+    REPLIT_DEPLOYMENTS,
     ROW_CLIENTS,
     STATUSES,
     TRAFFIC_ROWS,
@@ -194,7 +195,10 @@ def render_markdown(comparison: Comparison) -> str:
     )
     lines = ["# Which deployment carries the WebSocket server?", ""]
     if comparison.recommendation is not None:
-        lines += [f"**On Replit: {_tags(markdown_text(comparison.recommendation.headline()))}**", ""]
+        headline = comparison.recommendation.headline()
+        lines += [f"**On Replit: {_tags(markdown_text(headline[:1].lower() + headline[1:]))}**", ""]
+    elif any(o.name in REPLIT_DEPLOYMENTS for o in comparison.options):
+        lines += ["**On Replit: none of the compared options carried WebSockets in this run.**", ""]
     lines += [
         f"websockets {markdown_text(comparison.websockets)} behind each option, emulated on real "
         f"proxies; {timing}. Each option's topology.yaml names the source of every emulated behaviour.",
