@@ -372,7 +372,8 @@ def test_the_recommendation_follows_the_measurements_and_cites_its_rows() -> Non
     # None carries: no option is named, and the page says none carried.
     none = comparison(broken=("replit-autoscale", "replit-reserved-vm"))
     assert none.recommendation is None
-    assert "**On Replit: none of the compared options carried WebSockets in this run.**" in render_markdown(none)
+    page = render_markdown(none)
+    assert "**On Replit: none of the compared options carried WebSockets in this run.**" in page
 
 
 def test_the_recommendation_says_what_the_fix_changes_whatever_the_option() -> None:
