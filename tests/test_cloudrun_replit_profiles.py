@@ -117,8 +117,8 @@ def test_replit_dev_reproduces_the_seed(matrix: Run, healthcheck_matrix: Run) ->
 
 def test_cloudrun_headers_and_h2c(matrix: Run) -> None:
     request = matrix.cell("cloudrun", "websockets-echo").server[0].request
-    assert re.fullmatch(r"[0-9a-f]{32}/\d+;o=1", header_value(request.headers, "X-Cloud-Trace-Context"))
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", header_value(request.headers, "traceparent"))
+    assert re.fullmatch(r"[0-9a-f]{32}/\d+;o=0", header_value(request.headers, "X-Cloud-Trace-Context"))
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", header_value(request.headers, "traceparent"))
     assert header_value(request.headers, "X-Forwarded-Proto") == "https"
     for scenario in WEBSOCKET_CLIENTS:
         cell = matrix.cell("cloudrun-h2c", scenario)
