@@ -214,3 +214,88 @@ def test_compare_writes_the_table_with_each_figure_s_status(compare_command: tup
     assert "## Recommendation" in page and "(row “lifetime cap”)" in page
     # The terminal gets the same page through rich, within 100 columns.
     assert "Replit Reserved VM" in terminal and max(len(line) for line in terminal.splitlines()) <= 100
+
+STATIC_SCENARIOS = """\
+suite: static-paths
+scenarios:
+  - id: handshake-root
+    title: websockets client to /
+    steps:
+      - connect: {path: /}
+    expect: {status: 101}
+  - id: handshake-unknown
+    title: websockets client to an unknown path
+    steps:
+      - connect: {path: /chat}
+    expect: {status: 101}
+"""
+
+
+async def _ask(endpoint: tuple[str, int], head: str) -> tuple[int, str, str]:
+    """Send one request head; the status, the Content-Type and the body that come back (a
+    handshake keeps the connection open: the body is read by its Content-Length)."""
+    reader, writer = await asyncio.open_connection(*endpoint)
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        top = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode()
+        fields = dict(
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(":") for line in top.split("\r\n")[1:] if line)
+        )
+        body = await asyncio.wait_for(reader.readexactly(int(fields.get("content-length", "0"))), 10)
+    finally:
+        writer.close()
+    return int(top.split()[1]), fields.get("content-type", ""), body.decode()
+
+
+def test_replit_static_answers_by_path_and_never_upgrades(tmp_path: Path) -> None:
+    """platform-facts §9: a static site serves index.html at / (200) and a 404 elsewhere,
+    WebSocket handshakes included; the real nginx of the emulation answers."""
+    static = load_topologies()["replit-static"]
+    handshake = (
+        "GET {path} HTTP/1.1\r\nHost: wslab-demo.replit.app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    page = "GET {path} HTTP/1.1\r\nHost: wslab-demo.replit.app\r\nConnection: close\r\n\r\n"
+
+    async def ask_all() -> dict[str, tuple[int, str, str]]:
+        backend = LocalBackend(tmp_path / "static", StackOptions(time_scale=ACCELERATED))
+        try:
+            deployment = (await backend.start([static]))["replit-static"]
+            assert deployment.status == DeploymentStatus.READY and deployment.endpoint, deployment.detail
+            endpoint = (deployment.endpoint.host, deployment.endpoint.port)
+            asks = {
+                "/": page.format(path="/"),
+                "/index.html": page.format(path="/index.html"),
+                "/no-such-page": page.format(path="/no-such-page"),
+                "ws /": handshake.format(path="/"),
+                "ws /chat": handshake.format(path="/chat"),
+            }
+            return {name: await _ask(endpoint, head) for name, head in asks.items()}
+        finally:
+            await backend.stop()
+
+    answers = asyncio.run(ask_all())
+    for name in ("/", "/index.html", "ws /"):
+        status, kind, body = answers[name]
+        assert (status, kind) == (200, "text/html") and body.startswith("<!doctype html>"), (
+            name,
+            answers[name],
+        )
+    for name in ("/no-such-page", "ws /chat"):
+        status, kind, body = answers[name]
+        assert (status, kind) == (404, "text/html") and "<!doctype html>" in body, (name, answers[name])
+
+    # Through the lab: a WebSocket client gets the page at / and a 404 elsewhere; nothing reaches
+    # a server, and the diagnosis says the front end answered the upgrade itself.
+    scenarios = tmp_path / "static.yaml"
+    scenarios.write_text(STATIC_SCENARIOS)
+    backend = LocalBackend(tmp_path / "run", StackOptions(time_scale=ACCELERATED))
+    result = asyncio.run(run(backend, [static], load_scenarios([scenarios])))
+    for scenario, status in (("handshake-root", 200), ("handshake-unknown", 404)):
+        cell = result.cell("replit-static", scenario)
+        assert cell.outcome == Outcome.FAIL and cell.client.received.status == status, cell.summary
+        assert cell.server == [] and cell.diagnosis.rule == "proxy-rejected-upgrade"
+        assert f"answered {status}" in cell.diagnosis.cause
+    assert "a page instead of 101" in result.cell("replit-static", "handshake-root").diagnosis.cause
