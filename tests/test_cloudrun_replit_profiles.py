@@ -14,17 +14,21 @@ import pytest
 
 from wslab.backends import ACCELERATED, Deployment, StackOptions
 from wslab.backends.local import LocalBackend
-from wslab.deployment_choice import COMPARED, LONG_LIVED, REQUEST_RESPONSE, compare, source_status
+from wslab.deployment_choice import COMPARED, LONG_LIVED, REQUEST_RESPONSE, compare
 from wslab.errors import TopologyError
 from wslab.paths import COMPOSE_DIR
 from wslab.records import DeploymentStatus, Outcome, Run, header_value
 from wslab.reports.deployment_choice import render_markdown
 from wslab.runner import run
 from wslab.scenario import load_scenarios
-from wslab.topology import FACTS, load_topologies, load_topology
+from wslab.topology import FACTS, load_topologies, load_topology, source_status
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE_TAG = re.compile(r"\[(DOC|DOC-2nd|3P|ISSUE|CODE|INFERRED|UNVERIFIED|VERIFIED)\]|assumption|https?://")
+SOURCE_TAG = re.compile(
+    r"\[(DOC|DOC-2nd|3P|ISSUE|CODE|INFERRED|UNVERIFIED|VERIFIED)(, older revision)?\]|assumption|https?://"
+)
+OLDER_AS_DOC = re.compile(r"\[DOC\][^\[]*\bolder revision")
+"""A claim only an older revision makes, tagged as if the current page made it."""
 WEBSOCKET_CLIENTS = ["websockets-echo", "chrome-handshake", "firefox-keepalive-upgrade"]
 
 
@@ -40,16 +44,82 @@ def hold(result: Run, topology: str, scenario: str) -> dict:
     return result.cell(topology, scenario).client.hold
 
 
-def test_every_profile_parameter_and_behaviour_names_its_source() -> None:
+@pytest.mark.fast
+def test_every_profile_parameter_behaviour_and_fact_names_its_source() -> None:
     profiles = [t for t in load_topologies().values() if t.platform]
-    assert {"cloudrun", "cloudrun-h2c", "replit-dev", "replit-autoscale", "replit-reserved-vm"} <= {
-        t.name for t in profiles
-    }
+    assert {
+        "cloudrun",
+        "cloudrun-h2c",
+        "replit-dev",
+        "replit-autoscale",
+        "replit-reserved-vm",
+        "replit-static",
+    } <= {t.name for t in profiles}
     for topology in profiles:
         assert topology.behaviours, topology.name
         texts = [p.source for p in topology.parameters] + [f.source for f in topology.facts]
         for text in texts + list(topology.behaviours):
             assert SOURCE_TAG.search(text), f"{topology.name}: no source or 'assumption' in {text!r}"
+            # platform-facts §9: what only older revisions of a page say is tagged so.
+            assert not OLDER_AS_DOC.search(text), f"{topology.name}: [DOC, older revision] in {text!r}"
+        for fact in topology.facts:
+            assert fact.status == source_status(fact.source), (topology.name, fact)
+
+
+@pytest.mark.fast
+def test_claims_are_tagged_as_their_sources_make_them() -> None:
+    """platform-facts §9, the fact check: each claim as strong as its source, no stronger."""
+    topologies = load_topologies()
+
+    def said(name: str, words: str) -> str:
+        lines = [b for b in topologies[name].behaviours if words in b]
+        assert len(lines) == 1, (name, words, lines)
+        return lines[0]
+
+    autoscale = {fact.name: fact for fact in topologies["replit-autoscale"].facts}
+    # Only older revisions of Replit's autoscale page say these: inferred, the revision named.
+    for name in ("scale_to_zero", "several_instances"):
+        assert autoscale[name].status == "inferred"
+        assert autoscale[name].source.startswith("[DOC, older revision] https://docs.replit.com/")
+    assert said("replit-autoscale", "WebSockets and gRPC").startswith("Accepts HTTP, HTTP/2")
+    assert "[DOC, older revision]" in said("replit-autoscale", "WebSockets and gRPC")
+    assert "[DOC, older revision]" in said("replit-autoscale", "15 min")
+    # Cloud Run underneath stays an inference; so does Autoscale's lifetime cap.
+    assert said("replit-autoscale", "Runs on Cloud Run").startswith("Runs on Cloud Run [INFERRED]")
+    assert source_status(topologies["replit-autoscale"].parameters[0].source) == "inferred"
+    # The dev URL's host form is third-party; the documented one is named beside it.
+    host = said("replit-dev", "Host is")
+    assert host.startswith("Host is <uuid>-00-<id>.<server>.replit.dev [3P]")
+    assert "UUID.servername.replit.dev [DOC] https://" in host
+    assert "[3P] https://github.com/MikeDev101/cloudlink/issues/131" in said("replit-dev", "maintainer")
+    # Cloud Run's injected X-Forwarded-* and trace headers: a user's test, third-party.
+    for name in ("cloudrun", "cloudrun-h2c"):
+        assert "[3P] https://github.com/ahmetb/cloud-run-faq/issues/71" in said(name, "X-Forwarded-Proto")
+        assert "not sampled" in said(name, "traceparent") and "[INFERRED]" in said(name, "traceparent")
+
+
+@pytest.mark.fast
+def test_replit_deployments_state_the_single_port_the_port_check_the_stages_and_their_environment() -> None:
+    """platform-facts §9: what a client of a deployment meets before and after promotion."""
+    topologies = load_topologies()
+    for name in ("replit-autoscale", "replit-reserved-vm"):
+        behaviours = topologies[name].behaviours
+
+        def said(words: str, behaviours: tuple[str, ...] = behaviours, name: str = name) -> str:
+            lines = [b for b in behaviours if words in b]
+            assert len(lines) == 1, (name, words, lines)
+            return lines[0]
+
+        assert "[DOC] https://docs.replit.com/replit-workspace/ports" in said("single external port")
+        assert "[DOC] https://docs.replit.com/replit-app/configuration" in said("ignorePorts = true")
+        stages = said("Provision, Security Scan, Build, Bundle, Promote")
+        assert "[DOC] https://docs.replit.com/build/publish-your-app" in stages
+        assert "[3P]" in said("[deployment] build"), "the missing build step: a third party's post-mortem"
+        assert "[DOC]" in said("REPLIT_DEPLOYMENT=1")
+        assert "[UNVERIFIED]" in said("method, path")
+    vm = topologies["replit-reserved-vm"]
+    assert "single external port" in vm.summary and "ignorePorts" in vm.summary
+    assert "single external port" in vm.websocket_fix, "the health check reaches the WebSocket server"
 
 
 @pytest.mark.fast
@@ -113,6 +183,20 @@ def test_replit_dev_reproduces_the_seed(matrix: Run, healthcheck_matrix: Run) ->
         assert healthcheck_matrix.cell("replit-dev", scenario).outcome == Outcome.PASS
     for scenario in WEBSOCKET_CLIENTS:
         assert matrix.cell("replit-dev", scenario).client.received.status == 101
+
+
+def test_a_replit_deployment_s_single_port_takes_its_health_check_to_the_websocket_server(
+    matrix: Run, healthcheck_matrix: Run
+) -> None:
+    """One external port (platform-facts §9): the promotion health check meets the WebSocket
+    server itself, which refuses it (426) until process_request answers it."""
+    for name in ("replit-autoscale", "replit-reserved-vm"):
+        check, echo = matrix.cell(name, "deploy-health-check"), matrix.cell(name, "websockets-echo")
+        assert check.server[0].listener == echo.server[0].listener == name
+        assert echo.client.received.status == 101
+        assert check.client.received.status == 426
+        assert check.server[0].error.text == "missing Connection header"
+        assert healthcheck_matrix.cell(name, "deploy-health-check").client.received.status == 200
 
 
 def test_cloudrun_headers_and_h2c(matrix: Run) -> None:
@@ -214,6 +298,7 @@ def test_compare_writes_the_table_with_each_figure_s_status(compare_command: tup
     assert "## Recommendation" in page and "(row “lifetime cap”)" in page
     # The terminal gets the same page through rich, within 100 columns.
     assert "Replit Reserved VM" in terminal and max(len(line) for line in terminal.splitlines()) <= 100
+
 
 STATIC_SCENARIOS = """\
 suite: static-paths
