@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,33 @@ def test_the_topology_schema_checks_each_fact(tmp_path: Path, fact: str, message
     with pytest.raises(TopologyError, match=message) as raised:
         load_topology(folder)
     assert ":" in str(raised.value).split(" ")[0], "file:line"
+
+
+@pytest.mark.fast
+def test_the_replit_recipe_in_deploy_md_builds_and_names_both_spellings() -> None:
+    """docs/deploy.md's .replit (platform-facts §9): modules, a build step, the run command the
+    probe server answers on, both deploymentTarget spellings and who decides the type."""
+    from wslab.probe.standalone import DEFAULT_PORT
+
+    page = (ROOT / "docs" / "deploy.md").read_text()
+    section = page[page.index("## Replit\n") : page.index("## A container")]
+    recipe = tomllib.loads(
+        re.search(r"```toml\n(.*?)```", section, re.DOTALL).group(1).replace("\n   ", "\n")
+    )
+    assert recipe["modules"] == ["python-3.11"]
+    deployment = recipe["deployment"]
+    assert deployment["build"][:2] == ["pip", "install"]
+    assert deployment["run"] == ["python", "-m", "wslab.probe.standalone", "--public"]
+    assert deployment["deploymentTarget"] == "cloudrun"
+    assert recipe["ports"] == [{"localPort": DEFAULT_PORT, "externalPort": 80}], "a single external port"
+    for spelling in ('"cloudrun"', '"autoscale"', '"gce"', '"vm"', '"static"'):
+        assert f"`{spelling}`" in section, spelling
+    assert "**The Publishing UI decides the deployment type**" in section
+    for words in ("REPLIT_DEPLOYMENT=1", "ignorePorts = true", "Provision, Security Scan,"):
+        assert words in section, words
+    # Every source tag the section uses is one of the reference's.
+    tags = set(re.findall(r"`\[([A-Z0-9][A-Za-z0-9, -]*)\]`", section))
+    assert {"DOC", "3P"} <= tags <= {"DOC", "DOC, older revision", "3P", "INFERRED"}, tags
 
 
 def test_replit_dev_reproduces_the_seed(matrix: Run, healthcheck_matrix: Run) -> None:
