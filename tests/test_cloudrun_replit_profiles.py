@@ -159,6 +159,15 @@ def test_each_compared_option_states_its_facts_with_how_they_are_known() -> None
         ("  cost: {value: cheap, status: assumed, source: '[INFERRED] from the name'}", "does not match"),
         ("  price: {value: cheap, status: assumed, source: 'assumption: none'}", "price"),
         ("  cost: {value: cheap, source: 'assumption: none'}", "status"),
+        # Only an older revision of the page says it: inferred, never documented.
+        (
+            "  cost: {value: cheap, status: documented, source: '[DOC, older revision] https://x.invalid/'}",
+            "fact cost is documented, but its source's first tag makes it inferred",
+        ),
+        (
+            "  cost: {value: cheap, status: inferred, source: '[DOC] https://x.invalid/ says so'}",
+            "makes it documented",
+        ),
     ],
 )
 def test_the_topology_schema_checks_each_fact(tmp_path: Path, fact: str, message: str) -> None:
