@@ -25,13 +25,12 @@ Everything is plain text: renderers escape it for their medium.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .records import Cell, Fact, Outcome, Run, TopologyRecord
-from .topology import SCALE_TOLERANCE, cutting_limit
+from .topology import SCALE_TOLERANCE, cutting_limit, source_status
 from .verdict import CLIENT_SUITE, judge_run
 
 COMPARED = (
@@ -80,24 +79,14 @@ FACT_ROWS = {
 
 STATUSES = {
     "documented": "a vendor's documentation says so",
-    "inferred": "reasoned from documented or observed facts, stated nowhere",
+    "inferred": (
+        "not in a vendor's current documentation: reasoned from documented or observed facts, or said "
+        "only by a third party or by an older revision of the vendor's page"
+    ),
     "assumed": "nothing found: the profile assumes it",
     "measured": "observed in this run, on the emulation (real proxies in front of a real websockets server)",
 }
 """How a figure is known, and what each status means (the page's legend)."""
-
-_TAG = re.compile(r"\[(DOC|DOC-2nd|CODE|VERIFIED|INFERRED|UNVERIFIED|ISSUE|3P)\]|\bassumption\b")
-
-
-def source_status(source: str) -> str:
-    """How a limit's value is known, from its source's first tag: [DOC] (or [CODE]) is
-    documented, 'assumption' assumed, anything else ([INFERRED], [3P], [ISSUE]...) inferred."""
-    tag = _TAG.search(source)
-    if tag is None:
-        return "inferred"
-    if tag.group(1) in ("DOC", "DOC-2nd", "CODE"):
-        return "documented"
-    return "assumed" if tag.group(1) is None else "inferred"
 
 
 @dataclass(frozen=True)

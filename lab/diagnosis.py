@@ -220,7 +220,9 @@ RULES: list[Rule] = [
         "proxy-rejected-upgrade",
         lambda f: f.client_asked_upgrade and not f.reached_server and f.status is not None,
         lambda f: (
-            f"The proxy rejected the upgrade itself: it answered {f.status} and nothing reached the server."
+            f"The proxy rejected the upgrade itself: it answered {f.status}"
+            + (", a page instead of 101 Switching Protocols," if 200 <= f.status < 300 else "")
+            + " and nothing reached the server."
         ),
         _proxy_fix,
     ),

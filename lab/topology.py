@@ -73,6 +73,27 @@ FACTS = ("scale_to_zero", "cold_start", "several_instances", "cost")
 FACT_STATUSES = ("documented", "inferred", "assumed", "measured")
 """How a fact or a figure is known, from the most to the least certain (measured apart)."""
 
+SOURCE_TAG = re.compile(
+    r"\[(DOC|DOC-2nd|CODE|VERIFIED|INFERRED|UNVERIFIED|ISSUE|3P)(, older revision)?\]|\bassumption\b"
+)
+"""The evidence tags of the lab's platform reference (platform-facts.md), and 'assumption'.
+``[DOC, older revision]`` marks what only an older revision of a vendor's page says."""
+
+
+def source_status(source: str) -> str:
+    """How a limit's or a fact's value is known, from its source's first tag: [DOC] (or
+    [DOC-2nd], [CODE]) is documented; 'assumption' assumed; anything else inferred, a claim
+    only an older revision of a vendor's page makes ([DOC, older revision]) included, and
+    [INFERRED], [3P], [ISSUE]..."""
+    tag = SOURCE_TAG.search(source)
+    if tag is None:
+        return "inferred"
+    if tag.group(1) is None:
+        return "assumed"
+    if tag.group(1) in ("DOC", "DOC-2nd", "CODE") and tag.group(2) is None:
+        return "documented"
+    return "inferred"
+
 
 @dataclass(frozen=True)
 class Fact:
@@ -237,6 +258,15 @@ def load_topology(folder: Path) -> Topology:
         Fact(name, spec["value"], spec["status"], " ".join(spec["source"].split()), spec.get("holds"))
         for name, spec in (meta.get("facts") or {}).items()
     )
+    for fact in facts:
+        said = source_status(fact.source)
+        if fact.status != "measured" and fact.status != said:
+            raise TopologyError(
+                meta_path,
+                document.line_of(("facts", fact.name, "status")),
+                f"fact {fact.name} is {fact.status}, but its source's first tag makes it {said} ([DOC]: "
+                "documented; [DOC, older revision], [INFERRED], [3P]...: inferred; 'assumption': assumed)",
+            )
     return Topology(
         name=meta["name"],
         title=meta["title"],

@@ -26,7 +26,7 @@ RUN_TOPOLOGIES += ["replit-dev", "replit-autoscale", "replit-reserved-vm", "repl
 
 SAMPLES: dict[str, tuple[list[str], int]] = {
     "run": (["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"], 60),
-    "explain": (["explain", SEED_LOG_LINE, "--results", "{results}"], 60),
+    "explain": (["explain", SEED_LOG_LINE, "--results", "{results}"], 61),
     "compare": (["compare"], 0),
 }
 """Sample name -> the wslab command that prints it ({results}: the run sample's --json file) and

@@ -264,7 +264,9 @@ def test_one_table_of_every_option_with_each_figure_and_how_it_is_known() -> Non
         assert len(cells) == 6 and all(re.search(r"\[(documented|inferred|assumed)\]$", c) for c in cells), (
             cells
         )
-    assert row(page, "scales to zero")[1].endswith("[documented]")
+    # Only older revisions of Replit's autoscale page say it scales to zero (platform-facts §9).
+    assert row(page, "scales to zero")[1] == "yes, after 15 min idle (older docs) [inferred]"
+    assert row(page, "scales to zero")[2] == "no, always on [documented]"
     assert row(page, "several instances")[2] == "one VM; in-memory state is shared [inferred]"
     assert row(page, "cost, in kind")[5] == "you pay for the machine, idle or not [assumed]"
     assert "Where the facts and limits come from" in page and "https://docs.replit.com/" in page

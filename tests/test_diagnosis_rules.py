@@ -157,6 +157,17 @@ def test_a_head_request_is_not_blamed_on_a_rewritten_connection() -> None:
     assert diagnose(head, topology(), []).rule == "client-sent-no-upgrade"
 
 
+@pytest.mark.parametrize(
+    ("status", "said"), [(403, "answered 403 and"), (200, "answered 200, a page instead of 101")]
+)
+def test_a_refused_upgrade_says_what_came_back(status: int, said: str) -> None:
+    """A static host answers a handshake to / with its page (200): refused all the same."""
+    diagnosis = diagnose(evidence(transcript(request(UPGRADE), status)), topology(fix="Deploy a server."), [])
+    assert diagnosis.rule == "proxy-rejected-upgrade"
+    assert said in diagnosis.cause and "nothing reached the server" in diagnosis.cause
+    assert diagnosis.fix == "Deploy a server."
+
+
 def test_h2c_names_the_cells_own_stream() -> None:
     cause = diagnose(CASES["upstream-speaks-http2"], topology(), []).cause
     assert "stream 7 on it: CONNECT /echo with :protocol websocket" in cause

@@ -186,6 +186,10 @@ def test_the_replit_cause_comes_first_and_names_them_even_with_fewer_cells() -> 
     assert "the deployment health check sends plain HTTP" in lead
     assert "Replit comes first because" in lead, "the page says why it is first"
     assert page.index("### 1. Plain HTTP through a keep-alive proxy") < page.index("### 3. A proxy stripped")
+    # Another port for the page works in the workspace only: a deployment has a single external
+    # port (platform-facts §9), so its health check meets the WebSocket server.
+    other = next(p for p in page.split("\n\n") if p.startswith("Or keep browsers"))
+    assert "workspace only" in other and "single external port" in other
 
 
 @pytest.mark.fast

@@ -140,7 +140,9 @@ def _fix(explanation: Explanation) -> list[str]:
         "",
         other
         + (
-            "; on Replit, serve the page from another port and point the preview there."
+            "; on Replit, that works in the workspace only: serve the page from another port and "
+            "point the preview there. A deployment (Autoscale, Reserved VM) has a single external "
+            "port, so its health check and every browser reach the WebSocket server: answer them."
             if explanation.replit
             else "."
         ),
