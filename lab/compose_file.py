@@ -13,6 +13,8 @@ its topology at probe:<its port>.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from .topology import Topology
 
 PROJECT = "wslab"
 """The compose project name, set by .env (COMPOSE_PROJECT_NAME): Compose v1 1.29 rejects a
-top-level ``name:`` ('name' does not match any of the regexes: '^x-'), v1 and v2 both read .env."""
+top-level ``name:`` ('name' does not match any of the regexes: '^x-'), v1 and v2 both read .env.
+A COMPOSE_PROJECT_NAME in the environment wins, as it does for Compose itself (see :func:`project`)."""
 PROBE_SERVICE = "probe"
 RUNNER_SERVICE = "runner"
 WATCH_SERVICE = "watch"
@@ -33,7 +36,10 @@ RUN_DIR = "/tmp/wslab"
 TOPOLOGY_MOUNT = "/etc/wslab/topology"
 RENDER_SCRIPT = "/etc/wslab/render.sh"
 LAB_IMAGE = "wslab/lab:${WSLAB_WEBSOCKETS:-17.4}"
-OFFLINE_LAB_IMAGE = "wslab-offline/lab:${WSLAB_WEBSOCKETS:-17.4}"
+OFFLINE_LAB_IMAGE = "${WSLAB_OFFLINE_REPO:-wslab-offline/lab}:${WSLAB_WEBSOCKETS:-17.4}"
+"""WSLAB_OFFLINE_REPO names another repository for the offline image (scripts/build-offline-images.sh
+honours it too), so that two checkouts sharing a Docker engine do not overwrite each other's image.
+Two variables side by side, not nested: Compose v1 1.29 does not interpolate nested defaults."""
 COMPOSE_FILE = "docker-compose.yml"
 OFFLINE_FILE = "docker-compose.offline.yml"
 
@@ -58,6 +64,20 @@ OFFLINE_HEADER = """\
 # scripts/build-offline-images.sh builds without a registry:
 #   docker compose -f docker-compose.yml -f docker-compose.offline.yml up
 """
+
+
+_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+):-([^}]*)\}")
+
+
+def project() -> str:
+    """The compose project: $COMPOSE_PROJECT_NAME, else the one .env sets."""
+    return os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
+
+
+def resolve(template: str, values: dict[str, str] | None = None) -> str:
+    """``${VARIABLE:-default}`` filled in as Compose does, from ``values`` else the environment."""
+    values = dict(os.environ) if values is None else values
+    return _VARIABLE.sub(lambda match: values.get(match[1]) or match[2], template)
 
 
 def _healthcheck(test: list[str]) -> dict[str, Any]:

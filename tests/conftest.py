@@ -14,6 +14,7 @@ import pytest
 
 from wslab.backends import StackOptions
 from wslab.backends.local import LocalBackend
+from wslab.compose_file import OFFLINE_LAB_IMAGE, resolve
 from wslab.records import Run
 from wslab.runner import RunOptions, run
 from wslab.scenario import load_scenarios
@@ -75,7 +76,7 @@ def engine() -> None:
             "inspect",
             "-f",
             '{{index .Config.Labels "wslab.source"}}',
-            "wslab-offline/lab:17.4",
+            offline_image(),
         ],
         capture_output=True,
         text=True,
@@ -84,6 +85,11 @@ def engine() -> None:
     assert image.stdout.strip() == source_digest(), (
         "offline image is stale: run scripts/build-offline-images.sh"
     )
+
+
+def offline_image() -> str:
+    """The offline image the compose files name ($WSLAB_OFFLINE_REPO, see lab/compose_file.py)."""
+    return resolve(OFFLINE_LAB_IMAGE)
 
 
 def source_digest() -> str:

@@ -18,7 +18,7 @@ import yaml
 
 from wslab import results
 from wslab.backends.compose import compose_command
-from wslab.compose_file import COMPOSE_FILE, CONTROL_PORT, OFFLINE_FILE
+from wslab.compose_file import COMPOSE_FILE, CONTROL_PORT, OFFLINE_FILE, project
 from wslab.records import Run
 from wslab.topology import load_topologies
 
@@ -26,10 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = ["-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
 
 
-def docker_state() -> tuple[list[str], list[str]]:
-    containers = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True)
-    networks = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True, check=True)
-    return sorted(containers.stdout.split()), sorted(networks.stdout.split())
+def docker_state() -> tuple[list[str], ...]:
+    """This project's containers, networks and volumes (others may share the engine meanwhile)."""
+    label = f"label=com.docker.compose.project={project()}"
+    listings = [
+        ["docker", "ps", "-aq", "--filter", label],
+        ["docker", "network", "ls", "-q", "--filter", label],
+        ["docker", "volume", "ls", "-q", "--filter", label],
+    ]
+    return tuple(
+        sorted(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
+        for command in listings
+    )
 
 
 def comparable(result: Run) -> dict:
@@ -66,7 +74,7 @@ def test_compose_config_accepts_the_files(
     hosts = {port["host_ip"] if isinstance(port, dict) else port.split(":")[0] for port in published}
     assert hosts == {"127.0.0.1"}
     if version == "v2":
-        assert config["name"] == "wslab", "the project name, from .env"
+        assert config["name"] == project(), "the project name, from .env (or COMPOSE_PROJECT_NAME)"
 
 
 @pytest.mark.fast

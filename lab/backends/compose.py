@@ -22,9 +22,9 @@ from ..compose_file import (
     CONTROL_PORT,
     OFFLINE_FILE,
     PROBE_SERVICE,
-    PROJECT,
     network_endpoint,
     parameter_environment,
+    project,
     proxy_arguments,
     proxy_config,
 )
@@ -91,6 +91,7 @@ class ComposeBackend:
         self.websockets_version = ""
         self.time_scale = probe.time_scale
         self.started_stack = False
+        self.project = project()
 
     # The compose CLI.
 
@@ -102,7 +103,7 @@ class ComposeBackend:
     def _compose(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         files = ["-f", COMPOSE_FILE] + (["-f", OFFLINE_FILE] if self.offline else [])
         return subprocess.run(
-            [*self._cli, "-p", PROJECT, *files, *args],
+            [*self._cli, "-p", self.project, *files, *args],
             cwd=self.project_dir,
             capture_output=True,
             text=True,

@@ -25,6 +25,7 @@ from ..compose_file import (
     proxy_arguments,
     proxy_config,
     proxy_service,
+    resolve,
 )
 from ..endpoint import Endpoint
 from ..observations import ObservationFeed
@@ -44,7 +45,10 @@ LOOPBACK = "127.0.0.1"
 
 
 def _image(template: str, probe: StackOptions) -> str:
-    return template.replace("${WSLAB_WEBSOCKETS:-17.4}", probe.websockets_version or "17.4")
+    values = dict(os.environ)
+    if probe.websockets_version:
+        values["WSLAB_WEBSOCKETS"] = probe.websockets_version
+    return resolve(template, values)
 
 
 def _container(spec: dict[str, Any], image: str, network: Network, ports: list[int]) -> DockerContainer:
