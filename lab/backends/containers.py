@@ -15,6 +15,8 @@ import contextlib
 import os
 from typing import Any
 
+import docker.types
+
 from ..compose_file import (
     CONTROL_PORT,
     LAB_IMAGE,
@@ -53,8 +55,19 @@ def _image(template: str, probe: StackOptions) -> str:
 
 def _container(spec: dict[str, Any], image: str, network: Network, ports: list[int]) -> DockerContainer:
     container = DockerContainer(image).with_network(network)
+    # The service's run options as the compose file has them (docker-py's names).
+    options: dict[str, Any] = {}
     if "entrypoint" in spec:
-        container.with_kwargs(entrypoint=spec["entrypoint"])
+        options["entrypoint"] = spec["entrypoint"]
+    if "user" in spec:
+        options["user"] = spec["user"]
+    if "ulimits" in spec:
+        options["ulimits"] = [
+            docker.types.Ulimit(name=name, soft=limit["soft"], hard=limit["hard"])
+            for name, limit in spec["ulimits"].items()
+        ]
+    if options:
+        container.with_kwargs(**options)
     container.with_command(spec["command"])
     for name, value in spec.get("environment", {}).items():
         container.with_env(name, value)
