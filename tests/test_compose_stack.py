@@ -39,6 +39,7 @@ from wslab.compose_file import (
     TCP_CHECK,
     project,
 )
+from wslab.processes import FORWARDED_SETTLE, wait_answering
 from wslab.proxies import OFFICIAL_IMAGES, REGISTRY
 from wslab.records import DeploymentStatus, Outcome, Run
 from wslab.topology import load_topologies
@@ -308,10 +309,14 @@ def test_compose_up_runs_the_suite_in_the_stack(
     try:
         result = subprocess.run(up, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     finally:
-        subprocess.run(
-            [*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True
+        down = subprocess.run(
+            [*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
     took = time.monotonic() - started
+    assert down.returncode == 0, down.stderr
     # 1: cells fail by design; 3: the lab could not run a proxy (README's exit codes).
     assert result.returncode == (3 if broken else 1), result.stdout[-3000:] + result.stderr[-3000:]
     assert "compose backend" in result.stdout and "plain-http-through-keepalive-proxy" in result.stdout
@@ -365,3 +370,24 @@ def test_in_the_stack_a_proxy_that_never_answers_fails_in_bounded_time(
     )
     assert gone.detail.startswith("the haproxy-default container stopped before answering")
     assert time.monotonic() - started < 10
+
+
+def test_a_forwarded_port_that_closes_at_once_is_not_an_answer() -> None:
+    """Docker's docker-proxy accepts on a published port whether or not the container listens, and
+    closes at once when it does not: from the host, that is not a proxy answering."""
+
+    async def main() -> tuple[bool, bool]:
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(forward, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            plain = await wait_answering("127.0.0.1", port, 0.5) is None
+            try:
+                await wait_answering("127.0.0.1", port, 0.5, settle=FORWARDED_SETTLE)
+            except TimeoutError:
+                return plain, False
+            return plain, True
+
+    assert asyncio.run(main()) == (True, False)

@@ -33,7 +33,7 @@ from ..endpoint import Endpoint
 from ..errors import LabFailure, UsageError
 from ..observations import ObservationFeed
 from ..paths import PROJECT_ROOT
-from ..processes import wait_answering
+from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
@@ -192,7 +192,8 @@ class ComposeBackend:
 
     async def _wait_control(self, host: str, port: int) -> None:
         try:
-            await wait_answering(host, port, HEALTHY_TIMEOUT, http=False)
+            settle = 0 if self.in_network else FORWARDED_SETTLE
+            await wait_answering(host, port, HEALTHY_TIMEOUT, http=False, settle=settle)
         except TimeoutError:
             # Inside the stack there is no compose CLI: the message says where to look.
             tail = f"docker compose logs {PROBE_SERVICE}"
@@ -246,6 +247,8 @@ class ComposeBackend:
                 timeout,
                 http=bool(kind and kind.ready_by_http),
                 alive=lambda: topology.name not in self.stopped,
+                # From the host, a published port accepts even when the proxy does not listen.
+                settle=0 if self.in_network else FORWARDED_SETTLE,
             )
         except (TimeoutError, ProcessLookupError) as error:
             if isinstance(error, ProcessLookupError):

@@ -32,7 +32,7 @@ from ..compose_file import (
 from ..endpoint import Endpoint
 from ..observations import ObservationFeed
 from ..paths import COMPOSE_DIR
-from ..processes import wait_answering
+from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..topology import Topology
 from . import FAILED, READY, Deployment, StackOptions
@@ -127,7 +127,7 @@ class ContainersBackend:
         started = await asyncio.to_thread(self._start_containers, topologies)
         probe = started[PROBE_SERVICE]
         control = int(probe.get_exposed_port(CONTROL_PORT))
-        await wait_answering(LOOPBACK, control, READY_TIMEOUT)
+        await wait_answering(LOOPBACK, control, READY_TIMEOUT, settle=FORWARDED_SETTLE)
         await self.feed.start(LOOPBACK, control)
         self.websockets_version = (await self.feed.hello()).websockets
         deployments = await asyncio.gather(
@@ -139,7 +139,9 @@ class ContainersBackend:
         port = int(container.get_exposed_port(topology.port if topology.direct else PROXY_PORT))
         kind = None if topology.direct else REGISTRY[topology.proxy]
         try:
-            await wait_answering(LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http))
+            await wait_answering(
+                LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http), settle=FORWARDED_SETTLE
+            )
         except TimeoutError:
             stdout, stderr = container.get_logs()
             tail = "\n".join((stdout + stderr).decode(errors="replace").strip().splitlines()[-15:])
