@@ -43,16 +43,28 @@ Two variables side by side, not nested: Compose v1 1.29 does not interpolate nes
 COMPOSE_FILE = "docker-compose.yml"
 OFFLINE_FILE = "docker-compose.offline.yml"
 
-# Only a TCP accept: an HTTP check through a proxy would reach the probe server
-# and show up among the observations.
-# Alpine images (Caddy, Traefik) have nc but no bash; Debian and Ubuntu ones have bash.
-TCP_CHECK = (
-    "(command -v nc >/dev/null && nc -z 127.0.0.1 {port}) || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'"
-)
-HEALTHCHECK_NEEDS = (frozenset({"sh", "nc"}), frozenset({"sh", "bash"}))
-"""The commands TCP_CHECK runs, per alternative: an image must have every command of one of them
+
+def listen_check(port: int) -> str:
+    """A health check that finds the port's listening socket in the kernel's table: it connects to
+    nothing, so no proxy logs it (a TCP accept every 2 s made HAProxy log <BADREQ>), and an HTTP
+    check would reach the probe server and show up among the observations. Only sh and grep,
+    which every image has (lab/proxies.py); the kernel lists a socket on 0.0.0.0 in tcp, on :: in tcp6."""
+    return f"grep -qE ':{port:04X} [0-9A-F]+:0000 0A ' /proc/net/tcp /proc/net/tcp6"
+
+
+HEALTHCHECK_NEEDS = (frozenset({"sh", "grep"}),)
+"""The commands listen_check runs, per alternative: an image must have every command of one of them
 (tests check it against each official image's documented contents, lab/proxies.py)."""
-HEALTH_TIMING = {"interval": "2s", "timeout": "3s", "retries": 30, "start_period": "2s"}
+HEALTH_TIMING = {"interval": "10s", "timeout": "3s", "retries": 6, "start_period": "2s"}
+"""A proxy's health is for `docker compose ps` only (the runner waits for no proxy's health, see
+IN_NETWORK_TIMEOUT): every 10 s, not 2, since each check is an exec, 28 proxies at 2 s kept dockerd
+busy during the matrix on a 2-core machine (first cell and whole matrix about 0.5 s later)."""
+PROBE_HEALTH_TIMING = {**HEALTH_TIMING, "interval": "1s", "retries": 60}
+"""The runner waits for the probe server's health: checked every second, the runner starts sooner."""
+VERSIONS_VOLUME = "versions"
+VERSIONS_DIR = "/wslab/versions"
+"""Each proxy writes its version command's output here at start (compose/render.sh), for the runner,
+which cannot exec into other containers, and the host, which reads them all in one exec."""
 
 NOFILE = 4096
 """Every proxy's open-files limit. A container inherits the engine's, about 2^30 on Linux hosts whose
@@ -74,6 +86,8 @@ HEADER = """\
 # once (service "runner", the only one shown) and leaves the topologies up for manual
 # probing; see docs/compose.md for the port map. A proxy that never answers is a lab
 # error column in the runner's matrix, not a stack that waits for ever.
+# Pull errors (no registry)? scripts/build-offline-images.sh, then
+#   docker compose -f docker-compose.yml -f docker-compose.offline.yml up runner
 """
 
 
@@ -98,8 +112,8 @@ def resolve(template: str, values: dict[str, str] | None = None) -> str:
     return _VARIABLE.sub(lambda match: values.get(match[1]) or match[2], template)
 
 
-def _healthcheck(test: list[str]) -> dict[str, Any]:
-    return {"test": test, **HEALTH_TIMING}
+def _healthcheck(port: int, timing: dict[str, Any] = HEALTH_TIMING) -> dict[str, Any]:
+    return {"test": ["CMD-SHELL", listen_check(port)], **timing}
 
 
 def probe_service(topologies: list[Topology]) -> dict[str, Any]:
@@ -126,10 +140,11 @@ def probe_service(topologies: list[Topology]) -> dict[str, Any]:
         },
         "ports": [f"127.0.0.1:{CONTROL_PORT}:{CONTROL_PORT}"]
         + [f"127.0.0.1:{t.port}:{t.port}" for t in direct],
+        "volumes": [f"{VERSIONS_VOLUME}:{VERSIONS_DIR}:ro"],
+        # tini as PID 1, as for every service: PID 1 never gets a signal it sets no handler for.
+        "init": True,
         "stop_grace_period": STOP_GRACE,
-        "healthcheck": _healthcheck(
-            ["CMD", "python", "-c", f"import socket; socket.create_connection(('127.0.0.1', {CONTROL_PORT}))"]
-        ),
+        "healthcheck": _healthcheck(CONTROL_PORT, PROBE_HEALTH_TIMING),
     }
 
 
@@ -190,6 +205,8 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
     }
     # Compose fills ${VARIABLE:-default} in a command as in the environment: the same values.
     arguments = topology.render_arguments(environment)
+    environment["WSLAB_VERSION_COMMAND"] = " ".join(kind.version_command(kind.executable))
+    environment["WSLAB_VERSION_FILE"] = f"{VERSIONS_DIR}/{topology.name}"
     return {
         "image": kind.image,
         # The official image's user: its own (USER), or the one its entrypoint switches to, which
@@ -201,12 +218,18 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
         "volumes": [
             f"./compose/{topology.name}:{TOPOLOGY_MOUNT}:ro",
             f"./compose/render.sh:{RENDER_SCRIPT}:ro",
+            f"{VERSIONS_VOLUME}:{VERSIONS_DIR}",
         ],
         "ports": [f"127.0.0.1:{topology.port}:{PROXY_PORT}"],
         "ulimits": {"nofile": {"soft": NOFILE, "hard": NOFILE}},
+        # tini as PID 1 passes signals on: HAProxy as PID 1 ignores SIGTERM. Each proxy is stopped
+        # with its official image's signal (HAProxy SIGUSR1, nginx SIGQUIT, httpd SIGWINCH: their
+        # graceful stops), on the offline image too.
+        "init": True,
+        "stop_signal": kind.official.stop_signal,
         "stop_grace_period": STOP_GRACE,
         "depends_on": [PROBE_SERVICE],
-        "healthcheck": _healthcheck(["CMD-SHELL", TCP_CHECK.format(port=PROXY_PORT)]),
+        "healthcheck": _healthcheck(PROXY_PORT),
     }
 
 
@@ -226,10 +249,13 @@ def compose_document(topologies: list[Topology]) -> dict[str, Any]:
             "--backend",
             "compose",
             "--in-network",
+            "--progress",
+            "cell",
             "--json",
             "/reports/results.json",
         ],
-        "volumes": ["./reports:/reports"],
+        "volumes": ["./reports:/reports", f"{VERSIONS_VOLUME}:{VERSIONS_DIR}:ro"],
+        "init": True,
         "stop_grace_period": STOP_GRACE,
         # Every proxy started, not healthy: one that never answers must not keep the matrix from
         # running; the runner waits a bounded time for each and reports it as a lab error column.
@@ -243,10 +269,13 @@ def compose_document(topologies: list[Topology]) -> dict[str, Any]:
         "pull_policy": "never",
         "command": ["wslab", "watch", "--control", f"{PROBE_SERVICE}:{CONTROL_PORT}"],
         "profiles": ["watch"],
+        "init": True,
         "stop_grace_period": STOP_GRACE,
         "depends_on": {PROBE_SERVICE: {"condition": "service_healthy"}},
     }
-    return {"services": services}
+    # A tmpfs every user may write to (the proxies run as theirs), gone with down --volumes.
+    tmpfs = {"type": "tmpfs", "device": "tmpfs", "o": "mode=1777,size=1m"}
+    return {"services": services, "volumes": {VERSIONS_VOLUME: {"driver_opts": tmpfs}}}
 
 
 def offline_document(topologies: list[Topology]) -> dict[str, Any]:

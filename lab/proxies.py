@@ -65,13 +65,22 @@ class OfficialImage:
     """Who its worker processes run as with this lab's configs ('' when there are none)."""
     commands: frozenset[str]
     """The shell tools the image has; a health check may use only these."""
+    stop_signal: str
+    """Its STOPSIGNAL (SIGTERM when it sets none): the services stop every image with its own."""
     sources: tuple[str, ...]
 
 
 def _image(
-    name: str, base: str, user: str, uids: dict[str, int], workers: str, commands: str, *sources: str
+    name: str,
+    base: str,
+    user: str,
+    uids: dict[str, int],
+    workers: str,
+    commands: str,
+    stop_signal: str,
+    *sources: str,
 ) -> OfficialImage:
-    return OfficialImage(name, base, user, uids, workers, frozenset(commands.split()), sources)
+    return OfficialImage(name, base, user, uids, workers, frozenset(commands.split()), stop_signal, sources)
 
 
 DEBIAN_SLIM = "sh bash grep sed cat"
@@ -91,6 +100,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             # run as nginx (uid 101, created by the Dockerfile) when the config names no user.
             "nginx",
             DEBIAN_SLIM + " curl envsubst",
+            "SIGQUIT",
             "https://github.com/docker-library/repo-info/blob/master/repos/nginx/remote/1.22.md "
             "(nginx 1.22.1: addgroup --gid 101 nginx, adduser --uid 101 nginx, apt-get install nginx "
             "gettext-base curl; no USER; STOPSIGNAL SIGQUIT)",
@@ -103,6 +113,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {"haproxy": 99},
             "",
             DEBIAN_SLIM,
+            "SIGUSR1",
             "https://github.com/docker-library/haproxy/blob/master/2.6/Dockerfile (groupadd --gid 99, "
             "useradd --uid 99 haproxy; wget and the compilers purged after the build; STOPSIGNAL SIGUSR1; "
             "USER haproxy)",
@@ -117,6 +128,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {},
             "",
             "sh bash grep sed cat",
+            "SIGTERM",
             "https://github.com/envoyproxy/envoy/blob/main/distribution/docker/Dockerfile-envoy "
             "(FROM ubuntu, adduser --group --system envoy, ENTRYPOINT /docker-entrypoint.sh, su-exec)",
             "https://github.com/envoyproxy/envoy/blob/main/distribution/docker/docker-entrypoint.sh "
@@ -129,6 +141,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {},
             "",
             DEBIAN_SLIM,
+            "SIGTERM",
             "https://github.com/varnish/docker-varnish/blob/master/old/debian/Dockerfile (7.1: the "
             "varnish package's postinst creates varnish; curl and the build tools purged; USER varnish; "
             "no STOPSIGNAL)",
@@ -140,6 +153,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {"root": 0},
             "",
             BUSYBOX + " curl",
+            "SIGTERM",
             "https://github.com/caddyserver/caddy-docker/blob/master/2.11/alpine/Dockerfile (apk add "
             "ca-certificates curl libcap mailcap; no USER, no STOPSIGNAL)",
         ),
@@ -150,6 +164,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {"root": 0},
             "",
             BUSYBOX,
+            "SIGTERM",
             "https://github.com/traefik/traefik-library-image/blob/master/v3.7/alpine/Dockerfile "
             "(apk add ca-certificates tzdata; no USER, no STOPSIGNAL)",
         ),
@@ -162,6 +177,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             # The config's own "User www-data"; the image's httpd.conf says the same (sed from daemon).
             "www-data",
             DEBIAN_SLIM,
+            "SIGWINCH",
             "https://github.com/docker-library/httpd/blob/master/2.4/Dockerfile (no USER; httpd.conf "
             "User/Group daemon rewritten to www-data; STOPSIGNAL SIGWINCH)",
         ),
@@ -172,6 +188,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {"root": 0},
             "",
             BUSYBOX,
+            "SIGTERM",
             "https://github.com/jitesoft/docker-lighttpd/blob/master/Dockerfile (adduser -u 82 "
             "www-data, no USER: the config's server.username drops privileges, this lab's sets none)",
         ),
@@ -182,6 +199,7 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
             {"root": 0},
             "",
             DEBIAN_SLIM + " python",
+            "SIGTERM",
             "https://github.com/docker-library/python/blob/master/3.11/slim-trixie/Dockerfile",
         ),
     ]

@@ -36,7 +36,7 @@ from wslab.compose_file import (
     PROXY_PORT,
     RUNNER_SERVICE,
     STOP_GRACE,
-    TCP_CHECK,
+    listen_check,
     project,
 )
 from wslab.processes import FORWARDED_SETTLE, wait_answering
@@ -106,7 +106,9 @@ def service_image(name: str, service: dict) -> str:
 def healthcheck_needs(test: list[str]) -> tuple[frozenset[str], ...]:
     """The commands a health check runs, per alternative."""
     if test[0] == "CMD-SHELL":
-        assert test[1] == TCP_CHECK.format(port=PROXY_PORT), "a new shell check: say what it needs"
+        assert test[1] in (listen_check(PROXY_PORT), listen_check(CONTROL_PORT)), (
+            "a new check: say what it needs"
+        )
         return HEALTHCHECK_NEEDS
     assert test[0] == "CMD"
     return (frozenset({test[1]}),)
@@ -202,21 +204,34 @@ def test_each_proxy_runs_as_its_official_images_user(engine: None) -> None:
                     text=True,
                 )
                 assert found.stdout.strip() == str(uid), (service, user)
+        # Health checks connect to nothing: HAProxy logs no <BADREQ> for them, nor any proxy a line.
+        logs = subprocess.run(
+            [*compose, "logs", "--no-color", *ONE_PER_KIND.values()], cwd=ROOT, capture_output=True, text=True
+        )
+        assert "BADREQ" not in logs.stdout and " 400 " not in logs.stdout and " 408 " not in logs.stdout
+        # Each stops on its own stop signal (tini passes it on), well within the 2 s grace period:
+        # nothing is killed.
+        started = time.monotonic()
+        stopped = subprocess.run([*compose, "stop", *services], cwd=ROOT, capture_output=True, text=True)
+        took = time.monotonic() - started
+        assert stopped.returncode == 0, stopped.stderr
+        codes = {name: container_state(compose, name, "{{.State.ExitCode}}") for name in services}
+        assert "137" not in codes.values(), codes
+        assert took < 4, took
     finally:
         subprocess.run([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True)
     assert docker_state() == before
 
 
-def container_health(compose: list[str], service: str) -> str:
-    container = subprocess.run(
-        [*compose, "ps", "-q", service], cwd=ROOT, capture_output=True, text=True
-    ).stdout
-    state = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container.strip()],
-        capture_output=True,
-        text=True,
-    )
+def container_state(compose: list[str], service: str, template: str) -> str:
+    listing = [*compose, "ps", "-a", "-q", service]
+    container = subprocess.run(listing, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    state = subprocess.run(["docker", "inspect", "-f", template, container], capture_output=True, text=True)
     return state.stdout.strip()
+
+
+def container_health(compose: list[str], service: str) -> str:
+    return container_state(compose, service, "{{.State.Health.Status}}")
 
 
 def main_pid(processes: list[list[str]]) -> str:
@@ -320,8 +335,14 @@ def test_compose_up_runs_the_suite_in_the_stack(
     # 1: cells fail by design; 3: the lab could not run a proxy (README's exit codes).
     assert result.returncode == (3 if broken else 1), result.stdout[-3000:] + result.stderr[-3000:]
     assert "compose backend" in result.stdout and "plain-http-through-keepalive-proxy" in result.stdout
+    # Progress per cell from the first one; the versions line names versions, not images.
+    # (Compose v2 prints a container's standard error on its own, v1 on its standard output.)
+    output = result.stdout + result.stderr
+    progress = re.findall(r"^runner[-_]1 +\| \[(\d+)/\d+\] ", output, re.MULTILINE)
+    assert progress[:1] == ["1"], output[:3000]
+    assert "wslab-offline" not in output and "lab:17.4" not in output
     # Attached to the runner only: no proxy's log lines.
-    assert not re.search(r"^(?!runner)[a-z0-9-]+[-_]1 +\|", result.stdout, re.MULTILINE), result.stdout[:2000]
+    assert not re.search(r"^(?!runner)[a-z0-9-]+[-_]1 +\|", output, re.MULTILINE), output[:2000]
     in_stack = results.load(saved)
     expected = comparable(matrix)
     if broken:
@@ -335,6 +356,7 @@ def test_compose_up_runs_the_suite_in_the_stack(
         expected = {key: value for key, value in expected.items() if key[0] != broken}
         in_stack.cells = [cell for cell in in_stack.cells if cell.topology != broken]
     assert comparable(in_stack) == expected
+    assert in_stack.components.proxies == matrix.components.proxies
     assert docker_state() == before
     assert os.access(saved, os.R_OK)
 

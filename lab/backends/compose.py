@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from ..compose_file import (
     CONTROL_PORT,
     OFFLINE_FILE,
     PROBE_SERVICE,
+    VERSIONS_DIR,
     network_endpoint,
     parameter_environment,
     project,
@@ -38,11 +40,19 @@ from ..proxies import REGISTRY
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
 
+READ_VERSIONS = [
+    "python",
+    "-c",
+    "import json, pathlib; print(json.dumps({p.name: p.read_text(errors='replace') "
+    f"for p in pathlib.Path('{VERSIONS_DIR}').glob('*')}}))",
+]
+"""Run in the probe container (both its images have Python): every version the proxies wrote."""
+
 HEALTHY_TIMEOUT = 120.0
 """How long the host waits for a topology of a stack it brought up."""
 IN_NETWORK_TIMEOUT = 60.0
 """How long the runner in the stack waits for a proxy that runs but does not answer: the span of
-the services' health checks (30 retries, 2 s apart). The runner starts once every proxy has
+the services' health checks (6 retries, 10 s apart). The runner starts once every proxy has
 started, healthy or not, and reports one that never answers as a lab error column."""
 STOPPED_AFTER = 3.0
 """A proxy whose container is not running for this long has stopped (in the stack: its name no
@@ -188,7 +198,36 @@ class ComposeBackend:
             deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
         finally:
             watch.cancel()
+        await self._versions([d for d in deployments if d.status == READY and not d.topology.direct])
         return {d.topology.name: d for d in deployments}
+
+    async def _versions(self, deployments: list[Deployment]) -> None:
+        """Each proxy's own version, from what it wrote into the stack's versions volume at start
+        (compose/render.sh): read in place by the runner, by one exec into the probe from the host.
+        A stack without the volume (an older one, still running): the host execs into each proxy,
+        the runner names the image."""
+        written: dict[str, str] = {}
+        if self.in_network:
+            folder = Path(VERSIONS_DIR)
+            written = {
+                path.name: path.read_text(errors="replace") for path in folder.glob("*") if path.is_file()
+            }
+        elif deployments:
+            result = await asyncio.to_thread(self._compose, "exec", "-T", PROBE_SERVICE, *READ_VERSIONS)
+            if result.returncode == 0:
+                with contextlib.suppress(ValueError):
+                    written = json.loads(result.stdout)
+        for deployment in deployments:
+            kind = REGISTRY[deployment.topology.proxy]
+            text = written.get(deployment.topology.name)
+            if text is None and not self.in_network:
+                command = kind.version_command(kind.executable)
+                found = await asyncio.to_thread(
+                    self._compose, "exec", "-T", deployment.topology.name, *command
+                )
+                text = found.stdout + found.stderr
+            if text is not None:
+                deployment.version = kind.parse_version(text)
 
     async def _wait_control(self, host: str, port: int) -> None:
         try:
@@ -237,7 +276,7 @@ class ComposeBackend:
     async def _deployment(self, topology: Topology) -> Deployment:
         host, port = network_endpoint(topology) if self.in_network else ("127.0.0.1", topology.port)
         kind = None if topology.direct else REGISTRY[topology.proxy]
-        # Inside the stack the runner cannot look into other containers: the image names the version.
+        # Until _versions reads the proxy's own: the image it runs on.
         version = "" if kind is None else os.environ.get("WSLAB_PROXY_IMAGE") or kind.image
         timeout = IN_NETWORK_TIMEOUT if self.in_network else HEALTHY_TIMEOUT
         try:
@@ -267,15 +306,9 @@ class ComposeBackend:
                 FAILED,
                 detail=detail,
                 log_tail=tail,
-                version=version,
                 config_text=proxy_config(topology, self.time_scale),
                 arguments=proxy_arguments(topology, self.time_scale),
             )
-        if kind is not None and not self.in_network:
-            result = await asyncio.to_thread(
-                self._compose, "exec", "-T", topology.name, *kind.version_command(kind.executable)
-            )
-            version = kind.parse_version(result.stdout + result.stderr)
         return Deployment(
             topology,
             READY,

@@ -61,6 +61,9 @@ def _container(spec: dict[str, Any], image: str, network: Network, ports: list[i
         options["entrypoint"] = spec["entrypoint"]
     if "user" in spec:
         options["user"] = spec["user"]
+    for option in ("init", "stop_signal"):
+        if option in spec:
+            options[option] = spec[option]
     if "ulimits" in spec:
         options["ulimits"] = [
             docker.types.Ulimit(name=name, soft=limit["soft"], hard=limit["hard"])
@@ -72,9 +75,12 @@ def _container(spec: dict[str, Any], image: str, network: Network, ports: list[i
     for name, value in spec.get("environment", {}).items():
         container.with_env(name, value)
     for volume in spec.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if not source.startswith("./compose/"):
+            # The stack's named volumes (versions): each container here is exec'd into instead.
+            continue
         # "./compose/..." in the compose file: the topology folders, wherever this copy keeps them.
-        source, target, mode = volume.split(":")
-        container.with_volume_mapping(str(COMPOSE_DIR / source.removeprefix("./compose/")), target, mode)
+        container.with_volume_mapping(str(COMPOSE_DIR / source.removeprefix("./compose/")), target, *mode)
     for port in ports:
         # A one-element tuple is docker-py's "this host address, any free port";
         # with_bind_ports has no way to say it, and publishing on 0.0.0.0 is not allowed here.
