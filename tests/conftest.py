@@ -14,6 +14,7 @@ import pytest
 
 from wslab.backends import StackOptions
 from wslab.backends.local import LocalBackend
+from wslab.compose_file import OFFLINE_LAB_IMAGE, project, resolve
 from wslab.records import Run
 from wslab.runner import RunOptions, run
 from wslab.scenario import load_scenarios
@@ -75,7 +76,7 @@ def engine() -> None:
             "inspect",
             "-f",
             '{{index .Config.Labels "wslab.source"}}',
-            "wslab-offline/lab:17.4",
+            offline_image(),
         ],
         capture_output=True,
         text=True,
@@ -84,6 +85,11 @@ def engine() -> None:
     assert image.stdout.strip() == source_digest(), (
         "offline image is stale: run scripts/build-offline-images.sh"
     )
+
+
+def offline_image() -> str:
+    """The offline image the compose files name ($WSLAB_OFFLINE_REPO, see lab/compose_file.py)."""
+    return resolve(OFFLINE_LAB_IMAGE)
 
 
 def source_digest() -> str:
@@ -113,3 +119,31 @@ def holders(folder: Path) -> list[str]:
         if any(target.startswith(str(folder)) for target in targets):
             found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
     return found
+
+
+def docker_state(name: str | None = None) -> tuple[list[str], ...]:
+    """A compose project's containers, networks and volumes (others may share the engine meanwhile):
+    ``name``, else this one's."""
+    label = f"label=com.docker.compose.project={name or project()}"
+    listings = [
+        ["docker", "ps", "-aq", "--filter", label],
+        ["docker", "network", "ls", "-q", "--filter", label],
+        ["docker", "volume", "ls", "-q", "--filter", label],
+    ]
+    return tuple(
+        sorted(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
+        for command in listings
+    )
+
+
+def comparable(result: Run) -> dict:
+    """What must agree between backends: verdicts, client summaries and server error texts."""
+    return {
+        (cell.topology, cell.scenario): (
+            cell.outcome,
+            cell.summary,
+            # A set: one cell may see several connections (a TCP probe's window, a page and its favicon).
+            sorted({c.error.text if c.error else "" for c in cell.server}),
+        )
+        for cell in result.cells
+    }

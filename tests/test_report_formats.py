@@ -130,6 +130,14 @@ def test_progress_is_plain_off_a_terminal() -> None:
     assert len(lines) == 2 and lines[-1].startswith("[26/26] ")
 
 
+def test_progress_per_cell_shows_the_run_from_its_first_cell() -> None:
+    """The compose stack's runner prints a line per cell, so its log moves from the first one."""
+    result = wslab("run", "-t", "direct", "-t", "haproxy-default", "--progress", "cell")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in lines] == [f"[{n}/26" for n in range(1, 27)]
+    assert any(line.endswith("/websockets-echo: pass 101") for line in lines), lines
+
+
 def test_report_merges_runs_side_by_side(saved: Path) -> None:
     merged = wslab("report", str(saved), str(saved), "-f", "json")
     assert merged.returncode == 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,9 +24,10 @@ from ..compose_file import (
     CONTROL_PORT,
     OFFLINE_FILE,
     PROBE_SERVICE,
-    PROJECT,
+    VERSIONS_DIR,
     network_endpoint,
     parameter_environment,
+    project,
     proxy_arguments,
     proxy_config,
 )
@@ -32,12 +35,39 @@ from ..endpoint import Endpoint
 from ..errors import LabFailure, UsageError
 from ..observations import ObservationFeed
 from ..paths import PROJECT_ROOT
-from ..processes import wait_answering
+from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
 
+READ_VERSIONS = [
+    "python",
+    "-c",
+    "import json, pathlib; print(json.dumps({p.name: p.read_text(errors='replace') "
+    f"for p in pathlib.Path('{VERSIONS_DIR}').glob('*')}}))",
+]
+"""Run in the probe container (both its images have Python): every version the proxies wrote."""
+
 HEALTHY_TIMEOUT = 120.0
+"""How long the host waits for a topology of a stack it brought up."""
+IN_NETWORK_TIMEOUT = 60.0
+"""How long the runner in the stack waits for a proxy that runs but does not answer: the span of
+the services' health checks (6 retries, 10 s apart). The runner starts once every proxy has
+started, healthy or not, and reports one that never answers as a lab error column."""
+STOPPED_AFTER = 3.0
+"""A proxy whose container is not running for this long has stopped (in the stack: its name no
+longer resolves; from the host: compose ps no longer lists it as running)."""
+
+PULL_ERRORS = re.compile(
+    r"pull access denied|failed to resolve|manifest unknown|registry|dial tcp|no such host|"
+    r"i/o timeout|TLS handshake|error pulling|failed to solve|toomanyrequests",
+    re.IGNORECASE,
+)
+OFFLINE_HINT = (
+    "no image registry answers? build the stack's images locally with scripts/build-offline-images.sh, "
+    "then run with --offline (or: docker compose -f docker-compose.yml -f docker-compose.offline.yml "
+    "up runner)"
+)
 
 
 COMPOSE_VERSIONS = {"v2": ["docker", "compose"], "v1": ["docker-compose"]}
@@ -91,6 +121,9 @@ class ComposeBackend:
         self.websockets_version = ""
         self.time_scale = probe.time_scale
         self.started_stack = False
+        self.project = project()
+        self.stopped: set[str] = set()
+        """Proxies whose container stopped while the run waited for them (see _watch_stopped)."""
 
     # The compose CLI.
 
@@ -102,7 +135,7 @@ class ComposeBackend:
     def _compose(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         files = ["-f", COMPOSE_FILE] + (["-f", OFFLINE_FILE] if self.offline else [])
         return subprocess.run(
-            [*self._cli, "-p", PROJECT, *files, *args],
+            [*self._cli, "-p", self.project, *files, *args],
             cwd=self.project_dir,
             capture_output=True,
             text=True,
@@ -126,11 +159,20 @@ class ComposeBackend:
     async def _bring_up(self, services: list[str]) -> None:
         if set(services) <= await asyncio.to_thread(self._running_services):
             return
-        result = await asyncio.to_thread(
-            self._compose, "up", "-d", "--no-build", *services, env=self._environment()
-        )
+        # The lab's own image is this checkout: built every time (cached layers make it quick), never
+        # pulled. The offline one is the script's, labelled with the sources it was built from.
+        build = "--no-build" if self.offline else "--build"
+        result = await asyncio.to_thread(self._compose, "up", "-d", build, *services, env=self._environment())
         if result.returncode != 0:
-            raise LabFailure(f"compose up failed:\n{result.stderr.strip()[-2000:]}")
+            # Whatever it started before failing is taken down by stop().
+            self.started_stack = True
+            error = result.stderr.strip()[-2000:]
+            if self.offline and ("No such image" in error or "not found" in error):
+                raise LabFailure(
+                    f"compose up failed:\n{error}\nbuild the offline images: scripts/build-offline-images.sh"
+                )
+            hint = f"\n{OFFLINE_HINT}" if not self.offline and PULL_ERRORS.search(error) else ""
+            raise LabFailure(f"compose up failed:\n{error}{hint}")
         self.started_stack = True
 
     # Backend interface.
@@ -151,44 +193,122 @@ class ComposeBackend:
         self.websockets_version = hello.websockets
         # A stack this run did not start keeps the time scale it was started with.
         self.time_scale = hello.time_scale
-        deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
+        watch = asyncio.create_task(self._watch_stopped([t for t in topologies if not t.direct]))
+        try:
+            deployments = await asyncio.gather(*(self._deployment(t) for t in topologies))
+        finally:
+            watch.cancel()
+        await self._versions([d for d in deployments if d.status == READY and not d.topology.direct])
         return {d.topology.name: d for d in deployments}
+
+    async def _versions(self, deployments: list[Deployment]) -> None:
+        """Each proxy's own version, from what it wrote into the stack's versions volume at start
+        (compose/render.sh): read in place by the runner, by one exec into the probe from the host.
+        A stack without the volume (an older one, still running): the host execs into each proxy,
+        the runner names the image."""
+        written: dict[str, str] = {}
+        if self.in_network:
+            folder = Path(VERSIONS_DIR)
+            written = {
+                path.name: path.read_text(errors="replace") for path in folder.glob("*") if path.is_file()
+            }
+        elif deployments:
+            result = await asyncio.to_thread(self._compose, "exec", "-T", PROBE_SERVICE, *READ_VERSIONS)
+            if result.returncode == 0:
+                with contextlib.suppress(ValueError):
+                    written = json.loads(result.stdout)
+        for deployment in deployments:
+            kind = REGISTRY[deployment.topology.proxy]
+            text = written.get(deployment.topology.name)
+            if text is None and not self.in_network:
+                command = kind.version_command(kind.executable)
+                found = await asyncio.to_thread(
+                    self._compose, "exec", "-T", deployment.topology.name, *command
+                )
+                text = found.stdout + found.stderr
+            if text is not None:
+                deployment.version = kind.parse_version(text)
 
     async def _wait_control(self, host: str, port: int) -> None:
         try:
-            await wait_answering(host, port, HEALTHY_TIMEOUT, http=False)
+            settle = 0 if self.in_network else FORWARDED_SETTLE
+            await wait_answering(host, port, HEALTHY_TIMEOUT, http=False, settle=settle)
         except TimeoutError:
-            logs = await asyncio.to_thread(self._compose, "logs", "--tail", "20", PROBE_SERVICE)
+            # Inside the stack there is no compose CLI: the message says where to look.
+            tail = f"docker compose logs {PROBE_SERVICE}"
+            if not self.in_network:
+                tail = (await asyncio.to_thread(self._compose, "logs", "--tail", "20", PROBE_SERVICE)).stdout
             raise LabFailure(
-                f"the probe server's control channel {host}:{port} did not answer:\n{logs.stdout}"
+                f"the probe server's control channel {host}:{port} did not answer:\n{tail}"
             ) from None
+
+    async def _watch_stopped(self, proxies: list[Topology]) -> None:
+        """Add to ``self.stopped`` each proxy whose container stops (or never runs) while the run
+        waits for it, so that its column says so at once rather than after the whole timeout."""
+        names = [topology.name for topology in proxies]
+        since: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.in_network:
+                # Every proxy has started before the runner (depends_on): a name Docker's DNS no
+                # longer resolves is a container that has stopped.
+                hosts = [network_endpoint(topology)[0] for topology in proxies]
+                results = await asyncio.gather(
+                    *(loop.getaddrinfo(host, None) for host in hosts), return_exceptions=True
+                )
+                down = {
+                    name for name, found in zip(names, results, strict=True) if isinstance(found, OSError)
+                }
+            else:
+                result = await asyncio.to_thread(
+                    self._compose, "ps", "--services", "--filter", "status=running"
+                )
+                # A compose ps that failed says nothing about the containers.
+                down = set(names) - set(result.stdout.split()) if result.returncode == 0 else set()
+            now = loop.time()
+            for name in names:
+                if name not in down:
+                    since.pop(name, None)
+                elif now - since.setdefault(name, now) >= STOPPED_AFTER:
+                    self.stopped.add(name)
+            await asyncio.sleep(0.5 if self.in_network else 1.0)
 
     async def _deployment(self, topology: Topology) -> Deployment:
         host, port = network_endpoint(topology) if self.in_network else ("127.0.0.1", topology.port)
         kind = None if topology.direct else REGISTRY[topology.proxy]
-        # Inside the stack the runner cannot look into other containers: the image names the version.
+        # Until _versions reads the proxy's own: the image it runs on.
         version = "" if kind is None else os.environ.get("WSLAB_PROXY_IMAGE") or kind.image
+        timeout = IN_NETWORK_TIMEOUT if self.in_network else HEALTHY_TIMEOUT
         try:
-            await wait_answering(host, port, HEALTHY_TIMEOUT, http=bool(kind and kind.ready_by_http))
-        except TimeoutError:
+            await wait_answering(
+                host,
+                port,
+                timeout,
+                http=bool(kind and kind.ready_by_http),
+                alive=lambda: topology.name not in self.stopped,
+                # From the host, a published port accepts even when the proxy does not listen.
+                settle=0 if self.in_network else FORWARDED_SETTLE,
+            )
+        except (TimeoutError, ProcessLookupError) as error:
+            if isinstance(error, ProcessLookupError):
+                detail = f"the {topology.name} container stopped before answering on {host}:{port}"
+            else:
+                detail = f"{host}:{port} did not answer in {timeout:g} s"
             tail = ""
             if not self.in_network:
                 logs = await asyncio.to_thread(self._compose, "logs", "--tail", "15", topology.name)
                 tail = logs.stdout.strip()
+            else:
+                # The runner cannot read other containers' logs.
+                detail += f" (docker compose logs {topology.name} says why)"
             return Deployment(
                 topology,
                 FAILED,
-                detail=f"{host}:{port} did not answer",
+                detail=detail,
                 log_tail=tail,
-                version=version,
                 config_text=proxy_config(topology, self.time_scale),
                 arguments=proxy_arguments(topology, self.time_scale),
             )
-        if kind is not None and not self.in_network:
-            result = await asyncio.to_thread(
-                self._compose, "exec", "-T", topology.name, *kind.version_command(kind.executable)
-            )
-            version = kind.parse_version(result.stdout + result.stderr)
         return Deployment(
             topology,
             READY,
@@ -221,8 +341,7 @@ class ComposeBackend:
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
         if self.started_stack and not self.keep:
-            result = await asyncio.to_thread(
-                self._compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"
-            )
+            # Each service's stop_grace_period bounds the wait (docker-compose.yml).
+            result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
             if result.returncode != 0:
                 raise LabFailure(f"compose down failed:\n{result.stderr.strip()[-2000:]}")

@@ -15,6 +15,8 @@ import contextlib
 import os
 from typing import Any
 
+import docker.types
+
 from ..compose_file import (
     CONTROL_PORT,
     LAB_IMAGE,
@@ -25,11 +27,12 @@ from ..compose_file import (
     proxy_arguments,
     proxy_config,
     proxy_service,
+    resolve,
 )
 from ..endpoint import Endpoint
 from ..observations import ObservationFeed
 from ..paths import COMPOSE_DIR
-from ..processes import wait_answering
+from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..topology import Topology
 from . import FAILED, READY, Deployment, StackOptions
@@ -44,20 +47,40 @@ LOOPBACK = "127.0.0.1"
 
 
 def _image(template: str, probe: StackOptions) -> str:
-    return template.replace("${WSLAB_WEBSOCKETS:-17.4}", probe.websockets_version or "17.4")
+    values = dict(os.environ)
+    if probe.websockets_version:
+        values["WSLAB_WEBSOCKETS"] = probe.websockets_version
+    return resolve(template, values)
 
 
 def _container(spec: dict[str, Any], image: str, network: Network, ports: list[int]) -> DockerContainer:
     container = DockerContainer(image).with_network(network)
+    # The service's run options as the compose file has them (docker-py's names).
+    options: dict[str, Any] = {}
     if "entrypoint" in spec:
-        container.with_kwargs(entrypoint=spec["entrypoint"])
+        options["entrypoint"] = spec["entrypoint"]
+    if "user" in spec:
+        options["user"] = spec["user"]
+    for option in ("init", "stop_signal"):
+        if option in spec:
+            options[option] = spec[option]
+    if "ulimits" in spec:
+        options["ulimits"] = [
+            docker.types.Ulimit(name=name, soft=limit["soft"], hard=limit["hard"])
+            for name, limit in spec["ulimits"].items()
+        ]
+    if options:
+        container.with_kwargs(**options)
     container.with_command(spec["command"])
     for name, value in spec.get("environment", {}).items():
         container.with_env(name, value)
     for volume in spec.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        if not source.startswith("./compose/"):
+            # The stack's named volumes (versions): each container here is exec'd into instead.
+            continue
         # "./compose/..." in the compose file: the topology folders, wherever this copy keeps them.
-        source, target, mode = volume.split(":")
-        container.with_volume_mapping(str(COMPOSE_DIR / source.removeprefix("./compose/")), target, mode)
+        container.with_volume_mapping(str(COMPOSE_DIR / source.removeprefix("./compose/")), target, *mode)
     for port in ports:
         # A one-element tuple is docker-py's "this host address, any free port";
         # with_bind_ports has no way to say it, and publishing on 0.0.0.0 is not allowed here.
@@ -110,7 +133,7 @@ class ContainersBackend:
         started = await asyncio.to_thread(self._start_containers, topologies)
         probe = started[PROBE_SERVICE]
         control = int(probe.get_exposed_port(CONTROL_PORT))
-        await wait_answering(LOOPBACK, control, READY_TIMEOUT)
+        await wait_answering(LOOPBACK, control, READY_TIMEOUT, settle=FORWARDED_SETTLE)
         await self.feed.start(LOOPBACK, control)
         self.websockets_version = (await self.feed.hello()).websockets
         deployments = await asyncio.gather(
@@ -122,7 +145,9 @@ class ContainersBackend:
         port = int(container.get_exposed_port(topology.port if topology.direct else PROXY_PORT))
         kind = None if topology.direct else REGISTRY[topology.proxy]
         try:
-            await wait_answering(LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http))
+            await wait_answering(
+                LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http), settle=FORWARDED_SETTLE
+            )
         except TimeoutError:
             stdout, stderr = container.get_logs()
             tail = "\n".join((stdout + stderr).decode(errors="replace").strip().splitlines()[-15:])

@@ -189,9 +189,10 @@ async def run_with_progress(
     topologies: list[Topology],
     scenarios: list[Scenario],
     options: RunOptions | None = None,
+    progress_mode: str = "auto",
 ) -> Run:
-    """Play the cells with live progress on stderr."""
-    progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr)
+    """Play the cells with live progress on stderr (``progress_mode``: see RunProgress)."""
+    progress = RunProgress(len(topologies) * len(scenarios), len(scenarios), sys.stderr, progress_mode)
     with progress:
         return await run(
             backend, topologies, scenarios, options, on_cell=progress.finished, on_start=progress.started

@@ -50,7 +50,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         backend = backend_for(args, run_dir)
         if isinstance(backend, RemoteBackend):
             topologies = [backend.topology]
-        result = until_signal(run_with_progress(backend, topologies, scenarios, options))
+        result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
     chosen = {name: (path, RENDERERS[name](result)) for name, path in outputs.items() if path}
     written = write_outputs(chosen)

@@ -2,7 +2,9 @@
 
 On a terminal it is a rich progress bar naming the cells in flight; anywhere
 else (CI logs, pipes) one plain line per finished topology, so logs stay
-readable.
+readable. ``mode`` "cell" prints one plain line per finished cell instead (the
+compose stack's runner: its log shows the run going from its first cell), and
+"topology" the per-topology lines even on a terminal.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from .safe_text import printable
 class RunProgress:
     """Receives the runner's on_start/on_cell calls and shows them."""
 
-    def __init__(self, total: int, per_topology: int, stream: TextIO) -> None:
+    MODES = ("auto", "cell", "topology")
+
+    def __init__(self, total: int, per_topology: int, stream: TextIO, mode: str = "auto") -> None:
+        assert mode in self.MODES, mode
         self.total = total
         self.per_topology = per_topology
         self.stream = stream
+        self.per_cell = mode == "cell"
         self.running: list[str] = []
         self.done: Counter[str] = Counter()
         self.outcomes: dict[str, Counter[str]] = {}
         self.console = Console(file=stream)
         self.bar: Progress | None = None
-        if self.console.is_terminal:
+        if self.console.is_terminal and mode == "auto":
             self.bar = Progress(
                 TextColumn("cells"),
                 BarColumn(),
@@ -68,6 +74,10 @@ class RunProgress:
         self.outcomes.setdefault(cell.topology, Counter())[cell.outcome] += 1
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=self._describe())
+        elif self.per_cell:
+            finished = sum(self.done.values())
+            line = printable(f"[{finished}/{self.total}] {name}: {cell.outcome} {cell.summary}")
+            print(line, file=self.stream, flush=True)
         elif self.done[cell.topology] == self.per_topology:
             counts = ", ".join(f"{n} {o}" for o, n in sorted(self.outcomes[cell.topology].items()))
             finished = sum(self.done.values())
