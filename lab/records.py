@@ -172,8 +172,9 @@ class TapRecord(TapTraffic):
     response_at: float | None = Field(description="UNIX time the app's response head arrived")
     gave_up: str | None = Field(
         None,
-        description="why the tap stopped following the HTTP/1.x framing on this connection (it still "
-        "forwarded every byte unchanged); later requests on it have no record of their own",
+        description="why the tap stopped following the HTTP/1.x framing on this connection, per side "
+        "('request: a head over 65536 bytes'); it still forwarded every byte unchanged, and a request "
+        "after it on the connection has no record of its own",
     )
 
 
