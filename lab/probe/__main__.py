@@ -3,7 +3,8 @@
 A listener named in ``--forward NAME=HOST:PORT`` too is a recording tap
 instead (:mod:`wslab.probe.tap`): it forwards everything to the app at that
 loopback address and records what the app received and answered, in the
-same events.
+same events (``--answer-plain-http`` and ``--ping-interval`` are the
+websockets listeners' only; ``--open-timeout`` is the taps').
 
 Once every listener is bound it prints one JSON line on stdout::
 
