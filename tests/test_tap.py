@@ -620,7 +620,9 @@ def test_each_request_on_a_kept_alive_connection_gets_its_own_record(tmp_path: P
 def test_a_plain_get_records_the_apps_426(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with websocket_app() as port, chain(port, tmp_path, "haproxy-default") as (proxy, feed):
-            answer = await raw_exchange(proxy, b"GET /?wslab-cell=plain1 HTTP/1.1\r\nHost: app\r\n\r\n", 5)
+            answer = await raw_exchange(
+                proxy, b"GET /?wslab-cell=plain1 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", 5
+            )
             record = await one_record(feed, "plain1")
         assert answer.startswith(b"HTTP/1.1 426 ")
         assert record.response is not None and record.response.status == 426
@@ -734,7 +736,9 @@ def test_an_app_that_closes_without_answering(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = RawApp(close=True)
         async with app.running() as port, chain(port, tmp_path, "haproxy-default") as (proxy, feed):
-            answer = await raw_exchange(proxy, b"GET /?wslab-cell=silent1 HTTP/1.1\r\nHost: app\r\n\r\n", 5)
+            answer = await raw_exchange(
+                proxy, b"GET /?wslab-cell=silent1 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", 5
+            )
             record = await one_record(feed, "silent1")
         assert answer.startswith(b"HTTP/1.1 502 "), "what HAProxy makes of it"
         assert record.response is None and record.error is not None
@@ -864,7 +868,9 @@ def test_h2c_is_recorded_like_the_probe_server_records_it(tmp_path: Path) -> Non
 
     async def scenario() -> Connection:
         async with websocket_app() as port, chain(port, tmp_path, "cloudrun-h2c") as (proxy, feed):
-            await raw_exchange(proxy, b"GET /page?wslab-cell=h2c1 HTTP/1.1\r\nHost: app\r\n\r\n", 5)
+            await raw_exchange(
+                proxy, b"GET /page?wslab-cell=h2c1 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", 5
+            )
             return await one_record(feed, "h2c1")
 
     record = asyncio.run(scenario())
