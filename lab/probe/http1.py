@@ -138,7 +138,6 @@ class _Direction:
         self.line = bytearray()
         self.trailer_size = 0
         self.scanner: CloseScanner | None = None
-        self.gave_up: str | None = None
         self.overflowed = False
         """It gave up on a head over the bound: what follows still counts as that head."""
 
@@ -452,7 +451,6 @@ class Conversation:
 
     def _give_up(self, direction: _Direction, reason: str, events: list[Event]) -> None:
         direction.state = IGNORED
-        direction.gave_up = reason
         events.append(GaveUp(direction.side, reason))
 
 

@@ -15,9 +15,10 @@ read an app's cells as they read the probe server's:
   ``NoResponse`` (the head went to the app, the connection ended without an
   answer), ``IncompleteRequest``, ``NoRequest`` (a connection that carried no
   request), ``InvalidResponse`` (the app's answer is not HTTP/1.x),
-  ``TimeoutError`` (:data:`OPEN_TIMEOUT` seconds without a complete head or an
-  answer: the record is published then, and forwarding goes on), or the
-  ``OSError`` of an app the tap could not reach;
+  ``TimeoutError`` (``--open-timeout``, :data:`OPEN_TIMEOUT` seconds by
+  default, without a complete head or an answer: the record is published
+  then, and forwarding goes on; a later answer is forwarded, not recorded),
+  or the ``OSError`` of an app the tap could not reach;
 - a ``closed`` event for each upgraded connection, from the WebSocket close
   frames that passed: ``code`` and ``reason`` of the close frame the app
   received (1006 when none did, as websockets reports it), ``closed_by``
