@@ -1,6 +1,6 @@
 """Wall times of the lab, printed as figures (nothing is asserted).
 
-    python bench/bench.py [--repeat N] [--compose [--cold] [--compose-only]]
+    python bench/bench.py [--repeat N] [--compose [--cold] [--compose-only]] [--tap-only]
 
 - the default matrix on the local backend, all cells concurrently, then the
   same cells one at a time (topology start-up and teardown included);
@@ -12,13 +12,18 @@
   and the image, as for the lab itself;
 - with --cold also a cold build of the offline images first: it REMOVES the
   images $WSLAB_OFFLINE_REPO and $WSLAB_OFFLINE_BASE name (by default the shared
-  wslab-offline/lab and wslab-offline/base) and build/offline.
+  wslab-offline/lab and wslab-offline/base) and build/offline;
+- the recording tap's cost: sequential WebSocket connect + echo + close to a
+  websockets echo app on 127.0.0.1, directly and through the tap (a
+  ``python -m wslab.probe --forward`` process), alternately; ``--tap-only``
+  prints just that figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -29,6 +34,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
 from wslab.backends import ACCELERATED, StackOptions  # noqa: E402
 from wslab.backends.compose import ComposeBackend, compose_command  # noqa: E402
@@ -142,6 +150,63 @@ def suite_time(suite: str, time_scale: float = 1.0) -> float:
         return time.perf_counter() - started
 
 
+async def _echo(connection: ServerConnection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+async def _connect_echo_close(host: str, port: int) -> float:
+    started = time.perf_counter()
+    async with connect(f"ws://{host}:{port}/", ping_interval=None, compression=None) as websocket:
+        await websocket.send("ping")
+        await websocket.recv()
+    return time.perf_counter() - started
+
+
+async def _tap_latency(connections: int) -> tuple[list[float], list[float]]:
+    async with serve(_echo, "127.0.0.1", 0, ping_interval=None, compression=None) as app:
+        app_port = app.sockets[0].getsockname()[1]
+        tap = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "wslab.probe",
+            "--listen",
+            "app=127.0.0.1:0",
+            "--forward",
+            f"app=127.0.0.1:{app_port}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert tap.stdout is not None
+            tap_port = json.loads(await tap.stdout.readline())["listeners"]["app"][1]
+            for _ in range(20):  # warm-up: imports, caches, the first connections' allocations
+                await _connect_echo_close("127.0.0.1", app_port)
+                await _connect_echo_close("127.0.0.1", tap_port)
+            direct, tapped = [], []
+            for _ in range(connections):
+                direct.append(await _connect_echo_close("127.0.0.1", app_port))
+                tapped.append(await _connect_echo_close("127.0.0.1", tap_port))
+        finally:
+            tap.terminate()
+            await tap.wait()
+    return direct, tapped
+
+
+def tap_figures(connections: int = 500) -> None:
+    """The tap's added latency per connection (median and p95, in milliseconds)."""
+    direct, tapped = asyncio.run(_tap_latency(connections))
+
+    def figures(times: list[float]) -> tuple[float, float]:
+        return statistics.median(times) * 1000, statistics.quantiles(times, n=20)[-1] * 1000
+
+    (direct_median, direct_p95), (tapped_median, tapped_p95) = figures(direct), figures(tapped)
+    print(f"tap, {connections} sequential WebSocket connect+echo+close per path")
+    print(f"  direct          median {direct_median:.3f} ms  p95 {direct_p95:.3f} ms")
+    print(f"  through the tap median {tapped_median:.3f} ms  p95 {tapped_p95:.3f} ms")
+    added_median, added_p95 = tapped_median - direct_median, tapped_p95 - direct_p95
+    print(f"  added           median {added_median:.3f} ms  p95 {added_p95:.3f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode (default 1)")
@@ -150,7 +215,11 @@ def main() -> None:
         "--cold", action="store_true", help="with --compose: remove and rebuild the offline images"
     )
     parser.add_argument("--compose-only", action="store_true", help="with --compose: skip the local figures")
+    parser.add_argument("--tap-only", action="store_true", help="only the recording tap's added latency")
     args = parser.parse_args()
+    if args.tap_only:
+        tap_figures()
+        return
     if args.compose and args.compose_only:
         compose_figures(args.cold)
         return
@@ -165,6 +234,7 @@ def main() -> None:
         )
     print(f"timeouts suite, accelerated {suite_time('timeouts', ACCELERATED):6.2f} s")
     print(f"browser suite (Chromium)    {suite_time('browser'):6.2f} s")
+    tap_figures()
     if args.compose:
         compose_figures(args.cold)
 

@@ -91,7 +91,8 @@ def parse_event(message: dict[str, Any]) -> Event | None:
         )
         return Observed(Connection.model_validate(fields), streams)
     if kind == "closed":
-        closed = Closed.model_validate({key: message[key] for key in ("at", "code", "reason", "closed_by")})
+        keys = ("at", "code", "reason", "closed_by", "tap")
+        closed = Closed.model_validate({key: message[key] for key in keys if key in message})
         return Closing((message["listener"], message["conn"]), closed)
     return None
 

@@ -136,29 +136,79 @@ class StreamRequest(RequestHead):
 
 
 class ServerError(Record):
-    """The error websockets raised for a connection."""
+    """The error websockets raised for a connection; through a recording tap, what happened instead
+    of the app's answer (NoResponse, IncompleteRequest, NoRequest, InvalidResponse, TimeoutError, or
+    the error of connecting to an app the tap could not reach)."""
 
-    type: str = Field(description="e.g. InvalidUpgrade")
+    type: str = Field(description="e.g. InvalidUpgrade; through a tap, e.g. NoResponse")
     text: str = Field(description="exactly what websockets logs, e.g. 'missing Connection header'")
     cause: str = Field("", description="the chained exception, e.g. 'ValueError: unsupported HTTP method'")
+
+
+class TapTraffic(Record):
+    """What a recording tap (``--forward``) counted on one TCP connection between proxy and app."""
+
+    connection: int = Field(description="the tap's number for the connection; kept-alive requests share it")
+    upstream: tuple[str, int] = Field(description="the app's address")
+    bytes_to_app: int = Field(description="bytes the tap forwarded to the app on the connection so far")
+    bytes_from_app: int = Field(description="bytes the app sent back on it so far")
+    ended_by: str | None = Field(
+        description="whose side ended first: client (the proxy), app, client-reset, app-reset, or tap "
+        "(the app could not be reached); null while both were open"
+    )
+
+
+class TapRecord(TapTraffic):
+    """One request as the recording tap in front of the user's app saw it pass."""
+
+    upstream_local_port: int | None = Field(
+        description="the tap's own port toward the app, which the app logs as its peer's; null when "
+        "the app could not be reached"
+    )
+    reused: int = Field(description="the request's index on its kept-alive connection: 0 for the first")
+    request_forwarded_at: float | None = Field(
+        description="UNIX time the request head's last byte went to the app"
+    )
+    response_at: float | None = Field(description="UNIX time the app's response head arrived")
+    gave_up: str | None = Field(
+        None,
+        description="why the tap stopped following the HTTP/1.x framing on this connection, per side "
+        "('request: a head over 65536 bytes'); it still forwarded every byte unchanged, and a request "
+        "after it on the connection has no record of its own",
+    )
+
+
+class TapClose(TapTraffic):
+    """How an upgraded connection through a recording tap ended, with the app's own close frame."""
+
+    app_code: int | None = Field(description="the code of the close frame the app sent; null if it sent none")
+    app_reason: str = ""
 
 
 class Closed(Record):
     """How an upgraded connection ended, as the server saw it."""
 
     at: float
-    code: int | None
+    code: int | None = Field(description="of the close frame the server received; 1006 if none")
     reason: str = ""
-    closed_by: str = Field(description="client, server or abnormal")
+    closed_by: str = Field(description="client, server or abnormal: who sent the first close frame")
+    tap: TapClose | None = Field(None, description="through a recording tap: how the connection ended")
 
 
 class Connection(Record):
-    """One connection the probe server saw: the request exactly as it arrived, and its answer."""
+    """One connection the probe server saw: the request exactly as it arrived, and its answer.
+
+    Through a recording tap in front of the user's app, one request: a proxy may send several
+    on one kept-alive connection, and each has its own record (``tap.reused`` counts them).
+    """
 
     listener: str = Field(description="the probe listener (one per topology)")
-    conn: int = Field(description="the server's connection number")
+    conn: int = Field(description="the server's connection number; through a tap, the request's")
     cell: str | None = Field(description="the correlation id read from the target")
-    opened_at: float = Field(description="UNIX time the connection was accepted")
+    opened_at: float = Field(
+        description="UNIX time the connection was accepted; through a tap, for a later request on a "
+        "kept-alive connection, the time its first byte arrived"
+    )
     at: float = Field(description="UNIX time the handshake ended")
     peer: tuple[str, int] | None = Field(description="where the connection came from (the proxy)")
     bytes_received: int
@@ -166,7 +216,9 @@ class Connection(Record):
     request: RequestHead | None = Field(
         description="parsed leniently from raw_head; null without a request line"
     )
-    response: ResponseHead | None = Field(description="what websockets answered; null if it closed silently")
+    response: ResponseHead | None = Field(
+        description="what websockets (through a tap: the app) answered; null if it closed silently"
+    )
     upgraded: bool
     error: ServerError | None
     closed: Closed | None = Field(None, description="for upgraded connections: how they ended")
@@ -175,6 +227,9 @@ class Connection(Record):
     )
     attributed: bool = Field(
         True, description="false when no correlation id tied it to the cell, only its time"
+    )
+    tap: TapRecord | None = Field(
+        None, description="when a recording tap stood in front of the user's app: what it saw pass"
     )
 
     @property

@@ -1,5 +1,11 @@
 """Run the observing server: ``python -m wslab.probe --listen NAME=HOST:PORT ...``.
 
+A listener named in ``--forward NAME=HOST:PORT`` too is a recording tap
+instead (:mod:`wslab.probe.tap`): it forwards everything to the app at that
+loopback address and records what the app received and answered, in the
+same events (``--answer-plain-http`` and ``--ping-interval`` are the
+websockets listeners' only; ``--open-timeout`` is the taps').
+
 Once every listener is bound it prints one JSON line on stdout::
 
     {"websockets": "15.0.1", "listeners": {"direct": ["127.0.0.1", 40123]},
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -34,6 +41,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from .server import serve_listener
 from .standalone import MemoryTrimmer, QuietFilter
+from .tap import OPEN_TIMEOUT, serve_tap
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -45,7 +53,25 @@ def _listener(text: str) -> tuple[str, str, int]:
     name, sep, address = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
-    return (name, *_address(address))
+    try:
+        return (name, *_address(address))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}") from None
+
+
+def _forward(text: str) -> tuple[str, str, int]:
+    """A tap's upstream: a loopback address only, since the tap forwards a proxy's traffic
+    in clear and the app it records runs beside it."""
+    name, host, port = _listener(text)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the app must be on a loopback address (127.0.0.1, ::1, localhost), not {host!r}"
+        )
+    return name, host.strip("[]"), port
 
 
 HISTORY_MESSAGES = 50_000
@@ -111,8 +137,20 @@ async def main(args: argparse.Namespace) -> None:
     channel = ControlChannel(
         {"websockets": websockets.__version__, "time_scale": args.time_scale, "redacted": args.redact}
     )
-    servers = {}
+    servers: dict[str, Any] = {}
+    upstreams = {name: (host, port) for name, host, port in args.forward}
     for name, host, port in args.listen:
+        if name in upstreams:
+            servers[name] = await serve_tap(
+                name,
+                host,
+                port,
+                upstreams[name],
+                channel.publish,
+                redact=args.redact,
+                open_timeout=args.open_timeout,
+            )
+            continue
         servers[name] = await serve_listener(
             name,
             host,
@@ -153,6 +191,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a named WebSocket listener (port 0: any free port)",
     )
     parser.add_argument(
+        "--forward",
+        type=_forward,
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="make listener NAME a recording tap to the app at this loopback address",
+    )
+    parser.add_argument(
+        "--open-timeout",
+        type=float,
+        default=OPEN_TIMEOUT,
+        metavar="SECONDS",
+        help="a tap publishes a request's record after this long without its complete head or "
+        f"the app's answer, and goes on forwarding (default {OPEN_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--control",
         type=_address,
         default=("127.0.0.1", 0),
@@ -185,7 +239,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=20.0,
         help="seconds between server pings; 0 disables them (websockets' default: 20)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    listeners = {name for name, _, _ in args.listen}
+    if unknown := [name for name, _, _ in args.forward if name not in listeners]:
+        parser.error(f"--forward names no --listen: {', '.join(unknown)}")
+    if args.open_timeout <= 0:
+        parser.error(f"--open-timeout must be positive, got {args.open_timeout:g}")
+    return args
 
 
 if __name__ == "__main__":
