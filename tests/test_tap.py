@@ -428,7 +428,7 @@ async def behind(topology: str, tap: tuple[str, int], folder: Path) -> AsyncIter
     topology_ = load_topologies()[topology]
     if REGISTRY[topology_.proxy].locate() is None:
         pytest.skip(f"{topology_.proxy} is not installed")
-    backend = LocalBackend(folder, StackOptions(), upstream=tap)
+    backend = LocalBackend(folder, StackOptions(), forward_to=tap)
     try:
         deployment = (await backend.start([topology_]))[topology]
         assert deployment.endpoint is not None, deployment.detail
@@ -877,3 +877,20 @@ def test_h2c_is_recorded_like_the_probe_server_records_it(tmp_path: Path) -> Non
     assert record.raw_head == "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     assert record.http2_request is not None and record.http2_request.path == "/page"
     assert record.http2_request.version == "HTTP/2"
+
+
+def test_the_labs_readiness_check_is_answered_by_the_tap_and_reaches_nothing(tmp_path: Path) -> None:
+    app = RawApp()
+
+    async def scenario() -> tuple[bytes, list[Connection], bytes]:
+        async with app.running() as port, tap_in_front_of(port, tmp_path / "tap.log") as (tap, feed):
+            started = time.time()
+            ready = await raw_exchange(tap, b"GET /.wslab-ready HTTP/1.1\r\nHost: ready\r\n\r\n")
+            # A connection that sends nothing still reaches the app, as without the tap.
+            await raw_exchange(tap, b"", wait=0.3)
+            return ready, await feed.in_window("t", started, 0.5), b"".join(app.received.values())
+
+    ready, records, received = asyncio.run(scenario())
+    assert ready.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(app.received) == 1 and received == b"", "only the silent connection reached the app"
+    assert [record.error.type for record in records if record.error] == ["NoRequest"]

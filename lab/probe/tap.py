@@ -84,6 +84,14 @@ from .server import MAX_RECORDED_HEAD, MAX_RECORDED_HEADERS, Publish
 from .wire import parse_request_head, parse_response_head, split_http2
 from .wsframes import CloseFrame
 
+READINESS_REQUEST = b"GET /.wslab-ready "
+"""The lab's own check that a proxy has loaded its routes (lab/processes.py): the tap answers it
+itself, so that it never reaches the app (which would log it) nor a record."""
+READY_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+FIRST_BYTE_WAIT = 0.05
+"""Seconds the tap waits for a connection's first byte before it opens its own to the app: a
+proxy writes its request at once, and a connection that sends nothing (a TCP probe) still
+reaches the app, as it would without the tap."""
 OPEN_TIMEOUT = 10.0
 """Seconds after a request's first byte when its record is published even without a complete
 head or an answer (websockets' own ``open_timeout``, which the probe server records with)."""
@@ -162,6 +170,8 @@ class TapConnection(asyncio.Protocol):
         self.finished = False
         self.early = bytearray()
         """What the proxy sent while the app's connection was being made."""
+        self.dialling: asyncio.TimerHandle | None = None
+        """Until the app's connection is started: when it starts without a first byte."""
 
     # The proxy's side.
 
@@ -170,7 +180,30 @@ class TapConnection(asyncio.Protocol):
         self.client = transport
         peer = transport.get_extra_info("peername")
         self.peer = list(peer[:2]) if peer else None
+        self.dialling = asyncio.get_running_loop().call_later(FIRST_BYTE_WAIT, self._dial)
+
+    def _dial(self) -> None:
+        """Open the tap's own connection to the app, once."""
+        if self.dialling is None:
+            return
+        self.dialling.cancel()
+        self.dialling = None
         asyncio.get_running_loop().create_task(self._connect())
+
+    def _readiness_check(self) -> bool:
+        """Whether the first bytes are (or may still become) the lab's readiness request; answer
+        it when they are."""
+        early = bytes(self.early[: len(READINESS_REQUEST)])
+        if not READINESS_REQUEST.startswith(early):
+            return False
+        if len(early) == len(READINESS_REQUEST):
+            assert self.dialling is not None
+            self.dialling.cancel()
+            self.dialling = None
+            self.connecting, self.finished = False, True
+            self.client.write(READY_ANSWER)
+            self.client.close()
+        return True
 
     async def _connect(self) -> None:
         host, port = self.tap.upstream
@@ -201,9 +234,13 @@ class TapConnection(asyncio.Protocol):
             self.client.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self.finished:
+            return
         if self.connecting:
             # Held (bounded) until the app's connection exists, rather than a round trip later.
             self.early += data
+            if self.dialling is not None and not self._readiness_check():
+                self._dial()
             if len(self.early) >= MAX_RECORDED_HEAD:
                 self.client.pause_reading()
             return
@@ -215,6 +252,9 @@ class TapConnection(asyncio.Protocol):
             self._handle(events)
 
     def eof_received(self) -> bool:
+        if self.finished:
+            return False
+        self._dial()
         self.ended_by = self.ended_by or "client"
         self.client_eof = True
         if self.app is not None and self.app_open:
@@ -226,6 +266,9 @@ class TapConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client_open = False
+        if self.finished:
+            return
+        self._dial()
         self.ended_by = self.ended_by or ("client-reset" if exc else "client")
         if self.app is not None and self.app_open:
             _end(self.app, reset=exc is not None)
