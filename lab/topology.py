@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from .errors import TopologyError
+from .errors import TopologyError, UsageError
 from .paths import COMPOSE_DIR
 from .proxies import REGISTRY
 from .safe_yaml import YamlInputError, load_yaml
@@ -301,3 +301,35 @@ def load_topologies(root: Path = COMPOSE_DIR) -> dict[str, Topology]:
             )
         ports[topology.port] = topology.name
     return {topology.name: topology for topology in topologies}
+
+
+ROLES = ("direct", "bare", "websocket", "platform")
+
+
+def select_topologies(names: Iterable[str] | None, root: Path = COMPOSE_DIR) -> list[Topology]:
+    """The topologies ``names`` asks for, in the lab's order, each once (default: all).
+
+    A name is a topology, ``all``, a role (``direct``, ``bare``, ``websocket``, ``platform``),
+    or the first word of topology names (``replit``: every replit-* topology; ``nginx``)."""
+    topologies = load_topologies(root)
+    names = list(names or [])
+    if not names:
+        return list(topologies.values())
+    chosen: set[str] = set()
+    for name in names:
+        group = _group(name, topologies)
+        if not group:
+            known = ", ".join(dict.fromkeys([*topologies, "all", *ROLES]))
+            raise UsageError(f"unknown topology {name} (known: {known}, or a first word such as replit)")
+        chosen.update(group)
+    return [topology for topology in topologies.values() if topology.name in chosen]
+
+
+def _group(name: str, topologies: dict[str, Topology]) -> list[str]:
+    if name in topologies:
+        return [name]
+    if name == "all":
+        return list(topologies)
+    if name in ROLES:
+        return [t.name for t in topologies.values() if t.role == name]
+    return [t.name for t in topologies.values() if t.name.split("-", 1)[0] == name]

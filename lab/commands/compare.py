@@ -18,14 +18,13 @@ from ..records import Run
 from ..reports import deployment_choice as page
 from ..runner import RunOptions, run
 from ..scenario import Scenario, load_scenarios
-from ..topology import Topology
+from ..topology import Topology, select_topologies
 from .common import (
     backend_for,
     check_backend_options,
     check_output_paths,
     probe_options,
     run_folder,
-    select_topologies,
     show_page,
     until_signal,
     write_outputs,

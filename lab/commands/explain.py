@@ -13,12 +13,12 @@ from ..explain import explain
 from ..reports import explain as page
 from ..runner import RunOptions
 from ..scenario import load_scenarios
+from ..topology import select_topologies
 from .common import (
     check_output_paths,
     probe_options,
     run_folder,
     run_with_progress,
-    select_topologies,
     show_page,
     until_signal,
 )
