@@ -17,12 +17,13 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from .app_log import HandshakeGate, Turn
 from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
 from .endpoint import Endpoint
 from .probe import wire
@@ -36,6 +37,7 @@ from .records import (
     Step,
     Transcript,
 )
+from .scenario import ENV_PLACEHOLDER, OPENING_STEPS
 
 
 def request_record(head: wire.RequestHead) -> RequestHead:
@@ -64,9 +66,15 @@ class RecordingConnection(ClientConnection):
         super().data_received(data)
 
 
-def _fill(header: str, endpoint: Endpoint, key: str) -> tuple[str, str]:
+def _expand(text: str, environment: Mapping[str, str]) -> str:
+    """``text`` with each ``{env:NAME}`` replaced by its value (checked set before the run)."""
+    return ENV_PLACEHOLDER.sub(lambda match: environment[match.group(1)], text)
+
+
+def _fill(header: str, endpoint: Endpoint, key: str, environment: Mapping[str, str]) -> tuple[str, str]:
     name, _, value = header.partition(":")
-    return name, value.strip().replace("{host}", endpoint.authority).replace("{key}", key)
+    value = value.strip().replace("{host}", endpoint.authority).replace("{key}", key)
+    return name, _expand(value, environment)
 
 
 def _new_key() -> str:
@@ -91,8 +99,15 @@ class Client:
         step_timeout: float,
         time_scale: float = 1.0,
         browser: Chromium | None = None,
+        environment: Mapping[str, str] | None = None,
+        gate: HandshakeGate | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.environment = environment or {}
+        """Values for the steps' ``{env:NAME}`` placeholders."""
+        self.gate = gate
+        """With a user's app: its opening handshakes go one at a time (see wslab.app_log)."""
+        self.turns: list[Turn] = []
         self.browser = browser
         self.cell = cell
         self.step_timeout = step_timeout
@@ -102,6 +117,7 @@ class Client:
         self.websocket: RecordingConnection | None = None
 
     def _target(self, path: str) -> str:
+        path = _expand(path, self.environment)
         return wire.with_cell(path, self.cell) if self.cell else path
 
     async def play(self, steps: list[dict[str, Any]]) -> Transcript:
@@ -112,9 +128,7 @@ class Client:
                 record = Step(step=action, argument=argument)
                 self.transcript.steps.append(record)
                 try:
-                    detail = await asyncio.wait_for(
-                        getattr(self, f"_{action}")(argument), self._timeout_for(action, argument)
-                    )
+                    detail = await self._step(action, argument)
                 except TimeoutError:
                     self.transcript.timed_out = True
                     detail = f"no answer within {self._timeout_for(action, argument):g} s"
@@ -130,6 +144,17 @@ class Client:
         finally:
             await self._finish()
         return self.transcript
+
+    async def _step(self, action: str, argument: Any) -> str:
+        run = asyncio.wait_for(getattr(self, f"_{action}")(argument), self._timeout_for(action, argument))
+        if action not in OPENING_STEPS or self.gate is None:
+            return await run
+        async with self.gate.turn() as turn:
+            self.turns.append(turn)
+            try:
+                return await run
+            finally:
+                turn.refused = not self.transcript.upgraded
 
     def _timeout_for(self, action: str, argument: Any) -> float:
         if action == "idle":
@@ -158,7 +183,7 @@ class Client:
     async def _connect(self, argument: dict[str, Any]) -> str:
         self.transcript.kind = ClientKind.CONNECT
         key = _new_key()
-        headers = [_fill(h, self.endpoint, key) for h in argument.get("headers", [])]
+        headers = [_fill(h, self.endpoint, key, self.environment) for h in argument.get("headers", [])]
         opened: list[RecordingConnection] = []
 
         def factory(*args: Any, **kwargs: Any) -> RecordingConnection:
@@ -174,7 +199,9 @@ class Client:
             self.websocket = await connect(
                 self.endpoint.ws_url(self._target(path)),
                 additional_headers=headers,
-                subprotocols=argument.get("subprotocols"),
+                subprotocols=[_expand(p, self.environment) for p in argument["subprotocols"]]
+                if argument.get("subprotocols")
+                else None,
                 compression="deflate" if argument.get("compression", True) else None,
                 open_timeout=None,
                 ping_interval=ping * self.time_scale if ping else None,
@@ -204,7 +231,7 @@ class Client:
             argument.get("method", "GET"),
             self._target(argument.get("path", "/")),
             argument.get("version", "HTTP/1.1"),
-            [_fill(h, self.endpoint, key) for h in argument["headers"]],
+            [_fill(h, self.endpoint, key, self.environment) for h in argument["headers"]],
         )
         reader, writer = await self.endpoint.open()
         self.transcript.connected = True
@@ -244,7 +271,8 @@ class Client:
 
     async def _browser_websocket(self, argument: dict[str, Any]) -> str:
         url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
-        subprotocols, messages = argument.get("subprotocols", []), argument.get("send", [])
+        subprotocols = [_expand(p, self.environment) for p in argument.get("subprotocols", [])]
+        messages = argument.get("send", [])
         return await self._record_browser(
             open_websocket(self._chromium, url, subprotocols, messages, self.step_timeout)
         )

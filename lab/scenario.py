@@ -8,6 +8,8 @@ naming the file, the line and what is wrong.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -21,6 +23,9 @@ from .validation import check_against, where_in
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
 """Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
+ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+"""``{env:NAME}`` in a path, a header line or a subprotocol: the environment variable's value,
+so that tokens and cookies stay out of scenario files."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Scenario:
     """The line of each ``depends_on`` entry, for errors about it."""
     short: str = ""
     """Its column in the terminal matrix: at most 5 characters."""
+    needs_probe_server: bool = False
+    """It relies on the lab's probe server (its commands, subprotocol choice, pings): not
+    applicable against a user's app."""
 
     @property
     def duration(self) -> float:
@@ -58,9 +66,59 @@ class Scenario:
         return any(action.startswith("browser_") for step in self.steps for action in step)
 
     @property
+    def environment(self) -> list[str]:
+        """The environment variables its ``{env:NAME}`` placeholders name, in order."""
+        return list(dict.fromkeys(ENV_PLACEHOLDER.findall(" ".join(_strings(self.steps)))))
+
+    @property
     def exclusive(self) -> bool:
         """True if the runner must give this scenario its topology to itself."""
         return self.correlate == "exclusive" or any("tcp_probe" in step for step in self.steps)
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def environment_values(scenarios: list[Scenario], environ: Mapping[str, str]) -> dict[str, str]:
+    """The value of every environment variable the scenarios' ``{env:NAME}`` name.
+
+    Raises ScenarioError at the first scenario naming one that is not set."""
+    values = {}
+    for scenario in scenarios:
+        for name in scenario.environment:
+            if name not in environ:
+                file_name, _, line = scenario.source.rpartition(":")
+                raise ScenarioError(
+                    file_name,
+                    int(line),
+                    f"{scenario.id}: {{env:{name}}} names the environment variable {name}, which is not set",
+                )
+            values[name] = environ[name]
+    return values
+
+
+PROBE_SERVER_STEPS = {"command"}
+PROBE_SERVER_OPTIONS = {"server_ping"}
+
+
+def _uses_probe_server(steps: list[dict[str, Any]]) -> bool:
+    """Whether a step talks to the lab's probe server itself: a JSON command, or a connect that
+    sets the server's pings."""
+    for step in steps:
+        ((action, argument),) = step.items()
+        if action in PROBE_SERVER_STEPS:
+            return True
+        if isinstance(argument, dict) and PROBE_SERVER_OPTIONS & argument.keys():
+            return True
+    return False
 
 
 def short_code(scenario_id: str) -> str:
@@ -102,6 +160,13 @@ def load_suite(path: Path | str) -> Suite:
     )
     for index, raw in enumerate(data["scenarios"]):
         _check_step_order(document, index, raw["steps"])
+        if _uses_probe_server(raw["steps"]) and not raw.get("needs_probe_server"):
+            raise ScenarioError(
+                path,
+                lines[("scenarios", index)],
+                f"{raw['id']}: its steps talk to the lab's probe server (a command, server_ping); "
+                "say so with 'needs_probe_server: true', so that it is not applicable against a user's app",
+            )
         suite.scenarios.append(
             Scenario(
                 id=raw["id"],
@@ -117,6 +182,7 @@ def load_suite(path: Path | str) -> Suite:
                 tier=raw.get("tier", "deployment"),
                 depends_on=tuple(raw.get("depends_on", [])),
                 short=raw.get("short") or short_code(raw["id"]),
+                needs_probe_server=raw.get("needs_probe_server", False),
                 depends_on_lines=tuple(
                     document.line_of(("scenarios", index, "depends_on", number)) or 0
                     for number in range(len(raw.get("depends_on", [])))
