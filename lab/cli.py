@@ -65,7 +65,8 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
         "-t",
         action="append",
         metavar="NAME",
-        help="run only this topology (repeatable; default: all)",
+        help="run only this topology (repeatable): a name, all, a role (direct, bare, websocket, "
+        "platform) or a first word (replit, nginx); default: all",
     )
     parser.add_argument(
         "--websockets",
@@ -109,6 +110,26 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_app_arguments(parser: argparse.ArgumentParser) -> None:
+    app = parser.add_mutually_exclusive_group()
+    app.add_argument(
+        "--app",
+        metavar="CMD",
+        help="your own server instead of the probe server: a shell command the lab starts with PORT "
+        "and HOST=127.0.0.1 in its environment; each topology reaches it through a recording tap",
+    )
+    app.add_argument(
+        "--upstream",
+        metavar="HOST:PORT",
+        help="your own server, already running on a loopback address, instead of the probe server",
+    )
+    parser.add_argument(
+        "--app-per-topology",
+        action="store_true",
+        help="with --app: start one process per topology instead of one for the run",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wslab",
@@ -119,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_parser = commands.add_parser("run", help="play every scenario through every topology")
     _add_probe_arguments(run_parser)
+    _add_app_arguments(run_parser)
     run_parser.add_argument(
         "--scenarios",
         "-s",
@@ -202,10 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser = commands.add_parser("up", help="start the topologies and keep them up until Ctrl-C")
     _add_probe_arguments(up_parser)
     up_parser.set_defaults(time_scale=1.0)
+    _add_app_arguments(up_parser)
     up_parser.add_argument(
-        "--upstream",
-        metavar="HOST:PORT",
-        help="put the topologies in front of this server (yours, or `wslab probe-server`), not the lab's",
+        "--ports",
+        action="store_true",
+        help="each topology on its own port from its topology.yaml (18001...), so the URLs stay the same",
     )
 
     commands.add_parser(

@@ -248,7 +248,7 @@ RULES: list[Rule] = [
             and f.reached_server
             and f.sent_header("Connection") is not None
             and f.received_header("Connection") is None
-            and f.server_error is not None
+            and f.server_refused
         ),
         lambda f: (
             "Plain HTTP through a keep-alive proxy, not a WebSocket client: the client sent "
@@ -264,8 +264,11 @@ RULES: list[Rule] = [
         lambda f: (
             not f.client_asked_upgrade
             and f.reached_server
-            and f.server_error is not None
-            and ("Connection header" in f.server_error or "Upgrade header" in f.server_error)
+            and f.server_refused
+            and (
+                "Connection header" in (f.server_error or "Connection header")
+                or "Upgrade header" in (f.server_error or "")
+            )
             and f.server_request is not None
             and f.server_request.version == "HTTP/1.1"
             and f.received_header("Connection") is not None
@@ -282,7 +285,7 @@ RULES: list[Rule] = [
     ),
     Rule(
         "client-sent-no-upgrade",
-        lambda f: not f.client_asked_upgrade and f.reached_server and f.server_error is not None,
+        lambda f: not f.client_asked_upgrade and f.reached_server and f.server_refused,
         lambda f: (
             "The client sent no upgrade: plain HTTP (a browser tab, a preview pane, a health "
             f"check) reached the WebSocket port.{_server_said(f)}{_client_got(f)}"
@@ -291,8 +294,11 @@ RULES: list[Rule] = [
     ),
     Rule(
         "server-rejected",
-        lambda f: f.server_got_upgrade and f.server_error is not None,
-        lambda f: f"The upgrade reached the server intact and the server rejected it: '{f.server_error}'.",
+        lambda f: f.server_got_upgrade and f.server_refused,
+        lambda f: (
+            "The upgrade reached the server intact and the server rejected it: "
+            + (f"'{f.server_error}'." if f.server_error else f"it answered {f.server_status}.")
+        ),
         lambda f, t: (
             "Read the server's error: the client's handshake is missing or has a value "
             "the server does not accept (subprotocol, origin, version)."

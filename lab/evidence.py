@@ -49,6 +49,12 @@ class Evidence:
         return error.text if error else None
 
     @property
+    def server_refused(self) -> bool:
+        """The server raised an error, or answered with an error status: a user's app behind the
+        tap tells its error only by its status, or in its log."""
+        return self.server_error is not None or (self.server_status or 0) >= 400
+
+    @property
     def server_status(self) -> int | None:
         response = self.server.response if self.server else None
         return response.status if response else None

@@ -35,6 +35,55 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (connections in TIME_WAIT do not count, as they do
+    not for a proxy, which binds with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+TCP_LISTEN = "0A"
+
+
+def listening(port: int) -> bool:
+    """Whether a socket listens on ``port`` (any local address), read from /proc/net/tcp{,6}:
+    no connection is made, so the server logs nothing about it."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    if (
+                        len(fields) > 3
+                        and fields[3] == TCP_LISTEN
+                        and int(fields[1].rsplit(":", 1)[1], 16) == port
+                    ):
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+async def wait_listening_quietly(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Return once something listens on ``port``, without connecting to it.
+
+    Raises TimeoutError when ``timeout`` passes, ProcessLookupError as soon as ``alive()`` is false.
+    """
+    deadline = time.monotonic() + timeout
+    while not listening(port):
+        if not alive():
+            raise ProcessLookupError
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.05)
+
+
 def log_tail(path: Path, lines: int = 12) -> str:
     """The last lines of a log file, or '' if there is none."""
     try:
@@ -47,21 +96,27 @@ def log_tail(path: Path, lines: int = 12) -> str:
 class ManagedProcess:
     """A child process with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.env = env
+        self.cwd = cwd
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self, stdout: int | None = None) -> None:
+    async def start(self, stdout: int | None = None, stderr: int | None = None) -> None:
+        """Start it; its output goes to the log file unless ``stdout``/``stderr`` say otherwise
+        (asyncio.subprocess.PIPE)."""
         with open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=stdout if stdout is not None else log,
-                stderr=log,
+                stderr=stderr if stderr is not None else log,
                 env=self.env,
+                cwd=self.cwd,
                 preexec_fn=_die_with_parent,
             )
 

@@ -46,6 +46,9 @@ class Outcome(StrEnum):
     """The topology could not be started here (its binary is not installed)."""
     NOT_MEASURED = "not-measured"
     """This run cannot measure it truthfully (a time limit an accelerated run cannot shorten)."""
+    NOT_APPLICABLE = "not-applicable"
+    """The scenario needs the lab's probe server (its commands), and this run put the user's
+    app behind the topologies instead."""
 
     @property
     def failing(self) -> bool:
@@ -75,6 +78,9 @@ STYLES: dict[Outcome, Style] = {
     Outcome.INFORMATIONAL: Style("ℹ", "blue", "info", "informational", "informational, did not match"),
     Outcome.UNAVAILABLE: Style("–", "dim", "unavailable", "unavailable", "unavailable"),
     Outcome.NOT_MEASURED: Style("○", "cyan", "not-measured", "not measured", "not measured in this mode"),
+    Outcome.NOT_APPLICABLE: Style(
+        "·", "dim", "not-applicable", "not applicable", "not applicable (needs the lab's probe server)"
+    ),
 }
 """The one symbol and colour table; its order is the legend's."""
 
@@ -143,6 +149,24 @@ class ServerError(Record):
     type: str = Field(description="e.g. InvalidUpgrade; through a tap, e.g. NoResponse")
     text: str = Field(description="exactly what websockets logs, e.g. 'missing Connection header'")
     cause: str = Field("", description="the chained exception, e.g. 'ValueError: unsupported HTTP method'")
+    source: Literal["server", "app log"] = Field(
+        "server",
+        description="server: the lab's probe server raised it; app log: read from the line the "
+        "user's app logged for this cell (runs with --app)",
+    )
+
+
+class AppLogLine(Record):
+    """What the user's app wrote (runs with --app): one line, or a traceback written at once."""
+
+    at: float = Field(description="UNIX time the lab read it")
+    stream: Literal["stdout", "stderr"]
+    text: str
+    attributed_by: Literal["request id", "connection port", "timing"] | None = Field(
+        None,
+        description="how it was tied to the cell: its wslab-cell id in the line, the tap's port "
+        "toward the app in the line, or the only handshake in flight to the app when it came",
+    )
 
 
 class TapTraffic(Record):
@@ -349,6 +373,9 @@ class Cell(Record):
     error: str | None = Field(None, description="for error, unavailable and blocked cells: why")
     log_tail: str = Field("", description="the proxy's last log lines when it failed or died")
     proxy_log: list[str] = Field(default_factory=list, description="the proxy's log lines naming this cell")
+    app_log: list[AppLogLine] = Field(
+        default_factory=list, description="with --app: what the user's app logged for this cell"
+    )
 
     @property
     def server_error(self) -> ServerError | None:
@@ -427,6 +454,9 @@ class ScenarioRecord(Record):
     description: str = ""
     expect: dict[str, Any] = Field(default_factory=dict)
     source: str = Field("", description="file:line")
+    needs_probe_server: bool = Field(
+        False, description="relies on the lab's probe server: not applicable against a user's app"
+    )
 
 
 class Components(Record):
@@ -459,6 +489,19 @@ class Settings(Record):
     )
 
 
+class AppRecord(Record):
+    """The user's app the topologies were put in front of, instead of the lab's probe server."""
+
+    command: str | None = Field(None, description="--app: the command the lab started (PORT, HOST set)")
+    upstream: str | None = Field(None, description="--upstream: HOST:PORT of an app already running")
+    image: str | None = Field(None, description="--app-image: the local image put in the stack")
+    per_topology: bool = Field(False, description="one app process per topology (--app-per-topology)")
+    exit: str = Field("", description="how the app ended if it did during the run")
+    unattributed: list[AppLogLine] = Field(
+        default_factory=list, description="what the app logged that no cell could be tied to (the last lines)"
+    )
+
+
 class Run(Record):
     """A whole run: components, topologies, scenarios and cells."""
 
@@ -471,6 +514,18 @@ class Run(Record):
     topologies: list[TopologyRecord]
     scenarios: list[ScenarioRecord]
     cells: Annotated[list[Cell], Field(description="one per topology x scenario")]
+    app: AppRecord | None = Field(
+        None, description="the user's app, when the run put one behind the topologies"
+    )
+
+    def server_description(self) -> str:
+        """What stood behind the topologies: 'websockets 17.4 (server)', or the user's app."""
+        app = self.app
+        if app is None:
+            return f"websockets {self.components.websockets_server} (server)"
+        if app.command:
+            return f"your app ({app.command}{', one per topology' if app.per_topology else ''})"
+        return f"your app on {app.upstream or app.image}"
 
     def cell(self, topology: str, scenario: str) -> Cell:
         for cell in self.cells:

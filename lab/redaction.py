@@ -12,7 +12,9 @@ servers use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from .probe.redact import (
     redact_header_value,
@@ -111,3 +113,24 @@ def transcript_secrets(transcript: Transcript) -> set[str]:
 def redact_log_line(line: str, secrets: set[str]) -> str:
     """A proxy's log line with token-like query values and the given secret values replaced."""
     return redact_text(line, sorted(secrets))
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _swept(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, list):
+        return [_swept(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: _swept(item, secrets) for key, item in value.items()}
+    return value
+
+
+def sweep(record: Model, secrets: set[str]) -> Model:
+    """A copy of ``record`` with every occurrence of the given values replaced in every text it
+    holds: for values the lab knows are secret wherever they appear (``{env:NAME}`` values)."""
+    if not secrets:
+        return record
+    return type(record).model_validate(_swept(record.model_dump(mode="json"), sorted(secrets)))

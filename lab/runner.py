@@ -14,11 +14,12 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import websockets
 
+from .app_log import AppLog, attribute, server_error
 from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
 from .client import Client
@@ -26,13 +27,27 @@ from .diagnosis import diagnose
 from .evidence import Evidence
 from .expectations import evaluate
 from .processes import log_tail
-from .records import Cell, Components, Outcome, Run, ScenarioRecord, Settings
-from .redaction import redact_connection, redact_log_line, redact_transcript, transcript_secrets
+from .records import (
+    AppLogLine,
+    AppRecord,
+    Cell,
+    Components,
+    Connection,
+    Outcome,
+    Run,
+    ScenarioRecord,
+    Settings,
+)
+from .redaction import redact_connection, redact_log_line, redact_transcript, sweep, transcript_secrets
 from .scenario import Scenario
 from .topology import Parameter, Topology
 
 CELL_LOG_MAX_LINES = 60
 """A cell keeps at most this many of the proxy's log lines that name it (the last ones)."""
+APP_LOG_MAX_ENTRIES = 40
+"""A cell keeps at most this many of the entries the user's app logged for it (the first ones)."""
+UNATTRIBUTED_MAX_ENTRIES = 200
+"""The run keeps at most this many of the app's entries no cell claimed (the last ones)."""
 
 
 @dataclass
@@ -45,6 +60,13 @@ class RunOptions:
     redact: bool = True
     """Replace secrets in the client's transcript and the server's records (the probe server
     has redacted its own already); False only with ``--no-redact``."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """Values for the scenarios' ``{env:NAME}`` placeholders (scenario.environment_values);
+    secrets wherever they appear, unless ``redact`` is off."""
+
+    @property
+    def known_secrets(self) -> set[str]:
+        return set(self.environment.values()) if self.redact else set()
 
 
 def _unplayed(deployment: Deployment, scenario: Scenario, outcome: Outcome, summary: str, why: str) -> Cell:
@@ -86,6 +108,9 @@ async def play_cell(
         limits := deployment.topology.unmeasurable(backend.time_scale, scenario.duration)
     ):
         return _not_measured(deployment, scenario, limits, backend.time_scale)
+    if deployment.behind_app and scenario.needs_probe_server:
+        why = "needs the lab's probe server (its commands or settings), not your app"
+        return _unplayed(deployment, scenario, Outcome.NOT_APPLICABLE, "n/a", why)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
         return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
     assert deployment.endpoint is not None
@@ -96,6 +121,8 @@ async def play_cell(
         scenario.timeout or options.step_timeout,
         backend.time_scale,
         browser,
+        options.environment,
+        deployment.gate,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
@@ -118,12 +145,37 @@ async def play_cell(
         return _lab_error(deployment, scenario, failure)
     if not backend.alive(deployment):
         return _proxy_died(deployment, scenario)
+    logged: list[AppLogLine] = []
+    if deployment.app_log is not None:
+        logged, connections = _app_said(deployment.app_log, started, cell_id, client, connections)
     if options.redact:
+        found = transcript_secrets(transcript) | options.known_secrets
         if sent_secrets is not None:
-            sent_secrets.update(transcript_secrets(transcript))
-        transcript, connections = redact_transcript(transcript), [redact_connection(c) for c in connections]
+            sent_secrets.update(found)
+        transcript = sweep(redact_transcript(transcript), options.known_secrets)
+        connections = [sweep(redact_connection(c), options.known_secrets) for c in connections]
+        logged = [line.model_copy(update={"text": redact_log_line(line.text, found)}) for line in logged]
     evidence = Evidence(transcript, connections)
-    return judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))
+    cell = judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))
+    cell.app_log = logged
+    return cell
+
+
+def _app_said(
+    log: AppLog, started: float, cell_id: str | None, client: Client, connections: list[Connection]
+) -> tuple[list[AppLogLine], list[Connection]]:
+    """What the user's app logged for this cell, and its connections with the websockets error
+    read from those lines where the tap could not know it."""
+    ports = {c.tap.upstream_local_port for c in connections if c.tap and c.tap.upstream_local_port}
+    logged = attribute(log.between(started, time.time()), cell_id, ports, client.turns)[:APP_LOG_MAX_ENTRIES]
+    error = server_error(logged)
+    if error is None or not connections:
+        return logged, connections
+    # The refused connection is the one the error is about: the first without an upgrade.
+    refused = next((c for c in connections if not c.upgraded and c.error is None), None)
+    if refused is None:
+        return logged, connections
+    return logged, [c.model_copy(update={"error": error}) if c is refused else c for c in connections]
 
 
 def judge(
@@ -242,7 +294,7 @@ async def run(
     options = options or RunOptions()
     started = time.time()
     browser = Chromium() if any(s.uses_browser for s in scenarios) else None
-    sent_secrets: set[str] = set()
+    sent_secrets: set[str] = set(options.known_secrets)
     try:
         deployments = await backend.start(topologies)
         if browser is not None:
@@ -288,7 +340,34 @@ async def run(
         topologies=[deployments[t.name].record() for t in topologies],
         scenarios=[_scenario_record(s) for s in scenarios],
         cells=cells,
+        app=_app_record(backend, deployments, cells, sent_secrets if options.redact else None),
     )
+
+
+def _app_record(
+    backend: Backend, deployments: dict[str, Deployment], cells: list[Cell], secrets: set[str] | None
+) -> AppRecord | None:
+    """The user's app, with the entries it logged that no cell claimed (the last ones)."""
+    record = backend.app_record()
+    if record is None:
+        return None
+
+    def key(line: AppLogLine) -> tuple[float, str, str]:
+        return line.at, line.stream, line.text.split("\n", 1)[0]
+
+    def shown(line: AppLogLine) -> AppLogLine:
+        return (
+            line if secrets is None else line.model_copy(update={"text": redact_log_line(line.text, secrets)})
+        )
+
+    claimed = {key(line) for cell in cells for line in cell.app_log}
+    logs = {id(d.app_log): d.app_log for d in deployments.values() if d.app_log is not None}
+    entries = sorted((shown(entry) for log in logs.values() for entry in log.entries), key=lambda e: e.at)
+    left = [entry for entry in entries if key(entry) not in claimed][-UNATTRIBUTED_MAX_ENTRIES:]
+    if secrets is not None and record.command:
+        record.command = redact_log_line(record.command, secrets)
+    record.unattributed = left
+    return record
 
 
 def _components(backend: Backend, deployments: dict[str, Deployment], browser: Chromium | None) -> Components:
@@ -316,4 +395,5 @@ def _scenario_record(scenario: Scenario) -> ScenarioRecord:
         description=scenario.description,
         expect=scenario.expect,
         source=scenario.source,
+        needs_probe_server=scenario.needs_probe_server,
     )

@@ -69,7 +69,7 @@ def test_target_behind_each_topology_matches_the_local_cells(
     scenarios = load_scenarios()
 
     async def through_every_topology() -> dict[str, Run]:
-        proxies = LocalBackend(tmp_path, StackOptions(), upstream=("127.0.0.1", deployed))
+        proxies = LocalBackend(tmp_path, StackOptions(), forward_to=("127.0.0.1", deployed))
         try:
             deployments = await proxies.start(list(load_topologies().values()))
             ready = [d for d in deployments.values() if d.status == READY]

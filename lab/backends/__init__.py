@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..app_log import AppLog, HandshakeGate
 from ..endpoint import Endpoint
 from ..observations import Hello
-from ..records import Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
+from ..records import AppRecord, Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
 from ..topology import Topology
 
 READY, UNAVAILABLE, FAILED = DeploymentStatus.READY, DeploymentStatus.UNAVAILABLE, DeploymentStatus.FAILED
@@ -66,6 +67,12 @@ class Deployment:
     """The topology's own command-line arguments as rendered for this run."""
     version: str = ""
     handle: Any = None
+    behind_app: bool = False
+    """The user's app stands behind the proxy (through the recording tap), not the probe server."""
+    app_log: AppLog | None = None
+    """What that app writes, when the lab started it."""
+    gate: HandshakeGate | None = None
+    """One opening handshake at a time to that app, so that its log lines can be tied to cells."""
 
     @property
     def listener(self) -> str:
@@ -140,6 +147,11 @@ class Backend(Protocol):
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log text (topology name -> text), read while the proxies still run."""
+        ...
+
+    def app_record(self) -> AppRecord | None:
+        """The user's app behind the topologies, and what it logged that no cell claimed; None
+        when the lab's probe server stood there."""
         ...
 
     async def stop(self) -> None:

@@ -337,6 +337,10 @@ class ComposeBackend:
         )
         return {name: result.stdout for name, result in zip(names, results, strict=True)}
 
+    def app_record(self) -> None:
+        """No user's app stands behind this backend's topologies."""
+        return None
+
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)

@@ -198,6 +198,10 @@ class ContainersBackend:
             with contextlib.suppress(Exception):
                 self.network.remove()
 
+    def app_record(self) -> None:
+        """No user's app stands behind this backend's topologies."""
+        return None
+
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)

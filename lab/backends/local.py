@@ -3,6 +3,8 @@
 One probe server process runs a named listener per topology. Each proxy is
 started from its topology's config template on a free loopback port, in front
 of its listener, with its output kept in a log file under the run folder.
+With a user's app (:class:`~wslab.app.AppSpec`), each listener is a recording
+tap in front of that app instead, so that cells carry what the app received.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import os
 import sys
 from pathlib import Path
 
+from ..app import AppError, AppProcess, AppSpec
+from ..app_log import HandshakeGate
 from ..endpoint import Endpoint
 from ..errors import LabFailure, TopologyError
 from ..observations import ObservationFeed
-from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail
+from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail, port_free, wait_listening_quietly
 from ..proxies import REGISTRY
+from ..records import AppRecord
 from ..topology import Topology
 from ..websockets_release import websockets_path
 from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions
@@ -51,11 +56,27 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, run_dir: Path, probe: StackOptions, upstream: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        probe: StackOptions,
+        app: AppSpec | None = None,
+        fixed_ports: bool = False,
+        forward_to: tuple[str, int] | None = None,
+    ) -> None:
         self.run_dir = run_dir.resolve()
+        self.fixed_ports = fixed_ports
+        """Each topology on its own port from topology.yaml (stable URLs), not a free one."""
         self.probe = probe
-        self.upstream = upstream
-        """Put the proxies in front of this server instead of starting the probe server."""
+        self.app = app
+        """Put the proxies in front of the user's app instead of the probe server."""
+        self.forward_to = forward_to
+        """The proxies straight in front of this address, which records what it receives itself
+        (a deployed probe server, a tap started elsewhere): no probe server, no tap, no feed."""
+        self.apps: dict[str, AppProcess] = {}
+        """With ``--app``: the process behind each topology (one shared, or one each)."""
+        self.ended: list[str] | None = None
+        """How the apps that ended before :meth:`stop` ended."""
         self.processes: list[ManagedProcess] = []
         self.feed = ObservationFeed()
         self.websockets_version = ""
@@ -67,23 +88,67 @@ class LocalBackend:
         """Start the probe server and every topology; never raises for one topology."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)
-        if self.upstream is not None:
-            listeners = {t.name: self.upstream for t in topologies}
+        names = [t.name for t in topologies]
+        forward = await self._start_apps(names) if self.app is not None else {}
+        direct = {t.name: t.port for t in topologies if t.direct and self.fixed_ports}
+        if self.forward_to is not None:
+            listeners = dict.fromkeys(names, self.forward_to)
         else:
-            listeners = await self._start_probe([t.name for t in topologies])
+            listeners = await self._start_probe(names, forward, direct)
         deployments = await asyncio.gather(
             *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
         )
+        if self.app is not None:
+            gates = {id(app): HandshakeGate() for app in self.apps.values()}
+            for deployment in deployments:
+                app = self.apps.get(deployment.topology.name)
+                deployment.behind_app = True
+                deployment.app_log = app.log if app else None
+                deployment.gate = gates[id(app)] if app else None
         return {deployment.topology.name: deployment for deployment in deployments}
 
-    async def _start_probe(self, names: list[str]) -> dict[str, tuple[str, int]]:
+    async def _start_apps(self, names: list[str]) -> dict[str, tuple[str, int]]:
+        """Start the user's app (once, or once per topology) or check that ``--upstream``
+        answers; the address behind each topology's tap."""
+        app = self.app
+        assert app is not None
+        if app.upstream is not None:
+            try:
+                await wait_listening_quietly(app.upstream[1], timeout=5)
+            except TimeoutError:
+                raise AppError(f"{app.describe()}: nothing answers there") from None
+            return {name: app.upstream for name in names}
+        assert app.command is not None
+        owners = names if app.per_topology else ["app"]
+        started = {
+            owner: AppProcess(app.command, free_port(HOST), self.run_dir / f"{owner}.app.log", cwd=app.cwd)
+            for owner in owners
+        }
+        # Known before they start, so that stop() stops them whatever happens next.
+        self.apps = {name: started[name if app.per_topology else "app"] for name in names}
+        results = await asyncio.gather(
+            *(process.start() for process in started.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return {name: (HOST, process.port) for name, process in self.apps.items()}
+
+    async def _start_probe(
+        self, names: list[str], forward: dict[str, tuple[str, int]], ports: dict[str, int]
+    ) -> dict[str, tuple[str, int]]:
+        """The probe server's listeners, one per topology: each a recording tap to ``forward``'s
+        address when it has one."""
         env = dict(os.environ)
         extra = await asyncio.to_thread(websockets_path, self.probe.websockets_version)
         if extra is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(extra), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         argv = [sys.executable, "-m", "wslab.probe", "--ping-interval", str(self.probe.ping_interval)]
         argv += ["--time-scale", str(self.probe.time_scale)]
-        argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:0")]
+        argv += [arg for name in names for arg in ("--listen", f"{name}={HOST}:{ports.get(name, 0)}")]
+        argv += [
+            arg for name, (host, port) in forward.items() for arg in ("--forward", f"{name}={host}:{port}")
+        ]
         if self.probe.answer_plain_http:
             argv.append("--answer-plain-http")
         if not self.probe.redact:
@@ -98,7 +163,8 @@ class LocalBackend:
             ready = json.loads(line)
         except (TimeoutError, ValueError):
             raise LabFailure(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
-        self.websockets_version = ready["websockets"]
+        # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
+        self.websockets_version = "" if forward else ready["websockets"]
         await self.feed.start(*ready["control"])
         return {name: (host, port) for name, (host, port) in ready["listeners"].items()}
 
@@ -119,8 +185,12 @@ class LocalBackend:
         folder.chmod(0o755)
         log_path = folder / f"{topology.proxy}.log"
         # A free port can be taken between the check and the bind: retry then.
-        for _attempt in range(BIND_ATTEMPTS):
-            port = free_port(HOST)
+        if self.fixed_ports and not port_free(HOST, topology.port):
+            return Deployment(
+                topology, FAILED, detail=f"port {topology.port} is in use (--ports)", version=version
+            )
+        for _attempt in range(1 if self.fixed_ports else BIND_ATTEMPTS):
+            port = topology.port if self.fixed_ports else free_port(HOST)
             config = folder / topology.config.name  # type: ignore[union-attr]
             values = {
                 "WSLAB_LISTEN_HOST": HOST,
@@ -186,7 +256,25 @@ class LocalBackend:
             )
         if self.feed.lost:
             return self.feed.lost
+        for app in dict.fromkeys(self.apps.values()):
+            if not app.running:
+                return f"your app {app.exit_status()} during the run; its last lines:\n{app.log.tail()}"
         return None
+
+    def app_record(self) -> AppRecord | None:
+        if self.app is None:
+            return None
+        upstream = self.app.upstream
+        ended = self.ended if self.ended is not None else self._exits()
+        return AppRecord(
+            command=self.app.command,
+            upstream=f"{upstream[0]}:{upstream[1]}" if upstream else None,
+            per_topology=self.app.per_topology,
+            exit=", ".join(dict.fromkeys(ended)),
+        )
+
+    def _exits(self) -> list[str]:
+        return [app.exit_status() for app in dict.fromkeys(self.apps.values()) if not app.running]
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log; proxies that keep theirs elsewhere (Varnish) write it out first."""
@@ -203,3 +291,5 @@ class LocalBackend:
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
         await asyncio.gather(*(process.stop() for process in self.processes))
+        self.ended = self._exits()
+        await asyncio.gather(*(app.stop() for app in dict.fromkeys(self.apps.values())))

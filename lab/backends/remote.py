@@ -178,5 +178,9 @@ class RemoteBackend:
     def failure(self) -> str | None:
         return self.feed.lost
 
+    def app_record(self) -> None:
+        """No user's app stands behind this backend's topologies."""
+        return None
+
     async def stop(self) -> None:
         await self.feed.stop()

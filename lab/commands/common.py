@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 
+from ..app import AppSpec
 from ..backends import Backend, StackOptions
 from ..backends.compose import ComposeBackend
 from ..backends.local import LocalBackend
@@ -31,7 +32,7 @@ from ..records import Run
 from ..reports.progress import RunProgress
 from ..runner import RunOptions, run
 from ..scenario import Scenario
-from ..topology import Topology, load_topologies
+from ..topology import Topology
 
 STDOUT = "-"
 """An output path meaning standard output (``--json -``)."""
@@ -53,16 +54,6 @@ def until_signal(coroutine: Coroutine[Any, Any, int]) -> int:
         return asyncio.run(main())
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None
-
-
-def select_topologies(names: list[str] | None) -> list[Topology]:
-    topologies = load_topologies()
-    if not names:
-        return list(topologies.values())
-    unknown = [name for name in names if name not in topologies]
-    if unknown:
-        raise UsageError(f"unknown topology {', '.join(unknown)} (known: {', '.join(topologies)})")
-    return [topologies[name] for name in names]
 
 
 def probe_options(args: argparse.Namespace) -> StackOptions:
@@ -94,8 +85,36 @@ def run_folder(args: argparse.Namespace) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def app_given(args: argparse.Namespace) -> bool:
+    """Whether --app or --upstream was given (commands without them: never)."""
+    return bool(getattr(args, "app", None) or getattr(args, "upstream", None))
+
+
+def app_spec(args: argparse.Namespace) -> AppSpec | None:
+    """The user's app from --app / --upstream / --app-per-topology, checked; None without one."""
+    if not app_given(args):
+        if getattr(args, "app_per_topology", False):
+            raise UsageError("--app-per-topology goes with --app CMD")
+        return None
+    for option, given in (
+        ("--websockets", args.websockets),
+        ("--answer-plain-http", args.answer_plain_http),
+    ):
+        if given:
+            raise UsageError(
+                f"{option} sets up the lab's probe server; with your app behind the topologies "
+                "it has no effect"
+            )
+    return AppSpec(
+        command=args.app, upstream=parse_upstream(args.upstream), per_topology=args.app_per_topology
+    )
+
+
 def check_backend_options(args: argparse.Namespace) -> None:
     """Options that do not go together, found before anything starts."""
+    if app_given(args) and (args.target or args.backend != "local"):
+        where = "--target" if args.target else f"--backend {args.backend}"
+        raise UsageError(f"--app and --upstream put your app behind local topologies; not with {where}")
     if args.target:
         if not (args.token or os.environ.get("WSLAB_TOKEN")):
             raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
@@ -124,7 +143,7 @@ def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
         from ..backends.containers import ContainersBackend
 
         return ContainersBackend(probe_options(args), offline=args.offline)
-    return LocalBackend(run_dir, probe_options(args))
+    return LocalBackend(run_dir, probe_options(args), app_spec(args))
 
 
 def parse_upstream(text: str | None) -> tuple[str, int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from ..reports.markdown import render_markdown
 from ..reports.safe_text import printable, terminal_text
 from ..run_diff import changes, regressions
 from ..runner import RunOptions
-from ..scenario import load_scenarios
+from ..scenario import environment_values, load_scenarios
+from ..topology import select_topologies
 from .common import (
     STDOUT,
     backend_for,
@@ -28,7 +30,6 @@ from .common import (
     check_output_paths,
     run_folder,
     run_with_progress,
-    select_topologies,
     until_signal,
     write_outputs,
 )
@@ -45,7 +46,12 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     check_output_paths(outputs)
     check_backend_options(args)
     baseline = results.load(args.baseline) if args.baseline else None
-    options = RunOptions(concurrency=args.concurrency, step_timeout=args.step_timeout, redact=args.redact)
+    options = RunOptions(
+        concurrency=args.concurrency,
+        step_timeout=args.step_timeout,
+        redact=args.redact,
+        environment=environment_values(scenarios, os.environ),
+    )
     with run_folder(args) as run_dir:
         backend = backend_for(args, run_dir)
         if isinstance(backend, RemoteBackend):

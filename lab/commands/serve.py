@@ -22,12 +22,11 @@ from ..errors import EXIT_OK, UsageError
 from ..observations import Closing, Event, Hello, ObservationFeed
 from ..processes import wait_answering
 from ..reports.safe_text import printable
-from ..topology import Topology
+from ..topology import Topology, select_topologies
 from .common import (
-    parse_upstream,
+    app_spec,
     probe_options,
     run_folder,
-    select_topologies,
     until_signal,
 )
 
@@ -66,9 +65,9 @@ def _event_printer(console: Console) -> Callable[[Event], None]:
 
 def up_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(args.topology)
-    upstream = parse_upstream(args.upstream)
+    app = app_spec(args)
     with run_folder(args) as run_dir:
-        backend = LocalBackend(run_dir, probe_options(args), upstream)
+        backend = LocalBackend(run_dir, probe_options(args), app, fixed_ports=args.ports)
         return until_signal(_serve(args, console, backend, topologies, run_dir))
 
 
@@ -81,7 +80,7 @@ async def _serve(
 ) -> int:
     try:
         deployments = await backend.start(topologies)
-        server = args.upstream or f"websockets {backend.websockets_version}"
+        server = backend.app.describe() if backend.app else f"websockets {backend.websockets_version}"
         console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}", markup=False)
         for deployment in deployments.values():
             if deployment.status == READY:
@@ -90,10 +89,8 @@ async def _serve(
             else:
                 detail = printable(f"{deployment.status}: {deployment.detail}")
                 console.print(f"  {deployment.topology.name:18} {detail}", markup=False)
-        if args.upstream:
-            console.print("Ctrl-C stops everything.")
-        else:
-            console.print("What the server receives is printed below. Ctrl-C stops everything.")
+        receiver = "your app" if backend.app else "the server"
+        console.print(f"What {receiver} receives is printed below. Ctrl-C stops everything.")
         backend.feed.subscribers.append(_event_printer(console))
         await asyncio.Event().wait()
     finally:

@@ -162,13 +162,14 @@ def _cell_data(cell: Cell) -> dict[str, Any]:
         "error": cell.error,
         "log_tail": cell.log_tail,
         "proxy_log": cell.proxy_log,
+        "app_log": [line.model_dump(mode="json") for line in cell.app_log],
     }
 
 
 def _components(result: Run) -> list[tuple[str, str]]:
     components = result.components
     rows = [
-        ("websockets (server)", components.websockets_server),
+        ("server", result.server_description()),
         ("websockets (client)", components.websockets_client),
         ("python", components.python),
         *components.proxies.items(),

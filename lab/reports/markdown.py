@@ -22,8 +22,8 @@ def render_markdown(result: Run) -> str:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
     about = (
         f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
-        f"{result.started_at}, {result.duration:.1f} s. websockets {components.websockets_server} "
-        f"(server); {components.tool_versions()}."
+        f"{result.started_at}, {result.duration:.1f} s. {result.server_description()}; "
+        f"{components.tool_versions()}."
     )
     lines = ["## wslab results", "", f"{markdown_text(about)} **{counts}**.", ""]
     for sentence in verdict.sentences():

@@ -138,7 +138,7 @@ def _header(result: Run, width: int) -> list[Text]:
             ),
         ),
         *_wrapped(
-            f"websockets {components.websockets_server} (server), {components.websockets_client} (client); "
+            f"{result.server_description()}, websockets {components.websockets_client} (client); "
             f"{components.tool_versions()}",
             width,
             "dim",
@@ -157,7 +157,9 @@ def _where(cells: dict[str, list[str]], shorts: dict[str, str]) -> str:
     )
 
 
-def _cause_lines(group: CauseGroup, shorts: dict[str, str], width: int, fixes: dict[str, str]) -> list[Text]:
+def _cause_lines(
+    group: CauseGroup, shorts: dict[str, str], width: int, fixes: dict[str, str], who: str
+) -> list[Text]:
     errors = ", ".join(f"'{error}'" for error in group.server_errors)
     title = f"{group.rule} · {group.count} cell{'' if group.count == 1 else 's'}"
     lines = [
@@ -165,7 +167,7 @@ def _cause_lines(group: CauseGroup, shorts: dict[str, str], width: int, fixes: d
         *_wrapped(_where(group.cells, shorts), width, indent=INDENT * 2),
     ]
     if errors:
-        lines += _wrapped(f"server logged {errors}", width, "yellow", indent=INDENT * 3, first=INDENT * 2)
+        lines += _wrapped(f"{who} logged {errors}", width, "yellow", indent=INDENT * 3, first=INDENT * 2)
     lines += _wrapped(f"cause: {group.cause}", width, indent=INDENT * 3, first=INDENT * 2)
     if group.fix in fixes:
         lines += _wrapped(
@@ -193,24 +195,52 @@ def cause_lines(result: Run, verdict: Verdict, width: int) -> list[Text]:
     lines: list[Text] = []
     fixes: dict[str, str] = {}
     for group in verdict.causes:
-        lines += _cause_lines(group, shorts, width, fixes)
+        lines += _cause_lines(group, shorts, width, fixes, "your app" if result.app else "server")
     for group in verdict.lab_errors:
         lines.append(Text.assemble((f"{STYLES[Outcome.ERROR].symbol} ", "magenta"), ("lab error", "bold")))
         lines += _wrapped(_where(group.cells, shorts), width, indent=INDENT * 2)
         lines.append(
             terminal_text(textwrap.indent(printable(group.cause, multiline=True), INDENT * 2), multiline=True)
         )
-    unmeasured = {c.topology: [] for c in result.cells if c.outcome == Outcome.NOT_MEASURED}
+    for outcome in (Outcome.NOT_MEASURED, Outcome.NOT_APPLICABLE):
+        lines += _unplayed(result, outcome, shorts, width)
+    return lines
+
+
+def _unplayed(result: Run, outcome: Outcome, shorts: dict[str, str], width: int) -> list[Text]:
+    """Cells of one outcome the lab did not play (not measured, not applicable), with why."""
+    cells: dict[str, list[str]] = {}
     for cell in result.cells:
-        if cell.outcome == Outcome.NOT_MEASURED:
-            unmeasured[cell.topology].append(cell.scenario)
-    if unmeasured:
-        lines.append(
-            Text.assemble((f"{STYLES[Outcome.NOT_MEASURED].symbol} ", "cyan"), ("not measured", "bold"))
+        if cell.outcome == outcome:
+            cells.setdefault(cell.topology, []).append(cell.scenario)
+    if not cells:
+        return []
+    style = STYLES[outcome]
+    lines = [Text.assemble((f"{style.symbol} ", style.colour), (style.label, "bold"))]
+    lines += _wrapped(_where(cells, shorts), width, indent=INDENT * 2)
+    first = next(c for c in result.cells if c.outcome == outcome)
+    lines += _wrapped(first.error or "", width, indent=INDENT * 3, first=INDENT * 2)
+    return lines
+
+
+def _app_lines(result: Run, width: int) -> list[Text]:
+    """What the user's app logged that no cell could be tied to, and how it ended."""
+    app = result.app
+    if app is None or not (app.unattributed or app.exit):
+        return []
+    lines = [Text("Your app", "bold")]
+    if app.exit:
+        lines += _wrapped(f"it {app.exit} during the run", width, "magenta", indent=INDENT * 2, first=INDENT)
+    if app.unattributed:
+        count = len(app.unattributed)
+        lines += _wrapped(
+            f"{count} log entr{'y' if count == 1 else 'ies'} tied to no cell; the last:",
+            width,
+            indent=INDENT * 2,
+            first=INDENT,
         )
-        lines += _wrapped(_where(unmeasured, shorts), width, indent=INDENT * 2)
-        first = next(c for c in result.cells if c.outcome == Outcome.NOT_MEASURED)
-        lines += _wrapped(first.error or "", width, indent=INDENT * 3, first=INDENT * 2)
+        for entry in app.unattributed[-3:]:
+            lines += _code(entry.text, width, "dim", INDENT * 2)
     return lines
 
 
@@ -268,6 +298,9 @@ def render(result: Run, console: Console | None = None, verbose: bool = False) -
             Text("Why cells failed" + ("" if verbose else " (--verbose: every cell)"), "bold"),
             *causes,
         ]
+    app = _app_lines(result, width)
+    if app:
+        lines += [Text(""), *app]
     if verbose:
         lines += [Text(""), Text("Every failed cell", "bold"), *_every_cell(result, width)]
     for line in lines:

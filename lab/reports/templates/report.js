@@ -195,7 +195,8 @@
         h("div", null, h("h4", null, "Client received ", h("span", { class: "hint" }, "the response head that came back")),
           responseHead(received, "no response came back"))),
       h("div", { class: "conn-meta" }, kv([
-        ["server error", conn.error ? (conn.error.type + ": " + conn.error.text + (conn.error.cause ? " (" + conn.error.cause + ")" : "")) : "none"],
+        ["server error", conn.error ? (conn.error.type + ": " + conn.error.text + (conn.error.cause ? " (" + conn.error.cause + ")" : "") +
+          (conn.error.source === "app log" ? " (from your app's log)" : "")) : "none"],
         ["upgraded", yesno(conn.upgraded)],
         ["closed", closed],
         ["bytes received", conn.bytes_received],
@@ -228,6 +229,15 @@
       add(s, connection(conn, i, cell.server.length, conn.client_sent, conn.client_received, hint));
     });
     return s;
+  }
+
+  function appLogSection(cell) {
+    if (!cell.app_log || !cell.app_log.length) return null;
+    var text = cell.app_log.map(function (entry) {
+      return "[" + entry.stream + (entry.attributed_by ? ", by " + entry.attributed_by : "") + "] " + entry.text;
+    }).join("\n");
+    return section("Your app logged", h("div", { class: "muted" },
+      "its own lines for this cell, each with how it was tied to the cell"), pre(text));
   }
 
   function holdSection(client) {
@@ -313,7 +323,7 @@
     if (diagnosis) add(drillBody, section(cell.diagnosis ? "Diagnosis" : cell.outcome.label, diagnosis));
     add(drillBody, [
       section("Checks", checksTable(cell.checks) || h("div", { class: "muted" }, "no checks")),
-      holdSection(cell.client), wireSection(cell), clientSection(cell.client, cell.duration),
+      holdSection(cell.client), wireSection(cell), appLogSection(cell), clientSection(cell.client, cell.duration),
       topologySection(cell), scenarioSection(cell)
     ]);
     drill.hidden = false;

@@ -1,0 +1,171 @@
+"""What the user's app logged, and which cell each entry belongs to.
+
+The app's output is read as it comes (:class:`AppLog`). An entry is tied to a
+cell by, in order: the cell's ``wslab-cell`` id in the line (apps that log
+request lines), the tap's own port toward the app in the line (uvicorn logs
+its peer ``127.0.0.1:PORT``), or time: the lab lets one handshake at a time
+reach an app (:class:`HandshakeGate`) and waits a moment after a refused one,
+so an entry that arrives while a cell holds the gate is that cell's. Entries
+tied to no cell stay with the run. A websockets error at the end of an entry
+(``websockets.exceptions.InvalidUpgrade: missing Connection header``) becomes
+the connection's error, as if the probe server had raised it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .records import AppLogLine, ServerError
+
+MAX_LINES = 20_000
+MAX_LINE_CHARS = 8_000
+"""An app's log is kept bounded: the last MAX_LINES entries, each cut at MAX_LINE_CHARS."""
+SAME_WRITE = 0.5
+"""A traceback is one entry when its lines come within this many seconds (it is written at
+once, but may be read in several chunks)."""
+REFUSED_SETTLE = 0.03
+"""Seconds the gate stays held after a handshake that did not upgrade: websockets logs
+"opening handshake failed" just after it sends the refusal."""
+
+Stream = Literal["stdout", "stderr"]
+
+
+class AppLog:
+    """What the app wrote, entry by entry, each with the time the lab read it."""
+
+    def __init__(self, max_lines: int = MAX_LINES) -> None:
+        self.entries: deque[AppLogLine] = deque(maxlen=max_lines)
+
+    def add(self, stream: Stream, lines: list[str], at: float | None = None) -> None:
+        """Lines read from ``stream``: each a new entry, except the lines that carry on a
+        traceback, which join the entry it started in."""
+        at = time.time() if at is None else at
+        for line in lines:
+            last = self.entries[-1] if self.entries else None
+            if (
+                last is not None
+                and last.stream == stream
+                and at - last.at <= SAME_WRITE
+                and _continues(last.text, line)
+            ):
+                self.entries[-1] = last.model_copy(
+                    update={"text": (last.text + "\n" + line)[:MAX_LINE_CHARS]}
+                )
+            else:
+                self.entries.append(AppLogLine(at=at, stream=stream, text=line[:MAX_LINE_CHARS]))
+
+    def between(self, start: float, end: float) -> list[AppLogLine]:
+        return [entry for entry in self.entries if start <= entry.at <= end]
+
+    def tail(self, lines: int = 12) -> str:
+        return "\n".join(entry.text for entry in list(self.entries)[-lines:])
+
+
+TRACEBACK = "Traceback (most recent call last):"
+
+
+def _continues(entry: str, line: str) -> bool:
+    """Whether ``line`` carries on ``entry``: a traceback's start, its indented frames, the
+    chained-exception separators, and the exception line that ends it; not a new record."""
+    if line.startswith((TRACEBACK, "During handling", "The above")):
+        return True
+    if TRACEBACK not in entry:
+        return False
+    previous = entry.rsplit("\n", 1)[-1]
+    return line[:1].isspace() or not line or previous[:1].isspace() or not previous
+
+
+@dataclass
+class HandshakeGate:
+    """Lets one cell's opening handshake at a time reach one app, and remembers each cell's
+    turn, so that what the app logs meanwhile can be tied to that cell by time."""
+
+    settle: float = REFUSED_SETTLE
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[Turn]:
+        """Hold the gate for one opening step; set ``turn.refused`` when it did not upgrade, to
+        keep the gate a moment longer for the app's error line."""
+        async with self._lock:
+            turn = Turn(start=time.time())
+            try:
+                yield turn
+                if turn.refused:
+                    await asyncio.sleep(self.settle)
+            finally:
+                turn.end = time.time()
+
+
+@dataclass
+class Turn:
+    """When one cell held the gate."""
+
+    start: float
+    end: float = 0.0
+    refused: bool = False
+
+
+CELL_ID = re.compile(r"wslab-cell=([A-Za-z0-9_-]+)")
+PORT = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\]|::1)['\"]?(?::|,\s*)(\d{1,5})\b")
+"""A loopback peer as apps log it: ``127.0.0.1:54321`` or ``('127.0.0.1', 54321)``."""
+
+
+def attribute(
+    entries: Iterable[AppLogLine], cell: str | None, ports: set[int], turns: list[Turn]
+) -> list[AppLogLine]:
+    """The entries that belong to one cell: those naming its id, those naming one of its
+    connections' ports toward the app, and those that came during one of its turns at the gate
+    while naming no other cell."""
+    mine = []
+    for entry in entries:
+        named = set(CELL_ID.findall(entry.text))
+        if named:
+            if cell in named:
+                mine.append(entry.model_copy(update={"attributed_by": "request id"}))
+            continue
+        if ports & {int(port) for port in PORT.findall(entry.text)}:
+            mine.append(entry.model_copy(update={"attributed_by": "connection port"}))
+        elif any(turn.start <= entry.at <= turn.end for turn in turns):
+            mine.append(entry.model_copy(update={"attributed_by": "timing"}))
+    return mine
+
+
+EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?(?P<type>[A-Z]\w*(?:Error|Exception|Invalid\w*|Closed\w*)|Invalid\w+|ConnectionClosed\w*|NegotiationError)(?::\s?(?P<text>.*))?$"
+)
+
+
+def server_error(entries: Iterable[AppLogLine]) -> ServerError | None:
+    """The websockets error an entry ends with, read as the probe server would report it: the
+    last exception line is the one raised, the one before it (``The above exception was the
+    direct cause``) its cause."""
+    for entry in entries:
+        raised = [m for line in entry.text.splitlines() if (m := EXCEPTION_LINE.match(line))]
+        if not raised or not _from_websockets(entry.text, raised[-1].group(0)):
+            continue
+        outer = raised[-1]
+        cause = (
+            f"{raised[-2].group('type')}: {raised[-2].group('text') or ''}".rstrip(": ")
+            if len(raised) > 1
+            else ""
+        )
+        return ServerError(
+            type=outer.group("type"), text=outer.group("text") or "", cause=cause, source="app log"
+        )
+    return None
+
+
+def _from_websockets(text: str, raised: str) -> bool:
+    """An exception websockets raised: named ``websockets.exceptions.X``, or thrown from a frame
+    inside the websockets package."""
+    return raised.startswith("websockets.") or any(
+        line.lstrip().startswith("File ") and "/websockets/" in line for line in text.splitlines()
+    )
