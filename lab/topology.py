@@ -307,7 +307,8 @@ ROLES = ("direct", "bare", "websocket", "platform")
 
 
 def select_topologies(names: Iterable[str] | None, root: Path = COMPOSE_DIR) -> list[Topology]:
-    """The topologies ``names`` asks for, in the lab's order, each once (default: all).
+    """The topologies ``names`` asks for, in the order asked (a group's in the lab's order), each
+    once (default: all).
 
     A name is a topology, ``all``, a role (``direct``, ``bare``, ``websocket``, ``platform``),
     or the first word of topology names (``replit``: every replit-* topology; ``nginx``)."""
@@ -315,14 +316,14 @@ def select_topologies(names: Iterable[str] | None, root: Path = COMPOSE_DIR) -> 
     names = list(names or [])
     if not names:
         return list(topologies.values())
-    chosen: set[str] = set()
+    chosen: dict[str, None] = {}
     for name in names:
         group = _group(name, topologies)
         if not group:
             known = ", ".join(dict.fromkeys([*topologies, "all", *ROLES]))
             raise UsageError(f"unknown topology {name} (known: {known}, or a first word such as replit)")
-        chosen.update(group)
-    return [topology for topology in topologies.values() if topology.name in chosen]
+        chosen.update(dict.fromkeys(group))
+    return [topologies[name] for name in chosen]
 
 
 def _group(name: str, topologies: dict[str, Topology]) -> list[str]:

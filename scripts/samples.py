@@ -28,6 +28,18 @@ SAMPLES: dict[str, tuple[list[str], int]] = {
     "run": (["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"], 60),
     "explain": (["explain", SEED_LOG_LINE, "--results", "{results}"], 61),
     "compare": (["compare"], 0),
+    "your-app": (
+        [
+            "run",
+            "--app",
+            "python examples/websockets-app/app.py",
+            "-t",
+            "haproxy-default",
+            "-t",
+            "replit-dev",
+        ],
+        24,
+    ),
 }
 """Sample name -> the wslab command that prints it ({results}: the run sample's --json file) and
 how many of its first lines to show (0: all)."""
@@ -55,6 +67,7 @@ def produce() -> dict[str, str]:
                 capture_output=True,
                 text=True,
                 timeout=600,
+                cwd=ROOT,
                 env={**os.environ, "COLUMNS": COLUMNS},
             )
             if completed.returncode not in (0, 1):
@@ -107,8 +120,9 @@ def main() -> int:
             name = match.group("name")
             if name not in outputs:
                 raise SystemExit(f"{path}: no sample named {name!r} (known: {', '.join(outputs)})")
-            if not _alike(match.group("body"), outputs[name]):
-                stale.append(f"{path.relative_to(ROOT)}: {name}")
+            if _alike(match.group("body"), outputs[name]):
+                return match.group(0)  # no churn for a duration that moved
+            stale.append(f"{path.relative_to(ROOT)}: {name}")
             return match.group(1) + outputs[name] + match.group(4)
 
         updated = BLOCK.sub(replace, text)
