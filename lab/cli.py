@@ -111,14 +111,13 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_app_arguments(parser: argparse.ArgumentParser) -> None:
-    app = parser.add_mutually_exclusive_group()
-    app.add_argument(
+    parser.add_argument(
         "--app",
         metavar="CMD",
         help="your own server instead of the probe server: a shell command the lab starts with PORT "
         "and HOST=127.0.0.1 in its environment; each topology reaches it through a recording tap",
     )
-    app.add_argument(
+    parser.add_argument(
         "--upstream",
         metavar="HOST:PORT",
         help="your own server, already running on a loopback address, instead of the probe server",

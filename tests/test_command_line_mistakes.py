@@ -44,6 +44,11 @@ def scratch_folders() -> set[Path]:
         (["run", "--baseline", "/etc/hostname"], "/etc/hostname: not JSON"),
         (["validate", "EMPTY"], "no scenario files (*.yaml) here"),
         (["up", "--upstream", "127.0.0.1:99999"], "--upstream needs HOST:PORT"),
+        (["run", "--upstream", "192.0.2.1:80"], "the lab only sends traffic to loopback addresses"),
+        (["run", "--app-per-topology"], "--app-per-topology goes with --app CMD"),
+        (["run", "--app", "true", "--websockets", "15.0.1"], "--websockets sets up the lab's probe server"),
+        (["run", "--app", "true", "--backend", "compose"], "not with --backend compose"),
+        (["run", "--app", "true", "--upstream", "127.0.0.1:1"], "--upstream HOST:PORT, not both"),
         (["watch", "--control", "nowhere"], "--control needs HOST:PORT"),
     ],
 )
