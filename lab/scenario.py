@@ -160,12 +160,13 @@ def load_suite(path: Path | str) -> Suite:
     )
     for index, raw in enumerate(data["scenarios"]):
         _check_step_order(document, index, raw["steps"])
-        if _uses_probe_server(raw["steps"]) and not raw.get("needs_probe_server"):
+        uses_probe_server = _uses_probe_server(raw["steps"])
+        if uses_probe_server and raw.get("needs_probe_server") is False:
             raise ScenarioError(
                 path,
-                lines[("scenarios", index)],
-                f"{raw['id']}: its steps talk to the lab's probe server (a command, server_ping); "
-                "say so with 'needs_probe_server: true', so that it is not applicable against a user's app",
+                document.line_of(("scenarios", index, "needs_probe_server")) or lines[("scenarios", index)],
+                f"{raw['id']}: needs_probe_server is false, but its steps talk to the lab's probe "
+                "server (a command, server_ping)",
             )
         suite.scenarios.append(
             Scenario(
@@ -182,7 +183,7 @@ def load_suite(path: Path | str) -> Suite:
                 tier=raw.get("tier", "deployment"),
                 depends_on=tuple(raw.get("depends_on", [])),
                 short=raw.get("short") or short_code(raw["id"]),
-                needs_probe_server=raw.get("needs_probe_server", False),
+                needs_probe_server=raw.get("needs_probe_server", uses_probe_server),
                 depends_on_lines=tuple(
                     document.line_of(("scenarios", index, "depends_on", number)) or 0
                     for number in range(len(raw.get("depends_on", [])))

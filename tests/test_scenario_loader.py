@@ -97,3 +97,36 @@ def test_cli_reports_bad_file_without_traceback(tmp_path: Path) -> None:
             f"wslab: error: {path}:8: scenarios[0].expect: Additional properties are not allowed "
             "('stauts' was unexpected)"
         ]
+
+
+def test_probe_server_steps_make_a_scenario_need_the_probe_server(tmp_path: Path) -> None:
+    commands = GOOD_HEAD.replace(
+        "      - connect: {path: /}\n", "      - connect: {path: /}\n      - command: {wslab: handshake}\n"
+    )
+    (scenario,) = load_suite(write(tmp_path, commands)).scenarios
+    assert scenario.needs_probe_server
+    (plain,) = load_suite(write(tmp_path, GOOD_HEAD, "plain.yaml")).scenarios
+    assert not plain.needs_probe_server
+    said = GOOD_HEAD.replace("    title: fine\n", "    title: fine\n    needs_probe_server: true\n")
+    assert load_suite(write(tmp_path, said, "said.yaml")).scenarios[0].needs_probe_server
+    contradiction = commands.replace("    title: fine\n", "    title: fine\n    needs_probe_server: false\n")
+    with pytest.raises(ScenarioError) as error:
+        load_suite(write(tmp_path, contradiction, "wrong.yaml"))
+    assert str(error.value).endswith(
+        "wrong.yaml:5: ok: needs_probe_server is false, but its steps talk to the lab's probe server "
+        "(a command, server_ping)"
+    )
+
+
+def test_env_placeholders_must_name_set_variables(tmp_path: Path) -> None:
+    from wslab.scenario import environment_values
+
+    text = GOOD_HEAD.replace("{path: /}", "{path: /, headers: ['Authorization: Bearer {env:TOKEN}']}")
+    scenarios = load_scenarios([write(tmp_path, text)])
+    assert scenarios[0].environment == ["TOKEN"]
+    assert environment_values(scenarios, {"TOKEN": "t0k"}) == {"TOKEN": "t0k"}
+    with pytest.raises(ScenarioError) as error:
+        environment_values(scenarios, {})
+    assert "suite.yaml:3: ok: {env:TOKEN} names the environment variable TOKEN, which is not set" in str(
+        error.value
+    )
