@@ -37,14 +37,19 @@ class AppSpec:
     """--app: a shell command the lab starts with PORT and HOST set."""
     upstream: tuple[str, int] | None = None
     """--upstream: an app already running on a loopback HOST:PORT."""
+    image: str | None = None
+    """--app-image: a local image the compose or containers backend puts in the stack."""
+    image_port: int = 8080
+    """--app-port: the port that image's server listens on (given to it as PORT)."""
     per_topology: bool = False
     """--app-per-topology: one process per topology rather than one for the run."""
     cwd: Path | None = None
     """Where the command runs (default: the current directory)."""
 
     def __post_init__(self) -> None:
-        if (self.command is None) == (self.upstream is None):
-            raise UsageError("give the app as --app CMD or --upstream HOST:PORT, not both")
+        given = [self.command, self.upstream, self.image]
+        if sum(value is not None for value in given) != 1:
+            raise UsageError("give the app as one of --app CMD, --upstream HOST:PORT or --app-image IMAGE")
         if self.upstream is not None and self.upstream[0] not in LOOPBACK:
             raise UsageError(
                 f"--upstream {self.upstream[0]}:{self.upstream[1]}: the lab only sends traffic to "
@@ -54,9 +59,12 @@ class AppSpec:
             raise UsageError("--app-per-topology needs --app CMD (the lab starts one process per topology)")
 
     def describe(self) -> str:
-        """'your app (uvicorn app:app --port $PORT)', or 'your app on 127.0.0.1:8000'."""
+        """'your app (uvicorn app:app --port $PORT)', 'your app on 127.0.0.1:8000', or
+        'your app (image myapp:dev)'."""
         if self.command is not None:
             return f"your app ({self.command})"
+        if self.image is not None:
+            return f"your app (image {self.image})"
         assert self.upstream is not None
         return f"your app on {self.upstream[0]}:{self.upstream[1]}"
 

@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_arguments(run_parser)
     _add_app_arguments(run_parser)
     run_parser.add_argument(
+        "--app-image",
+        metavar="IMAGE",
+        help="your own server as a local Docker image, behind every topology of --backend compose or "
+        "containers (started with PORT and HOST=127.0.0.1, never pulled)",
+    )
+    run_parser.add_argument(
+        "--app-port",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="with --app-image: the port its server listens on, given to it as PORT (default 8080)",
+    )
+    run_parser.add_argument(
         "--scenarios",
         "-s",
         action="append",

@@ -30,6 +30,8 @@ A COMPOSE_PROJECT_NAME in the environment wins, as it does for Compose itself (s
 PROBE_SERVICE = "probe"
 RUNNER_SERVICE = "runner"
 WATCH_SERVICE = "watch"
+APP_SERVICE = "app"
+"""The user's image (--app-image), in the probe's network namespace; never in the committed file."""
 CONTROL_PORT = 18000
 PROXY_PORT = 8080
 RUN_DIR = "/tmp/wslab"
@@ -145,6 +147,36 @@ def probe_service(topologies: list[Topology]) -> dict[str, Any]:
         "init": True,
         "stop_grace_period": STOP_GRACE,
         "healthcheck": _healthcheck(CONTROL_PORT, PROBE_HEALTH_TIMING),
+    }
+
+
+def forward_arguments(topologies: list[Topology], port: int) -> list[str]:
+    """The probe server's arguments that make every listener a recording tap to the app's
+    container, which shares the probe's network namespace (:func:`app_document`)."""
+    return [arg for t in topologies for arg in ("--forward", f"{t.name}=127.0.0.1:{port}")]
+
+
+def app_document(topologies: list[Topology], image: str, environment: dict[str, str]) -> dict[str, Any]:
+    """The override that puts the user's image behind every topology: the app in the probe
+    container's network namespace (reached on 127.0.0.1, published nowhere), the probe
+    server's listeners taps to it."""
+    port = int(environment["PORT"])
+    probe = probe_service(topologies)
+    return {
+        "services": {
+            PROBE_SERVICE: {"command": probe["command"] + forward_arguments(topologies, port)},
+            APP_SERVICE: {
+                "image": image,
+                # A local image: the lab never pulls (Compose v1 ignores this and pulls only a
+                # missing image, which then fails with "pull access denied").
+                "pull_policy": "never",
+                "network_mode": f"service:{PROBE_SERVICE}",
+                "environment": environment,
+                "init": True,
+                "stop_grace_period": STOP_GRACE,
+                "depends_on": [PROBE_SERVICE],
+            },
+        }
     }
 
 

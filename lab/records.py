@@ -525,7 +525,9 @@ class Run(Record):
             return f"websockets {self.components.websockets_server} (server)"
         if app.command:
             return f"your app ({app.command}{', one per topology' if app.per_topology else ''})"
-        return f"your app on {app.upstream or app.image}"
+        if app.image:
+            return f"your app (image {app.image})"
+        return f"your app on {app.upstream}"
 
     def cell(self, topology: str, scenario: str) -> Cell:
         for cell in self.cells:

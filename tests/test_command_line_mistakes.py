@@ -48,7 +48,17 @@ def scratch_folders() -> set[Path]:
         (["run", "--app-per-topology"], "--app-per-topology goes with --app CMD"),
         (["run", "--app", "true", "--websockets", "15.0.1"], "--websockets sets up the lab's probe server"),
         (["run", "--app", "true", "--backend", "compose"], "not with --backend compose"),
-        (["run", "--app", "true", "--upstream", "127.0.0.1:1"], "--upstream HOST:PORT, not both"),
+        (["run", "--app", "true", "--upstream", "127.0.0.1:1"], "--upstream HOST:PORT or --app-image"),
+        (["run", "--app-image", "me/app"], "--app-image goes with --backend compose or containers"),
+        (["run", "--app-port", "9000"], "--app-port goes with --app-image IMAGE"),
+        (
+            ["run", "--backend", "containers", "--app-image", "me/app", "--app-port", "70000"],
+            "--app-port needs a port from 1 to 65535",
+        ),
+        (
+            ["run", "--backend", "compose", "--in-network", "--app-image", "me/app"],
+            "--app-image runs from the host",
+        ),
         (["watch", "--control", "nowhere"], "--control needs HOST:PORT"),
     ],
 )

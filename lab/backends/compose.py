@@ -19,17 +19,24 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..app import AppSpec
+from ..app_container import ContainerAppLog, app_environment, wait_app_listening
+from ..app_log import HandshakeGate
 from ..compose_file import (
+    APP_SERVICE,
     COMPOSE_FILE,
     CONTROL_PORT,
     OFFLINE_FILE,
     PROBE_SERVICE,
     VERSIONS_DIR,
+    app_document,
+    listen_check,
     network_endpoint,
     parameter_environment,
     project,
     proxy_arguments,
     proxy_config,
+    render,
 )
 from ..endpoint import Endpoint
 from ..errors import LabFailure, UsageError
@@ -37,6 +44,7 @@ from ..observations import ObservationFeed
 from ..paths import PROJECT_ROOT
 from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
+from ..records import AppRecord
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions
 
@@ -111,8 +119,16 @@ class ComposeBackend:
         offline: bool = False,
         keep: bool = False,
         project_dir: Path = PROJECT_ROOT,
+        app: AppSpec | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.probe = probe
+        self.app = app
+        """With ``--app-image``: the user's image behind every topology, through the probe's taps."""
+        self.run_dir = run_dir
+        """Where the app's override file and log go (needed with ``app``)."""
+        self.app_file: Path | None = None
+        self.app_log: ContainerAppLog | None = None
         self.in_network = in_network
         self.offline = offline
         self.keep = keep
@@ -122,6 +138,8 @@ class ComposeBackend:
         self.time_scale = probe.time_scale
         self.started_stack = False
         self.project = project()
+        self.app_exit = ""
+        """How the app's container ended, if it did before :meth:`stop`."""
         self.stopped: set[str] = set()
         """Proxies whose container stopped while the run waited for them (see _watch_stopped)."""
 
@@ -134,6 +152,8 @@ class ComposeBackend:
 
     def _compose(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         files = ["-f", COMPOSE_FILE] + (["-f", OFFLINE_FILE] if self.offline else [])
+        if self.app_file is not None:
+            files += ["-f", str(self.app_file)]
         return subprocess.run(
             [*self._cli, "-p", self.project, *files, *args],
             cwd=self.project_dir,
@@ -157,7 +177,8 @@ class ComposeBackend:
         return set(result.stdout.split()) if result.returncode == 0 else set()
 
     async def _bring_up(self, services: list[str]) -> None:
-        if set(services) <= await asyncio.to_thread(self._running_services):
+        # A stack already running is reused, unless the app changes what its probe runs.
+        if self.app is None and set(services) <= await asyncio.to_thread(self._running_services):
             return
         # The lab's own image is this checkout: built every time (cached layers make it quick), never
         # pulled. The offline one is the script's, labelled with the sources it was built from.
@@ -185,12 +206,16 @@ class ComposeBackend:
             )
         if not self.in_network:
             services = [PROBE_SERVICE] + [t.name for t in topologies if not t.direct]
+            if self.app is not None:
+                self.app_file = self._write_app_file(topologies)
+                services.append(APP_SERVICE)
             await self._bring_up(services)
         control = (PROBE_SERVICE if self.in_network else "127.0.0.1", CONTROL_PORT)
         await self._wait_control(*control)
         await self.feed.start(*control)
         hello = await self.feed.hello()
-        self.websockets_version = hello.websockets
+        # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
+        self.websockets_version = "" if self.app is not None else hello.websockets
         # A stack this run did not start keeps the time scale it was started with.
         self.time_scale = hello.time_scale
         watch = asyncio.create_task(self._watch_stopped([t for t in topologies if not t.direct]))
@@ -199,7 +224,46 @@ class ComposeBackend:
         finally:
             watch.cancel()
         await self._versions([d for d in deployments if d.status == READY and not d.topology.direct])
+        if self.app is not None:
+            await self._start_app_log()
+            gate = HandshakeGate()
+            for deployment in deployments:
+                deployment.behind_app = True
+                deployment.app_log = self.app_log.log if self.app_log else None
+                deployment.gate = gate
         return {d.topology.name: d for d in deployments}
+
+    def _write_app_file(self, topologies: list[Topology]) -> Path:
+        """The override that adds the user's image to the stack, in the run folder."""
+        assert self.app is not None and self.app.image is not None and self.run_dir is not None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "docker-compose.app.yml"
+        document = app_document(topologies, self.app.image, app_environment(self.app.image_port))
+        path.write_text(
+            render(document, header="# wslab run --app-image: the user's image behind the taps\n")
+        )
+        return path
+
+    async def _start_app_log(self) -> None:
+        """Follow the app container's output, then wait until it listens on its port."""
+        import docker
+
+        assert self.app is not None and self.run_dir is not None
+        found = await asyncio.to_thread(self._compose, "ps", "-a", "-q", APP_SERVICE)
+        ids = found.stdout.split()
+        if not ids:
+            raise LabFailure(f"the {APP_SERVICE} container was not created:\n{found.stderr.strip()[-2000:]}")
+        container = await asyncio.to_thread(docker.from_env().containers.get, ids[0])
+        self.app_log = ContainerAppLog(container, self.run_dir / "app.log")
+        self.app_log.start()
+        port = self.app.image_port
+
+        async def listens() -> bool:
+            check = ["sh", "-c", listen_check(port)]
+            result = await asyncio.to_thread(self._compose, "exec", "-T", PROBE_SERVICE, *check)
+            return result.returncode == 0
+
+        await wait_app_listening(listens, self.app_log, self.app.describe(), port)
 
     async def _versions(self, deployments: list[Deployment]) -> None:
         """Each proxy's own version, from what it wrote into the stack's versions volume at start
@@ -322,7 +386,11 @@ class ComposeBackend:
         return True
 
     def failure(self) -> str | None:
-        return f"{self.feed.lost} (the probe container stopped?)" if self.feed.lost else None
+        if self.feed.lost:
+            return f"{self.feed.lost} (the probe container stopped?)"
+        if self.app_log is not None and self.app_log.ended:
+            return f"your app's container stopped during the run; its last lines:\n{self.app_log.log.tail()}"
+        return None
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy container's log; inside the stack the runner cannot read other containers'."""
@@ -337,15 +405,20 @@ class ComposeBackend:
         )
         return {name: result.stdout for name, result in zip(names, results, strict=True)}
 
-    def app_record(self) -> None:
-        """No user's app stands behind this backend's topologies."""
-        return None
+    def app_record(self) -> AppRecord | None:
+        if self.app is None:
+            return None
+        return AppRecord(image=self.app.image, exit=self.app_exit)
 
     async def stop(self) -> None:
+        if self.app_log is not None and self.app_log.ended:
+            self.app_exit = await asyncio.to_thread(self.app_log.exit_status)
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
         if self.started_stack and not self.keep:
             # Each service's stop_grace_period bounds the wait (docker-compose.yml).
             result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
+            if self.app_log is not None:
+                await asyncio.to_thread(self.app_log.stop)
             if result.returncode != 0:
                 raise LabFailure(f"compose down failed:\n{result.stderr.strip()[-2000:]}")

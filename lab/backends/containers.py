@@ -13,16 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 from typing import Any
 
 import docker.types
 
+from ..app import AppSpec
+from ..app_container import ContainerAppLog, app_environment, wait_app_listening
+from ..app_log import HandshakeGate
 from ..compose_file import (
     CONTROL_PORT,
     LAB_IMAGE,
     OFFLINE_LAB_IMAGE,
     PROBE_SERVICE,
     PROXY_PORT,
+    forward_arguments,
+    listen_check,
     probe_service,
     proxy_arguments,
     proxy_config,
@@ -34,6 +40,7 @@ from ..observations import ObservationFeed
 from ..paths import COMPOSE_DIR
 from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
+from ..records import AppRecord
 from ..topology import Topology
 from . import FAILED, READY, Deployment, StackOptions
 
@@ -43,6 +50,7 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
 READY_TIMEOUT = 60.0
+APP = "app"
 LOOPBACK = "127.0.0.1"
 
 
@@ -93,8 +101,20 @@ class ContainersBackend:
 
     name = "containers"
 
-    def __init__(self, probe: StackOptions, *, offline: bool = True) -> None:
+    def __init__(
+        self,
+        probe: StackOptions,
+        *,
+        offline: bool = True,
+        app: AppSpec | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
         self.probe = probe
+        self.app = app
+        """With ``--app-image``: the user's image behind every topology, through the probe's taps."""
+        self.run_dir = run_dir
+        self.app_log: ContainerAppLog | None = None
+        self.app_exit = ""
         self.image = _image(OFFLINE_LAB_IMAGE if offline else LAB_IMAGE, probe)
         self.offline = offline
         self.feed = ObservationFeed()
@@ -112,12 +132,16 @@ class ContainersBackend:
             "WSLAB_NO_REDACT": "" if self.probe.redact else "1",
             "WSLAB_TIME_SCALE": str(self.probe.time_scale),
         }
+        if self.app is not None:
+            spec["command"] += forward_arguments(topologies, self.app.image_port)
         direct = [t.port for t in topologies if t.direct]
         probe = _container(spec, self.image, self.network, [CONTROL_PORT, *direct])
         probe.with_network_aliases(PROBE_SERVICE)
         self.containers.append(probe)
         probe.start()
         started = {PROBE_SERVICE: probe}
+        if self.app is not None:
+            started[APP] = self._start_app(probe)
         for topology in topologies:
             if topology.direct:
                 continue
@@ -129,17 +153,52 @@ class ContainersBackend:
             started[topology.name] = container
         return started
 
+    def _start_app(self, probe: DockerContainer) -> DockerContainer:
+        """The user's image in the probe container's network namespace, reached on 127.0.0.1."""
+        assert self.app is not None and self.app.image is not None
+        app = DockerContainer(self.app.image)
+        app.with_kwargs(network_mode=f"container:{probe.get_wrapped_container().id}", init=True)
+        for name, value in app_environment(self.app.image_port).items():
+            app.with_env(name, value)
+        self.containers.append(app)
+        app.start()
+        return app
+
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         started = await asyncio.to_thread(self._start_containers, topologies)
         probe = started[PROBE_SERVICE]
         control = int(probe.get_exposed_port(CONTROL_PORT))
         await wait_answering(LOOPBACK, control, READY_TIMEOUT, settle=FORWARDED_SETTLE)
         await self.feed.start(LOOPBACK, control)
-        self.websockets_version = (await self.feed.hello()).websockets
+        hello = await self.feed.hello()
+        # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
+        self.websockets_version = "" if self.app is not None else hello.websockets
+        if self.app is not None:
+            await self._wait_app(probe, started[APP])
         deployments = await asyncio.gather(
             *(self._deployment(t, started[PROBE_SERVICE if t.direct else t.name]) for t in topologies)
         )
+        if self.app_log is not None:
+            gate = HandshakeGate()
+            for deployment in deployments:
+                deployment.behind_app = True
+                deployment.app_log = self.app_log.log
+                deployment.gate = gate
         return {d.topology.name: d for d in deployments}
+
+    async def _wait_app(self, probe: DockerContainer, app: DockerContainer) -> None:
+        """Follow the app's output, and wait until it listens (read in the probe's socket table)."""
+        assert self.app is not None and self.run_dir is not None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.app_log = ContainerAppLog(app.get_wrapped_container(), self.run_dir / "app.log")
+        self.app_log.start()
+        port = self.app.image_port
+
+        async def listens() -> bool:
+            result = await asyncio.to_thread(probe.exec, ["sh", "-c", listen_check(port)])
+            return result.exit_code == 0
+
+        await wait_app_listening(listens, self.app_log, self.app.describe(), port)
 
     async def _deployment(self, topology: Topology, container: DockerContainer) -> Deployment:
         port = int(container.get_exposed_port(topology.port if topology.direct else PROXY_PORT))
@@ -177,7 +236,11 @@ class ContainersBackend:
         return True
 
     def failure(self) -> str | None:
-        return f"{self.feed.lost} (the probe container stopped?)" if self.feed.lost else None
+        if self.feed.lost:
+            return f"{self.feed.lost} (the probe container stopped?)"
+        if self.app_log is not None and self.app_log.ended:
+            return f"your app's container stopped during the run; its last lines:\n{self.app_log.log.tail()}"
+        return None
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         def read(container: DockerContainer) -> str:
@@ -198,11 +261,16 @@ class ContainersBackend:
             with contextlib.suppress(Exception):
                 self.network.remove()
 
-    def app_record(self) -> None:
-        """No user's app stands behind this backend's topologies."""
-        return None
+    def app_record(self) -> AppRecord | None:
+        if self.app is None:
+            return None
+        return AppRecord(image=self.app.image, exit=self.app_exit)
 
     async def stop(self) -> None:
+        if self.app_log is not None and self.app_log.ended:
+            self.app_exit = await asyncio.to_thread(self.app_log.exit_status)
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)
         await asyncio.to_thread(self._remove)
+        if self.app_log is not None:
+            await asyncio.to_thread(self.app_log.stop)

@@ -86,12 +86,18 @@ def run_folder(args: argparse.Namespace) -> Iterator[Path]:
 
 
 def app_given(args: argparse.Namespace) -> bool:
-    """Whether --app or --upstream was given (commands without them: never)."""
-    return bool(getattr(args, "app", None) or getattr(args, "upstream", None))
+    """Whether --app, --upstream or --app-image was given (commands without them: never)."""
+    return any(getattr(args, option, None) for option in ("app", "upstream", "app_image"))
 
 
 def app_spec(args: argparse.Namespace) -> AppSpec | None:
     """The user's app from --app / --upstream / --app-per-topology, checked; None without one."""
+    image = getattr(args, "app_image", None)
+    port = getattr(args, "app_port", 8080)
+    if not 0 < port < 65536:
+        raise UsageError(f"--app-port needs a port from 1 to 65535, got {port}")
+    if port != 8080 and not image:
+        raise UsageError("--app-port goes with --app-image IMAGE")
     if not app_given(args):
         if getattr(args, "app_per_topology", False):
             raise UsageError("--app-per-topology goes with --app CMD")
@@ -106,15 +112,32 @@ def app_spec(args: argparse.Namespace) -> AppSpec | None:
                 "it has no effect"
             )
     return AppSpec(
-        command=args.app, upstream=parse_upstream(args.upstream), per_topology=args.app_per_topology
+        command=args.app,
+        upstream=parse_upstream(args.upstream),
+        image=image,
+        image_port=port,
+        per_topology=args.app_per_topology,
     )
 
 
 def check_backend_options(args: argparse.Namespace) -> None:
     """Options that do not go together, found before anything starts."""
-    if app_given(args) and (args.target or args.backend != "local"):
-        where = "--target" if args.target else f"--backend {args.backend}"
-        raise UsageError(f"--app and --upstream put your app behind local topologies; not with {where}")
+    image = getattr(args, "app_image", None)
+    if app_given(args) and args.target:
+        raise UsageError(
+            "--app, --upstream and --app-image put your app behind the lab's topologies; not with --target"
+        )
+    if image and args.backend == "local":
+        raise UsageError(
+            "--app-image goes with --backend compose or containers; on local processes: --app CMD"
+        )
+    if image and getattr(args, "in_network", False):
+        raise UsageError("--app-image runs from the host, not --in-network")
+    if (args.app or args.upstream) and args.backend != "local":
+        raise UsageError(
+            f"--app and --upstream put your app behind local topologies; not with --backend {args.backend} "
+            "(a Docker image of your app: --app-image IMAGE)"
+        )
     if args.target:
         if not (args.token or os.environ.get("WSLAB_TOKEN")):
             raise UsageError("--target needs the probe server's report token: --token or WSLAB_TOKEN")
@@ -135,15 +158,21 @@ def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
         return RemoteBackend(
             args.target, token, probe_options(args), insecure=args.insecure, ca_file=args.ca_file
         )
+    app = app_spec(args)
     if args.backend == "compose":
         return ComposeBackend(
-            probe_options(args), in_network=args.in_network, offline=args.offline, keep=args.keep
+            probe_options(args),
+            in_network=args.in_network,
+            offline=args.offline,
+            keep=args.keep,
+            app=app,
+            run_dir=run_dir,
         )
     if args.backend == "containers":
         from ..backends.containers import ContainersBackend
 
-        return ContainersBackend(probe_options(args), offline=args.offline)
-    return LocalBackend(run_dir, probe_options(args), app_spec(args))
+        return ContainersBackend(probe_options(args), offline=args.offline, app=app, run_dir=run_dir)
+    return LocalBackend(run_dir, probe_options(args), app)
 
 
 def parse_upstream(text: str | None) -> tuple[str, int] | None:
