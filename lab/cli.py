@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 from typing import Any
@@ -21,7 +21,7 @@ from rich.console import Console
 
 from . import containment
 from .backends import ACCELERATED
-from .commands import COMMANDS, RENDERERS
+from .commands import COMMANDS, RENDERERS, detach_command
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
 from .probe.text import printable
 from .proxies import REGISTRY
@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_arguments(run_parser)
     _add_app_arguments(run_parser)
     run_parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start new topologies even when a `wslab up` runs them (a warm lab)",
+    )
+    run_parser.add_argument(
         "--app-image",
         metavar="IMAGE",
         help="your own server as a local Docker image, behind every topology of --backend compose or "
@@ -238,10 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.set_defaults(time_scale=1.0)
     _add_app_arguments(up_parser)
     up_parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="start in the background and return once up (its output goes to a log file); "
+        "`wslab down` stops it",
+    )
+    up_parser.add_argument(
         "--ports",
         action="store_true",
         help="each topology on its own port from its topology.yaml (18001...), so the URLs stay the same",
     )
+
+    commands.add_parser("down", help="stop the warm lab that `wslab up --detach` (or `wslab up`) keeps")
 
     commands.add_parser(
         "probe-server",
@@ -348,18 +361,29 @@ def _width() -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["up"] and "--detach" in given:
+        # Before containment: the lab it starts is meant to outlive this command (and is
+        # contained in its own right); a mistake in the arguments still exits 2 here.
+        build_parser().parse_args(given)
+        return _reported(lambda: detach_command(given))
     # Nothing this command starts may outlive it, even after kill -9: from here on
     # this is a contained child process (lab/containment.py). Keep it first.
     containment.enter(argv)
-    argv = sys.argv[1:] if argv is None else argv
+    argv = given
     if argv[:1] == ["probe-server"]:
         from .probe.standalone import main as serve_standalone
 
         return serve_standalone(argv[1:], prog="wslab probe-server")
     args = build_parser().parse_args(argv)
     console = Console(width=_width())
+    return _reported(lambda: COMMANDS[args.command](args, console))
+
+
+def _reported(command: Callable[[], int]) -> int:
+    """Run a command; every way it can end is one line on stderr and an exit code."""
     try:
-        code = COMMANDS[args.command](args, console)
+        code = command()
         sys.stdout.flush()  # here, where a closed pipe can still be handled below
         return code
     except WslabError as error:

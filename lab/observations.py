@@ -111,8 +111,11 @@ class ObservationFeed:
         self._stopping = False
         self.lost: str | None = None
         """Why the channel ended before :meth:`stop`: the probe server is gone."""
+        self.address: tuple[str, int] | None = None
+        """The control channel's address, once started."""
 
     async def start(self, host: str, port: int) -> None:
+        self.address = (host, port)
         self._connection = await connect(f"ws://{host}:{port}/", ping_interval=None, max_size=None)
         self._task = asyncio.create_task(self._read())
 

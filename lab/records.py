@@ -487,6 +487,9 @@ class Settings(Record):
         description="secrets (Authorization, cookies, API keys, tokens in the query or the subprotocols) "
         "were replaced by [redacted len=N sha256:XXXXXXXX]; false only with --no-redact",
     )
+    warm_lab: bool = Field(
+        False, description="the cells ran on topologies a `wslab up` kept running (a warm lab)"
+    )
 
 
 class AppRecord(Record):

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from wslab.records import Run
 from wslab.runner import RunOptions, run
 from wslab.scenario import load_scenarios
 from wslab.topology import Topology, load_topologies
+
+# No test plays its cells on a developer's warm lab (`wslab up`), nor leaves one for them:
+# the session's commands keep their state file here (tests/test_warm_lab.py sets its own).
+os.environ["WSLAB_STATE"] = str(Path(tempfile.mkdtemp(prefix="wslab-tests-")) / "lab.json")
 
 SEED_VERSION = "15.0.1"
 RESULTS_SCHEMA = json.loads(resources.files("wslab.schemas").joinpath("results.schema.json").read_text())

@@ -45,8 +45,13 @@ def read_log(path: Path) -> str:
         return ""
 
 
-async def _dump_log(argv: list[str], log_path: Path) -> None:
-    with open(log_path, "ab") as log, contextlib.suppress(OSError, TimeoutError):
+def dump_path(log_path: Path) -> Path:
+    """Where a lab kept up writes a proxy's dumped log afresh at each run's request."""
+    return log_path.with_name(log_path.name + ".dump")
+
+
+async def _dump_log(argv: list[str], log_path: Path, mode: str = "ab") -> None:
+    with open(log_path, mode) as log, contextlib.suppress(OSError, TimeoutError):
         process = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log)
         await asyncio.wait_for(process.wait(), 5)
 
@@ -81,8 +86,12 @@ class LocalBackend:
         self.feed = ObservationFeed()
         self.websockets_version = ""
         self.time_scale = probe.time_scale
-        self.log_dumps: list[tuple[list[str], Path]] = []
+        self.log_dumps: dict[str, tuple[list[str], Path]] = {}
+        """Per topology, the command that writes out a log its proxy keeps elsewhere (Varnish)."""
         self.probe_process: ManagedProcess | None = None
+        self.listeners: dict[str, tuple[str, int]] = {}
+        """Where each topology's proxy sends its traffic (its probe listener or tap)."""
+        self.deployments: dict[str, Deployment] = {}
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
@@ -95,9 +104,11 @@ class LocalBackend:
             listeners = dict.fromkeys(names, self.forward_to)
         else:
             listeners = await self._start_probe(names, forward, direct)
+        self.listeners = listeners
         deployments = await asyncio.gather(
             *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
         )
+        self.deployments = {deployment.topology.name: deployment for deployment in deployments}
         if self.app is not None:
             gates = {id(app): HandshakeGate() for app in self.apps.values()}
             for deployment in deployments:
@@ -229,7 +240,7 @@ class LocalBackend:
                     version=version,
                 )
             if kind.log_dump_argv:
-                self.log_dumps.append((kind.log_dump(binary, config, folder, HOST, port), log_path))
+                self.log_dumps[topology.name] = (kind.log_dump(binary, config, folder, HOST, port), log_path)
             return Deployment(
                 topology,
                 READY,
@@ -241,6 +252,25 @@ class LocalBackend:
                 handle=process,
             )
         return Deployment(topology, FAILED, detail="no free port after retries", log_path=log_path)
+
+    async def dump_logs(self) -> None:
+        """For a lab kept up: write each log its proxy keeps elsewhere (Varnish's shared memory)
+        afresh to :func:`dump_path`, since dumping into the proxy's log would repeat it each run."""
+        await asyncio.gather(
+            *(_dump_log(argv, dump_path(log_path), "wb") for argv, log_path in self.log_dumps.values())
+        )
+
+    async def redeploy(self, topology: Topology) -> Deployment:
+        """Stop the topology's proxy and start it again from ``topology`` (its folder as it is
+        now), in front of the same listener: for a lab kept up while its configs are edited."""
+        old = self.deployments[topology.name]
+        if isinstance(old.handle, ManagedProcess):
+            await old.handle.stop()
+            self.processes.remove(old.handle)
+        deployment = await self._deploy(topology, self.listeners[topology.name])
+        deployment.behind_app, deployment.app_log, deployment.gate = old.behind_app, old.app_log, old.gate
+        self.deployments[topology.name] = deployment
+        return deployment
 
     def alive(self, deployment: Deployment) -> bool:
         """False if the topology's proxy has died since it started."""
@@ -278,8 +308,8 @@ class LocalBackend:
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log; proxies that keep theirs elsewhere (Varnish) write it out first."""
-        dumps, self.log_dumps = self.log_dumps, []
-        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in dumps))
+        dumps, self.log_dumps = self.log_dumps, {}
+        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in dumps.values()))
         return {
             name: read_log(deployment.log_path)
             for name, deployment in deployments.items()

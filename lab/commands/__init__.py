@@ -11,13 +11,14 @@ from .compare import compare_command
 from .explain import explain_command
 from .project import compose_file_command, list_command, schema_command, validate_command
 from .run import RENDERERS, diff_command, report_command, run_command
-from .serve import up_command, watch_command
+from .serve import detach_command, down_command, up_command, watch_command
 
-__all__ = ["COMMANDS", "RENDERERS"]
+__all__ = ["COMMANDS", "RENDERERS", "detach_command"]
 
 COMMANDS = {
     "run": run_command,
     "up": up_command,
+    "down": down_command,
     "watch": watch_command,
     "report": report_command,
     "diff": diff_command,

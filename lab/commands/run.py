@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .. import results
+from .. import results, warm
 from ..backends.remote import RemoteBackend
 from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
 from ..records import Outcome, Run
@@ -22,12 +22,15 @@ from ..reports.safe_text import printable, terminal_text
 from ..run_diff import changes, regressions
 from ..runner import RunOptions
 from ..scenario import environment_values, load_scenarios
-from ..topology import select_topologies
+from ..topology import Topology, select_topologies
+from ..warm import LabState, WarmBackend
 from .common import (
     STDOUT,
+    app_spec,
     backend_for,
     check_backend_options,
     check_output_paths,
+    probe_options,
     run_folder,
     run_with_progress,
     until_signal,
@@ -52,11 +55,13 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         redact=args.redact,
         environment=environment_values(scenarios, os.environ),
     )
+    kept = _warm_lab(args, topologies)
     with run_folder(args) as run_dir:
-        backend = backend_for(args, run_dir)
+        backend = WarmBackend(kept) if kept else backend_for(args, run_dir)
         if isinstance(backend, RemoteBackend):
             topologies = [backend.topology]
         result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
+    result.options.warm_lab = kept is not None
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
     chosen = {name: (path, RENDERERS[name](result)) for name, path in outputs.items() if path}
     written = write_outputs(chosen)
@@ -69,6 +74,24 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         screen.print(f"logs and rendered configs: {Path(args.run_dir).resolve()}", markup=False)
     verdict = _verdict(result, baseline, screen)
     return verdict if written is not None else max(verdict, EXIT_LAB)
+
+
+def _warm_lab(args: argparse.Namespace, topologies: list[Topology]) -> LabState | None:
+    """The running ``wslab up`` to play the cells against, if one runs these topologies with
+    these options; if one runs but does not match, one line on stderr says why."""
+    if args.fresh or args.target or args.backend != "local" or args.run_dir:
+        return None
+    kept = warm.running(warm.state_path())
+    if kept is None:
+        return None
+    reason = warm.mismatch(kept, topologies, probe_options(args), app_spec(args))
+    if reason is None:
+        return kept
+    print(
+        printable(f"wslab: not using the warm lab (wslab up): {reason}; starting new topologies"),
+        file=sys.stderr,
+    )
+    return None
 
 
 RENDERERS = {

@@ -134,7 +134,8 @@ def _header(result: Run, width: int) -> list[Text]:
             ("wslab", "bold"),
             printable(
                 f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
-                f"{result.backend} backend · {result.duration:.1f} s"
+                f"{result.backend} backend{' (warm lab)' if result.options.warm_lab else ''} · "
+                f"{result.duration:.1f} s"
             ),
         ),
         *_wrapped(
