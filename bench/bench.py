@@ -1,9 +1,13 @@
-"""Wall times of the lab, printed as figures (nothing is asserted).
+"""Wall and CPU times of the lab, printed as figures and ratios (nothing is asserted).
 
     python bench/bench.py [--repeat N] [--compose [--cold] [--compose-only]] [--tap-only]
 
-- the default matrix on the local backend, all cells concurrently, then the
-  same cells one at a time (topology start-up and teardown included);
+- the default matrix through ``wslab run`` as a user runs it: cold (``--fresh``:
+  every topology started and stopped), warm (on a ``wslab up --detach
+  --accelerated`` started once, which the runs reuse), and cold one cell at a time
+  (``--concurrency 1``); each with its wall time and the CPU seconds of every
+  process involved (for warm runs, the kept lab's share too), and their ratios;
+- the timeouts suite accelerated, the browser suite (Chromium);
 - with --compose (needs a Docker engine and the offline images): on the warm
   images, ``wslab run --backend compose --offline`` from ``compose up`` to the
   first cell result, to the whole matrix, and its ``down``; then the stack's own
@@ -23,14 +27,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,15 +53,90 @@ from wslab.runner import RunOptions, run  # noqa: E402
 from wslab.scenario import load_scenarios  # noqa: E402
 from wslab.topology import load_topologies  # noqa: E402
 
+BEFORE_WAVE_2 = 10.1
+"""Wall seconds of a cold default-matrix `wslab run` when the warm lab was asked for (the issue's
+figure, 10.1-10.4 s on the 2-core machine), to print the cold run's speed-up against."""
 
-def timed_run(concurrency: int) -> tuple[float, int, dict[str, int]]:
-    topologies = list(load_topologies().values())
-    scenarios = load_scenarios()
+
+@dataclass
+class Timed:
+    wall: float
+    cpu: float
+    cells: int
+
+
+def session_cpu(session: int) -> float:
+    """CPU seconds so far of every process in a session (a detached `wslab up` and its lab)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if int(fields[3]) == session:
+                total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def wslab_run(env: dict[str, str], *args: str, lab_session: int | None = None) -> Timed:
+    """One `wslab run` of the default matrix: wall time, CPU of it and everything it started
+    (and of the kept lab, given its session), cells played."""
     with tempfile.TemporaryDirectory(prefix="wslab-bench-") as folder:
-        backend = LocalBackend(Path(folder), StackOptions())
+        out = Path(folder) / "r.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        lab_before = session_cpu(lab_session) if lab_session else 0.0
         started = time.perf_counter()
-        result = asyncio.run(run(backend, topologies, scenarios, RunOptions(concurrency=concurrency)))
-        return time.perf_counter() - started, len(result.cells), result.counts()
+        subprocess.run(
+            [sys.executable, "-m", "wslab", "run", "--json", str(out), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if lab_session:
+            cpu += session_cpu(lab_session) - lab_before
+        cells = len(json.loads(out.read_text())["cells"])
+        return Timed(wall, cpu, cells)
+
+
+def median(runs: list[Timed]) -> Timed:
+    return Timed(
+        statistics.median(r.wall for r in runs), statistics.median(r.cpu for r in runs), runs[0].cells
+    )
+
+
+def local_figures(repeat: int) -> None:
+    """Cold, warm and one-at-a-time runs of the default matrix, and their ratios."""
+    with tempfile.TemporaryDirectory(prefix="wslab-bench-state-") as state:
+        env = {**os.environ, "WSLAB_STATE": str(Path(state) / "lab.json")}
+        cold = median([wslab_run(env, "--fresh") for _ in range(repeat)])
+        one = median([wslab_run(env, "--fresh", "--concurrency", "1") for _ in range(repeat)])
+        started = time.perf_counter()
+        up = subprocess.run(
+            [sys.executable, "-m", "wslab", "up", "--detach", "--accelerated"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        up_seconds = time.perf_counter() - started
+        session = int(re.search(r"pid (\d+)", up.stdout)[1])  # type: ignore[index]
+        try:
+            wslab_run(env, lab_session=session)  # the first run after up: caches, connections
+            warm = median([wslab_run(env, lab_session=session) for _ in range(max(3, repeat))])
+        finally:
+            subprocess.run([sys.executable, "-m", "wslab", "down"], env=env, capture_output=True)
+    print(f"default matrix, {cold.cells} cells, `wslab run` (median of {repeat}; warm of {max(3, repeat)})")
+    for label, timed in (("cold (--fresh)", cold), ("warm (on wslab up)", warm), ("one cell at a time", one)):
+        print(f"  {label:20} wall {timed.wall:6.2f} s   CPU {timed.cpu:6.2f} s")
+    print(f"  wslab up --detach    {up_seconds:6.2f} s to up (once)")
+    print(
+        f"  warm vs cold         {cold.wall / warm.wall:5.1f}x faster, {cold.cpu / warm.cpu:5.1f}x less CPU"
+    )
+    print(f"  cold vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / cold.wall:5.2f}x faster")
+    print(f"  concurrent vs one at a time {one.wall / cold.wall:5.1f}x faster")
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,15 +305,7 @@ def main() -> None:
     if args.compose and args.compose_only:
         compose_figures(args.cold)
         return
-    for label, concurrency in (("concurrent (32 at once)", 32), ("one cell at a time", 1)):
-        times = []
-        for _ in range(args.repeat):
-            seconds, cells, counts = timed_run(concurrency)
-            times.append(seconds)
-        print(
-            f"{label:24} {cells} cells  median {statistics.median(times):6.2f} s  "
-            f"min {min(times):6.2f} s  max {max(times):6.2f} s  ({counts})"
-        )
+    local_figures(args.repeat)
     print(f"timeouts suite, accelerated {suite_time('timeouts', ACCELERATED):6.2f} s")
     print(f"browser suite (Chromium)    {suite_time('browser'):6.2f} s")
     tap_figures()
