@@ -133,7 +133,7 @@ def check_backend_options(args: argparse.Namespace) -> None:
         )
     if image and getattr(args, "in_network", False):
         raise UsageError("--app-image runs from the host, not --in-network")
-    if (args.app or args.upstream) and args.backend != "local":
+    if (getattr(args, "app", None) or getattr(args, "upstream", None)) and args.backend != "local":
         raise UsageError(
             f"--app and --upstream put your app behind local topologies; not with --backend {args.backend} "
             "(a Docker image of your app: --app-image IMAGE)"
