@@ -26,7 +26,7 @@ from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology
 from ..websockets_release import websockets_path
-from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions
+from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions, ready_by_http
 
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
@@ -213,7 +213,7 @@ class LocalBackend:
             self.processes.append(process)
             await process.start()
             try:
-                await process.wait_listening(HOST, port, kind.startup_timeout, kind.ready_by_http)
+                await process.wait_listening(HOST, port, kind.startup_timeout, ready_by_http(topology))
             except ProcessFailed as failure:
                 await process.stop()
                 if "Address already in use" in failure.log_tail:
