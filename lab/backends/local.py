@@ -83,6 +83,8 @@ class LocalBackend:
         self.time_scale = probe.time_scale
         self.log_dumps: list[tuple[list[str], Path]] = []
         self.probe_process: ManagedProcess | None = None
+        self.control: tuple[str, int] | None = None
+        """The probe server's control channel, once it runs (``wslab watch --control``)."""
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
@@ -165,7 +167,8 @@ class LocalBackend:
             raise LabFailure(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
         # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
         self.websockets_version = "" if forward else ready["websockets"]
-        await self.feed.start(*ready["control"])
+        self.control = (ready["control"][0], ready["control"][1])
+        await self.feed.start(*self.control)
         return {name: (host, port) for name, (host, port) in ready["listeners"].items()}
 
     async def _deploy(self, topology: Topology, upstream: tuple[str, int]) -> Deployment:

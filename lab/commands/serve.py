@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import websockets
 from rich.console import Console
+from websockets.asyncio.client import ClientConnection, connect
 
 from ..backends import READY
 from ..backends.local import LocalBackend
-from ..errors import EXIT_OK, UsageError
-from ..observations import Closing, Event, Hello, ObservationFeed
-from ..processes import wait_answering
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..observations import Closing, Event, Hello, parse_event
+from ..probe.server import json_object
 from ..reports.safe_text import printable
 from ..topology import Topology, select_topologies
 from .common import (
@@ -89,6 +94,9 @@ async def _serve(
             else:
                 detail = printable(f"{deployment.status}: {deployment.detail}")
                 console.print(f"  {deployment.topology.name:18} {detail}", markup=False)
+        if backend.control is not None:
+            host, port = backend.control
+            console.print(f"From another terminal: wslab watch --control {host}:{port}", markup=False)
         receiver = "your app" if backend.app else "the server"
         console.print(f"What {receiver} receives is printed below. Ctrl-C stops everything.")
         backend.feed.subscribers.append(_event_printer(console))
@@ -98,20 +106,107 @@ async def _serve(
     return EXIT_OK
 
 
+WATCH_OPEN_WAIT = 2.5
+"""Seconds ``wslab watch`` gives an address that accepts to complete the WebSocket handshake and
+greet (a probe server greets at once): with a refused connection failing at once, it gives up
+within 5 s whatever answers, Python's start included."""
+COMPOSE_CONTROL = "127.0.0.1:18000"
+WATCH_HINT = (
+    "start `wslab up` (it prints the --control address to watch) "
+    f"or the compose stack (its control channel is {COMPOSE_CONTROL}, the default)"
+)
+
+
+def control_address(text: str) -> tuple[str, int]:
+    """``--control HOST:PORT`` as (host, port); an empty host is 127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--control needs HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def control_url(host: str, port: int, history: bool) -> str:
+    """The control channel's URL; without ``history`` the probe server replays nothing."""
+    netloc = f"[{host}]" if ":" in host else host
+    return f"ws://{netloc}:{port}/" + ("" if history else "?history=0")
+
+
 def watch_command(args: argparse.Namespace, console: Console) -> int:
-    host, _, port = args.control.rpartition(":")
-    if not port.isdigit():
-        raise UsageError(f"--control needs HOST:PORT, got {args.control!r}")
-    return until_signal(_watch(host or "127.0.0.1", int(port), console))
+    """Print what the probe server at ``--control`` records from now on (with ``--history``,
+    what it recorded before too); exit 2 at once when nothing there is a control channel, 1 when
+    the channel ends (the lab stopped)."""
+    host, port = control_address(args.control)
+    return until_signal(_watch(host, port, args.history, console))
 
 
-async def _watch(host: str, port: int, console: Console) -> int:
-    feed = ObservationFeed()
-    feed.subscribers.append(_event_printer(console))
-    await wait_answering(host, port, 60)
-    await feed.start(host, port)
+async def _watch(host: str, port: int, history: bool, console: Console) -> int:
+    connection, hello = await _open_control(host, port, history)
+    show = _event_printer(console)
+    show(hello)
+    if not history:
+        console.print("Showing what it receives from now on (--history: what it received before too).")
     try:
-        await feed.closed()
+        # Read here rather than through an ObservationFeed, which keeps every record for the
+        # runner: a watch may run for days.
+        async for message in connection:
+            event = parse_event(json.loads(message))
+            if event is not None:
+                show(event)
+    except websockets.ConnectionClosed:
+        pass
     finally:
-        await feed.stop()
-    return EXIT_OK
+        await connection.close()
+    print(
+        f"wslab: the probe server at {host}:{port} closed its control channel (its lab stopped)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+async def _open_control(host: str, port: int, history: bool) -> tuple[ClientConnection, Hello]:
+    """The control channel and its greeting.
+
+    Raises UsageError, with a hint, when nothing listens there or what listens is not a probe
+    server's control channel (a proxy, a probe listener, a port forwarder with nothing behind)."""
+    where = f"{host}:{port}"
+    deadline = asyncio.get_running_loop().time() + WATCH_OPEN_WAIT
+    try:
+        async with asyncio.timeout_at(deadline):
+            connection = await connect(
+                control_url(host, port, history),
+                # websockets' keepalive pings stay on: they tell a lab that vanished from a quiet one.
+                max_size=None,
+            )
+    except (websockets.InvalidHandshake, TimeoutError) as error:
+        # Before OSError, of which TimeoutError is one: this address accepted.
+        reason = str(error) or "no WebSocket handshake in time"
+        raise UsageError(
+            f"{where} is not a probe server's control channel ({reason}): {WATCH_HINT}"
+        ) from None
+    except OSError as error:
+        raise UsageError(f"nothing answers on {where} ({_refusal(error)}): {WATCH_HINT}") from None
+    try:
+        async with asyncio.timeout_at(deadline):
+            hello = greeting(await connection.recv())
+    except (TimeoutError, websockets.ConnectionClosed):
+        hello = None
+    if hello is None:
+        await connection.close()
+        raise UsageError(f"{where} is not a probe server's control channel (no greeting): {WATCH_HINT}")
+    return connection, hello
+
+
+def greeting(message: str | bytes) -> Hello | None:
+    """The probe server's greeting, if ``message`` is one (a control channel's first message)."""
+    fields = json_object(message)
+    if fields is None or fields.get("event") != "hello" or not isinstance(fields.get("websockets"), str):
+        return None
+    event = parse_event(fields)
+    return event if isinstance(event, Hello) else None
+
+
+def _refusal(error: OSError) -> str:
+    """Why a connection failed, in words: asyncio's own message names no reason."""
+    if isinstance(error, ConnectionRefusedError) or error.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return error.strerror or str(error)
