@@ -310,9 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     diff_parser.add_argument("old", metavar="OLD.json")
     diff_parser.add_argument("new", metavar="NEW.json")
 
-    watch_parser = commands.add_parser("watch", help="print what a running probe server receives")
+    watch_parser = commands.add_parser(
+        "watch", help="print what a running probe server receives from now on (wslab up, the compose stack)"
+    )
     watch_parser.add_argument(
-        "--control", default="127.0.0.1:18000", metavar="HOST:PORT", help="its control channel"
+        "--control",
+        default="127.0.0.1:18000",
+        metavar="HOST:PORT",
+        help="its control channel, which wslab up prints (default: the compose stack's 127.0.0.1:18000)",
+    )
+    watch_parser.add_argument(
+        "--history", action="store_true", help="first replay what it received before watch started"
     )
 
     compose_parser = commands.add_parser(

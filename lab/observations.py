@@ -111,12 +111,12 @@ class ObservationFeed:
         self._stopping = False
         self.lost: str | None = None
         """Why the channel ended before :meth:`stop`: the probe server is gone."""
-        self.address: tuple[str, int] | None = None
-        """The control channel's address, once started."""
 
-    async def start(self, host: str, port: int) -> None:
-        self.address = (host, port)
-        self._connection = await connect(f"ws://{host}:{port}/", ping_interval=None, max_size=None)
+    async def start(self, host: str, port: int, history: bool = True) -> None:
+        """Follow the control channel at host:port; without ``history``, only what the probe
+        server records from now on (a lab kept up has every earlier run's records)."""
+        query = "" if history else "?history=0"
+        self._connection = await connect(f"ws://{host}:{port}/{query}", ping_interval=None, max_size=None)
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

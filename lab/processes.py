@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .probe.wire import READINESS_REQUEST
+
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -201,7 +203,8 @@ async def _answers(host: str, port: int, http: bool, settle: float = 0.0) -> boo
                 except TimeoutError:
                     return True
             return True
-        writer.write(b"GET /.wslab-ready HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
+        # The probe server and the tap answer this request themselves and record nothing.
+        writer.write(READINESS_REQUEST + b"HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")
         status = (await asyncio.wait_for(reader.readline(), 2)).split()
         # A proxy that listens before its routes are loaded answers 404 itself (Traefik); the
         # probe server behind it never does.

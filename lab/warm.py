@@ -241,7 +241,7 @@ class WarmBackend:
         if names := changed(self.state, topologies):
             reply = await ask(self.state, {"op": "redeploy", "topologies": names})
             self.state = LabState.model_validate(reply["state"])
-        await self.feed.start(*self.state.control)
+        await self.feed.start(*self.state.control, history=False)
         await self.feed.hello()
         return {t.name: self._deployment(t) for t in topologies}
 

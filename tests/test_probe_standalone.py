@@ -49,7 +49,7 @@ from wslab.probe.standalone import (
     options_from,
 )
 from wslab.probe.wire import parse_request_head
-from wslab.processes import free_port
+from wslab.processes import free_port, wait_answering
 from wslab.websockets_release import websockets_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,6 +293,18 @@ def test_no_answer_plain_http_gets_426(websockets_path: Path | None) -> None:
         asyncio.run(echo(server))
     assert '"GET / HTTP/1.1" 426' in server.stderr
     assert "Traceback" not in server.stderr, server.stderr
+
+
+@pytest.mark.parametrize("websockets_path", RELEASES)
+def test_the_labs_readiness_check_is_answered_200_and_never_recorded(websockets_path: Path | None) -> None:
+    """What the lab sends through a proxy in front of a deployed server (wslab run --upstream)."""
+    with deployed("--no-answer-plain-http", websockets_path=websockets_path) as server:
+        asyncio.run(wait_answering("127.0.0.1", server.port, 5, http=True))
+        assert plain_get(server, "/.wslab-ready") == (200, b"OK\n")
+        assert plain_get(server, "/after")[0] == 426
+        reply = asyncio.run(report(server, {"token": TOKEN, "since": 60}))
+        assert [c["request"]["path"] for c in reply["connections"]] == ["/after"]
+    assert "wslab-ready" not in server.stderr, "nor logged"
 
 
 def test_command_line() -> None:

@@ -463,7 +463,8 @@ def test_watch_prints_no_secret_and_the_control_history_holds_none() -> None:
         host, port = ready["listeners"]["direct"]
         asyncio.run(_connect_with_secrets(f"ws://{host}:{port}/before-watch"))
         control = "{}:{}".format(*ready["control"])
-        with started([sys.executable, "-m", "wslab", "watch", "--control", control]) as (_, watched):
+        watch = [sys.executable, "-m", "wslab", "watch", "--history", "--control", control]
+        with started(watch) as (_, watched):
             # What happened before watch connected comes from the control channel's history.
             seen = _read_until(watched, lambda line: "/before-watch" in line)
             asyncio.run(_connect_with_secrets(f"ws://{host}:{port}/while-watching"))

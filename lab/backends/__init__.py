@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from ..app_log import AppLog, HandshakeGate
 from ..endpoint import Endpoint
 from ..observations import Hello
+from ..proxies import REGISTRY
 from ..records import AppRecord, Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
 from ..topology import Topology
 
@@ -42,6 +43,14 @@ class StackOptions:
     redact: bool = True
     """The probe server redacts secrets from its records before it keeps or publishes them
     (False: ``--no-redact``)."""
+
+
+def ready_by_http(topology: Topology) -> bool:
+    """Whether the lab checks that ``topology`` is up with an HTTP request (GET /.wslab-ready)
+    rather than a bare connection: for a proxy that accepts before it can answer, and for
+    ``direct``, the probe server's own listener (or its tap), which answers that request itself
+    and records nothing, where it would record a bare connection as one that sent no request."""
+    return topology.direct or REGISTRY[topology.proxy].ready_by_http
 
 
 def kept_config(text: str) -> str:

@@ -46,7 +46,7 @@ from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology, load_topologies
-from . import FAILED, READY, Deployment, StackOptions
+from . import FAILED, READY, Deployment, StackOptions, ready_by_http
 
 READ_VERSIONS = [
     "python",
@@ -348,7 +348,7 @@ class ComposeBackend:
                 host,
                 port,
                 timeout,
-                http=bool(kind and kind.ready_by_http),
+                http=ready_by_http(topology),
                 alive=lambda: topology.name not in self.stopped,
                 # From the host, a published port accepts even when the proxy does not listen.
                 settle=0 if self.in_network else FORWARDED_SETTLE,

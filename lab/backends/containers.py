@@ -42,7 +42,7 @@ from ..processes import FORWARDED_SETTLE, wait_answering
 from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology
-from . import FAILED, READY, Deployment, StackOptions
+from . import FAILED, READY, Deployment, StackOptions, ready_by_http
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -205,7 +205,7 @@ class ContainersBackend:
         kind = None if topology.direct else REGISTRY[topology.proxy]
         try:
             await wait_answering(
-                LOOPBACK, port, READY_TIMEOUT, http=bool(kind and kind.ready_by_http), settle=FORWARDED_SETTLE
+                LOOPBACK, port, READY_TIMEOUT, http=ready_by_http(topology), settle=FORWARDED_SETTLE
             )
         except TimeoutError:
             stdout, stderr = container.get_logs()

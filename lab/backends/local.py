@@ -26,7 +26,7 @@ from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology
 from ..websockets_release import websockets_path
-from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions
+from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions, ready_by_http
 
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
@@ -92,6 +92,8 @@ class LocalBackend:
         self.listeners: dict[str, tuple[str, int]] = {}
         """Where each topology's proxy sends its traffic (its probe listener or tap)."""
         self.deployments: dict[str, Deployment] = {}
+        self.control: tuple[str, int] | None = None
+        """The probe server's control channel, once it runs (``wslab watch --control``)."""
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
@@ -176,7 +178,8 @@ class LocalBackend:
             raise LabFailure(f"the probe server did not start:\n{log_tail(process.log_path)}") from None
         # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
         self.websockets_version = "" if forward else ready["websockets"]
-        await self.feed.start(*ready["control"])
+        self.control = (ready["control"][0], ready["control"][1])
+        await self.feed.start(*self.control)
         return {name: (host, port) for name, (host, port) in ready["listeners"].items()}
 
     async def _deploy(self, topology: Topology, upstream: tuple[str, int]) -> Deployment:
@@ -224,7 +227,7 @@ class LocalBackend:
             self.processes.append(process)
             await process.start()
             try:
-                await process.wait_listening(HOST, port, kind.startup_timeout, kind.ready_by_http)
+                await process.wait_listening(HOST, port, kind.startup_timeout, ready_by_http(topology))
             except ProcessFailed as failure:
                 await process.stop()
                 if "Address already in use" in failure.log_tail:

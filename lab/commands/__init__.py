@@ -11,7 +11,8 @@ from .compare import compare_command
 from .explain import explain_command
 from .project import compose_file_command, list_command, schema_command, validate_command
 from .run import RENDERERS, diff_command, report_command, run_command
-from .serve import detach_command, down_command, up_command, watch_command
+from .serve import up_command, watch_command
+from .warm_lab import detach_command, down_command
 
 __all__ = ["COMMANDS", "RENDERERS", "detach_command"]
 

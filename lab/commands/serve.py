@@ -11,33 +11,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import errno
+import json
 import os
-import secrets
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+import websockets
 from rich.console import Console
+from websockets.asyncio.client import ClientConnection, connect
 
-from .. import warm
-from ..backends import READY
 from ..backends.local import LocalBackend
-from ..errors import EXIT_OK, LabFailure, UsageError
-from ..observations import Closing, Event, Hello, ObservationFeed
-from ..processes import wait_answering
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..observations import Closing, Event, Hello, parse_event
+from ..probe.server import json_object
 from ..reports.safe_text import printable
-from ..topology import Topology, load_topologies, select_topologies
+from ..topology import Topology, select_topologies
 from .common import (
     app_spec,
     probe_options,
     run_folder,
     until_signal,
 )
+from .warm_lab import DETACH_TOKEN, KeptLab, print_deployment
 
 
 def describe_event(event: Event) -> str:
@@ -93,14 +90,15 @@ async def _serve(
         server = backend.app.describe() if backend.app else f"websockets {backend.websockets_version}"
         console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}", markup=False)
         for deployment in deployments.values():
-            _print_deployment(console, deployment)
+            print_deployment(console, deployment)
         lab = KeptLab(backend, run_dir, console)
         await lab.publish()
+        if backend.control is not None:
+            host, port = backend.control
+            console.print(f"From another terminal: wslab watch --control {host}:{port}", markup=False)
         receiver = "your app" if backend.app else "the server"
-        if os.environ.get(DETACH_TOKEN):
-            # Detached, its output goes to a file nobody reads as it comes: `wslab watch` shows it.
-            console.print(f"`wslab watch --control {_address(backend)}` shows what {receiver} receives.")
-        else:
+        if not os.environ.get(DETACH_TOKEN):
+            # Detached, the output goes to a file nobody reads as it comes: `wslab watch` shows it.
             console.print(
                 f"What {receiver} receives is printed below. `wslab run` plays its cells here (a "
                 "warm lab); Ctrl-C or `wslab down` stops everything."
@@ -114,171 +112,107 @@ async def _serve(
     return EXIT_OK
 
 
-def _address(backend: LocalBackend) -> str:
-    assert backend.feed.address is not None
-    return "{}:{}".format(*backend.feed.address)
+WATCH_OPEN_WAIT = 2.5
+"""Seconds ``wslab watch`` gives an address that accepts to complete the WebSocket handshake and
+greet (a probe server greets at once): with a refused connection failing at once, it gives up
+within 5 s whatever answers, Python's start included."""
+COMPOSE_CONTROL = "127.0.0.1:18000"
+WATCH_HINT = (
+    "start `wslab up` (it prints the --control address to watch) "
+    f"or the compose stack (its control channel is {COMPOSE_CONTROL}, the default)"
+)
 
 
-def _print_deployment(console: Console, deployment: Any) -> None:
-    if deployment.status == READY:
-        assert deployment.endpoint is not None
-        console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}", markup=False)
-    else:
-        detail = printable(f"{deployment.status}: {deployment.detail}")
-        console.print(f"  {deployment.topology.name:18} {detail}", markup=False)
+def control_address(text: str) -> tuple[str, int]:
+    """``--control HOST:PORT`` as (host, port); an empty host is 127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--control needs HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class KeptLab:
-    """A ``wslab up`` as a warm lab: its state file, and the requests runs send it (lab/warm.py)."""
-
-    def __init__(self, backend: LocalBackend, run_dir: Path, console: Console) -> None:
-        self.backend = backend
-        self.run_dir = run_dir
-        self.console = console
-        self.path = warm.state_path()
-        self.socket = self.path.with_name(f"lab-{secrets.token_hex(4)}.sock")
-        self.stopped = asyncio.Event()
-        self.lock = asyncio.Lock()
-        self.server: asyncio.AbstractServer | None = None
-        self.state: warm.LabState | None = None
-
-    async def publish(self) -> None:
-        backend = self.backend
-        assert backend.feed.address is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.server = await warm.serve_requests(self.socket, self.handle)
-        self.state = warm.LabState(
-            started_at=time.time(),
-            control=backend.feed.address,
-            socket=str(self.socket),
-            run_dir=str(self.run_dir),
-            websockets=backend.websockets_version,
-            options=asdict(backend.probe),
-            app=warm.app_key(backend.app),
-            token=os.environ.get(DETACH_TOKEN, ""),
-            topologies={name: warm.describe(d) for name, d in backend.deployments.items()},
-        )
-        warm.write_state(self.path, self.state)
-
-    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        operation = request.get("op")
-        if operation == "status":
-            return {"ok": True}
-        if operation == "stop":
-            self.console.print("stopping: `wslab down` asked", markup=False)
-            self.stopped.set()
-            return {"ok": True}
-        if operation == "dump-logs":
-            async with self.lock:
-                await self.backend.dump_logs()
-            return {"ok": True}
-        if operation == "redeploy":
-            return await self._redeploy(request.get("topologies"))
-        return {"ok": False, "error": f"unknown request {printable(str(operation))[:40]}"}
-
-    async def _redeploy(self, names: object) -> dict[str, Any]:
-        """Restart the named topologies from their folders as they are now."""
-        assert self.state is not None
-        if not isinstance(names, list) or not all(name in self.backend.deployments for name in names):
-            return {"ok": False, "error": "redeploy names topologies this lab does not run"}
-        async with self.lock:
-            fresh = load_topologies()
-            for name in names:
-                deployment = await self.backend.redeploy(fresh[name])
-                self.state.topologies[name] = warm.describe(deployment)
-                self.console.print(f"redeployed {name}: its folder changed", markup=False)
-                _print_deployment(self.console, deployment)
-            warm.write_state(self.path, self.state)
-        return {"ok": True, "state": self.state.model_dump(mode="json")}
-
-    def withdraw(self) -> None:
-        """Remove the state file if it is still this lab's, and the socket."""
-        if self.server is not None:
-            self.server.close()
-        current = warm.read_state(self.path)
-        if current is not None and current.socket == str(self.socket):
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-        with contextlib.suppress(OSError):
-            self.socket.unlink()
-
-
-DETACH_TOKEN = "WSLAB_DETACH_TOKEN"
-"""Set for a detached ``wslab up``: it writes the token into its state file, so the command that
-started it knows the file is its lab's and not another's."""
-DETACH_TIMEOUT = 180.0
-
-
-def detach_command(argv: list[str]) -> int:
-    """``wslab up --detach`` (``argv`` checked already): start ``wslab up`` in the background, in a
-    session of its own (it outlives this command, contained as any wslab command is), and print
-    its URLs once it is up."""
-    token = secrets.token_hex(8)
-    path = warm.state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log_path = path.with_name("up.log")
-    command = [sys.executable, "-m", "wslab", *[arg for arg in argv if arg != "--detach"]]
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, DETACH_TOKEN: token},
-        )
-    deadline = time.monotonic() + DETACH_TIMEOUT
-    while (state := warm.read_state(path)) is None or state.token != token:
-        if child.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-12:])
-            raise LabFailure(f"wslab up exited (status {child.returncode}) before it was up:\n{tail}")
-        if time.monotonic() > deadline:
-            child.terminate()
-            raise LabFailure(f"wslab up was not up after {DETACH_TIMEOUT:g} s; its log: {log_path}")
-        time.sleep(0.1)
-    print(f"wslab up is running in the background (pid {child.pid}); its output: {log_path}")
-    for name, topology in state.topologies.items():
-        where = (
-            f"ws://{topology.endpoint[0]}:{topology.endpoint[1]}/" if topology.endpoint else topology.detail
-        )
-        print(printable(f"  {name:18} {where}"))
-    host, port = state.control
-    print(f"`wslab run` plays its cells against it (a warm lab); `wslab watch --control {host}:{port}`")
-    print("shows what the server receives; `wslab down` stops it.")
-    return EXIT_OK
-
-
-def down_command(args: argparse.Namespace, console: Console) -> int:
-    """Stop the warm lab that `wslab up` keeps, if one runs."""
-    path = warm.state_path()
-    state = warm.running(path)
-    if state is None:
-        console.print("no warm lab is running", markup=False)
-        return EXIT_OK
-    asyncio.run(warm.ask(state, {"op": "stop"}, timeout=10))
-    deadline = time.monotonic() + 30
-    while path.exists() and (current := warm.read_state(path)) and current.socket == state.socket:
-        if time.monotonic() > deadline:
-            raise LabFailure(f"the warm lab did not stop within 30 s (its state: {path})")
-        time.sleep(0.1)
-    console.print("the warm lab stopped", markup=False)
-    return EXIT_OK
+def control_url(host: str, port: int, history: bool) -> str:
+    """The control channel's URL; without ``history`` the probe server replays nothing."""
+    netloc = f"[{host}]" if ":" in host else host
+    return f"ws://{netloc}:{port}/" + ("" if history else "?history=0")
 
 
 def watch_command(args: argparse.Namespace, console: Console) -> int:
-    host, _, port = args.control.rpartition(":")
-    if not port.isdigit():
-        raise UsageError(f"--control needs HOST:PORT, got {args.control!r}")
-    return until_signal(_watch(host or "127.0.0.1", int(port), console))
+    """Print what the probe server at ``--control`` records from now on (with ``--history``,
+    what it recorded before too); exit 2 at once when nothing there is a control channel, 1 when
+    the channel ends (the lab stopped)."""
+    host, port = control_address(args.control)
+    return until_signal(_watch(host, port, args.history, console))
 
 
-async def _watch(host: str, port: int, console: Console) -> int:
-    feed = ObservationFeed()
-    feed.subscribers.append(_event_printer(console))
-    await wait_answering(host, port, 60)
-    await feed.start(host, port)
+async def _watch(host: str, port: int, history: bool, console: Console) -> int:
+    connection, hello = await _open_control(host, port, history)
+    show = _event_printer(console)
+    show(hello)
+    if not history:
+        console.print("Showing what it receives from now on (--history: what it received before too).")
     try:
-        await feed.closed()
+        # Read here rather than through an ObservationFeed, which keeps every record for the
+        # runner: a watch may run for days.
+        async for message in connection:
+            event = parse_event(json.loads(message))
+            if event is not None:
+                show(event)
+    except websockets.ConnectionClosed:
+        pass
     finally:
-        await feed.stop()
-    return EXIT_OK
+        await connection.close()
+    print(
+        f"wslab: the probe server at {host}:{port} closed its control channel (its lab stopped)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+async def _open_control(host: str, port: int, history: bool) -> tuple[ClientConnection, Hello]:
+    """The control channel and its greeting.
+
+    Raises UsageError, with a hint, when nothing listens there or what listens is not a probe
+    server's control channel (a proxy, a probe listener, a port forwarder with nothing behind)."""
+    where = f"{host}:{port}"
+    deadline = asyncio.get_running_loop().time() + WATCH_OPEN_WAIT
+    try:
+        async with asyncio.timeout_at(deadline):
+            connection = await connect(
+                control_url(host, port, history),
+                # websockets' keepalive pings stay on: they tell a lab that vanished from a quiet one.
+                max_size=None,
+            )
+    except (websockets.InvalidHandshake, TimeoutError) as error:
+        # Before OSError, of which TimeoutError is one: this address accepted.
+        reason = str(error) or "no WebSocket handshake in time"
+        raise UsageError(
+            f"{where} is not a probe server's control channel ({reason}): {WATCH_HINT}"
+        ) from None
+    except OSError as error:
+        raise UsageError(f"nothing answers on {where} ({_refusal(error)}): {WATCH_HINT}") from None
+    try:
+        async with asyncio.timeout_at(deadline):
+            hello = greeting(await connection.recv())
+    except (TimeoutError, websockets.ConnectionClosed):
+        hello = None
+    if hello is None:
+        await connection.close()
+        raise UsageError(f"{where} is not a probe server's control channel (no greeting): {WATCH_HINT}")
+    return connection, hello
+
+
+def greeting(message: str | bytes) -> Hello | None:
+    """The probe server's greeting, if ``message`` is one (a control channel's first message)."""
+    fields = json_object(message)
+    if fields is None or fields.get("event") != "hello" or not isinstance(fields.get("websockets"), str):
+        return None
+    event = parse_event(fields)
+    return event if isinstance(event, Hello) else None
+
+
+def _refusal(error: OSError) -> str:
+    """Why a connection failed, in words: asyncio's own message names no reason."""
+    if isinstance(error, ConnectionRefusedError) or error.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return error.strerror or str(error)

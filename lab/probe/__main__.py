@@ -14,8 +14,9 @@ Once every listener is bound it prints one JSON line on stdout::
 and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
 text messages to every client of the control WebSocket: first a greeting
 (``{"event": "hello", "websockets": ...}``), then everything recorded so far,
-then each new record. Every record is redacted before it is kept or sent
-(:mod:`wslab.probe.redact`) unless ``--no-redact`` is given. The history a
+then each new record; a client that connects to ``/?history=0`` gets no history, only what is
+recorded after it connected (``wslab watch`` without ``--history``). Every record is redacted
+before it is kept or sent (:mod:`wslab.probe.redact`) unless ``--no-redact`` is given. The history a
 new control client gets is bounded (:data:`HISTORY_MESSAGES`,
 :data:`HISTORY_BYTES`), the oldest dropped first. WSLAB_ANSWER_PLAIN_HTTP=1,
 WSLAB_NO_REDACT=1 and WSLAB_TIME_SCALE in the environment stand for
@@ -35,6 +36,7 @@ import signal
 import sys
 from collections import deque
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
@@ -79,8 +81,18 @@ HISTORY_BYTES = 32 << 20
 """What the control channel replays to a new client: at most this many events and bytes."""
 
 
+HISTORY_PARAM = "history"
+"""``/?history=0`` on the control channel: no replay, only new events."""
+
+
+def replays_history(path: str) -> bool:
+    """Whether a control client that asked for ``path`` wants the history replayed (the default,
+    which the runner relies on: it may connect after the first records)."""
+    return parse_qs(urlsplit(path).query).get(HISTORY_PARAM) != ["0"]
+
+
 class ControlChannel:
-    """Fans observation events out to the runner's control connections."""
+    """Fans observation events out to the runner's control connections (and ``wslab watch``'s)."""
 
     def __init__(
         self, hello: dict[str, Any], max_messages: int = HISTORY_MESSAGES, max_bytes: int = HISTORY_BYTES
@@ -91,6 +103,8 @@ class ControlChannel:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.clients: set[ServerConnection] = set()
+        self.joining: dict[ServerConnection, list[str]] = {}
+        """Clients still being sent the greeting and the history, and what was published since."""
         self.published = 0
 
     def publish(self, event: dict[str, Any]) -> None:
@@ -103,6 +117,8 @@ class ControlChannel:
             self.history_bytes -= len(self.history.popleft())
         for client in list(self.clients):
             asyncio.ensure_future(self._send(client, message))
+        for backlog in self.joining.values():
+            backlog.append(message)
 
     @staticmethod
     async def _send(client: ServerConnection, message: str) -> None:
@@ -110,10 +126,23 @@ class ControlChannel:
             await client.send(message)
 
     async def handler(self, client: ServerConnection) -> None:
-        await client.send(self.hello)
-        for message in list(self.history):
-            await client.send(message)
-        self.clients.add(client)
+        request = client.request
+        replay = list(self.history) if request is None or replays_history(request.path) else []
+        # Sending the history may wait for the client to read: what is published meanwhile is
+        # kept for it, in order, rather than lost between the snapshot and the live stream.
+        backlog = self.joining[client] = []
+        try:
+            await client.send(self.hello)
+            for message in replay:
+                await client.send(message)
+            while backlog:
+                await client.send(backlog.pop(0))
+            # No await since the backlog was found empty: nothing published can fall in between.
+            self.clients.add(client)
+        except websockets.ConnectionClosed:
+            return
+        finally:
+            del self.joining[client]
         try:
             await client.wait_closed()
         finally:

@@ -12,7 +12,8 @@ Every record is redacted (:mod:`wslab.probe.redact`) before it leaves the
 connection, unless the server runs with ``--no-redact``, and published as a
 JSON event on a control WebSocket that the runner connects to directly, never
 through a proxy under test. Over h2c, the requests inside the connection are
-read here (:mod:`wslab.probe.h2c`), so that they are redacted too.
+read here (:mod:`wslab.probe.h2c`), so that they are redacted too. The lab's
+own readiness check (``GET /.wslab-ready``) is answered 200 and never recorded.
 
 Nothing a client sends makes the server allocate without bound: a recorded
 head is at most :data:`MAX_RECORDED_HEAD` bytes and :data:`MAX_RECORDED_HEADERS`
@@ -41,7 +42,14 @@ from websockets.http11 import Request, Response
 
 from .h2c import read_streams
 from .redact import redact_record
-from .wire import may_be_http2, parse_request_head, split_head, split_http2
+from .wire import (
+    READINESS_PATH,
+    is_readiness_check,
+    may_be_http2,
+    parse_request_head,
+    split_head,
+    split_http2,
+)
 
 MAX_RECORDED_HEAD = 65536
 MAX_RECORDED_HEADERS = 500
@@ -111,7 +119,12 @@ class ObservingConnection(ServerConnection):
     def record(self, timed_out: bool = False) -> None:
         """Publish what this connection's handshake received and answered (redacted unless
         the server runs with --no-redact), then let go of the raw head: an open connection
-        keeps only its correlation id and its parsed request (for the ``handshake`` command)."""
+        keeps only its correlation id and its parsed request (for the ``handshake`` command).
+        The lab's own readiness check is never published."""
+        if is_readiness_check(self.raw_head):
+            self.observed = {"recorded": False}
+            self.raw_head = b""
+            return
         record = self._handshake_record(timed_out)
         if self.redact:
             record = redact_record(record)
@@ -172,6 +185,14 @@ def record_before_answering(connection: ServerConnection, request: Request, resp
     """Publish the record before the response leaves, so it reaches the runner first."""
     assert isinstance(connection, ObservingConnection)
     connection.record()
+
+
+def answer_readiness(connection: ServerConnection, request: Request) -> Response | None:
+    """Answer the lab's readiness check (GET /.wslab-ready) with 200: a proxy that passes it on
+    is up. The answer is the server's own, whether or not it answers plain HTTP otherwise."""
+    if request.path == READINESS_PATH:
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    return None
 
 
 def answer_plain_http(connection: ServerConnection, request: Request) -> Response | None:
@@ -326,7 +347,7 @@ async def serve_listener(
         host,
         port,
         create_connection=connection_class(listener, publish, redact),
-        process_request=answer_plain_http if plain_http_ok else None,
+        process_request=answer_plain_http if plain_http_ok else answer_readiness,
         process_response=record_before_answering,
         subprotocols=SUBPROTOCOLS,
         select_subprotocol=select_subprotocol,

@@ -21,7 +21,8 @@ received is reported through the WebSocket port itself.
   closes with 1000. A missing or wrong token closes with 4003 "forbidden" and
   no data; a valid token with neither question closes with 1008. The token is
   ``--token``, else ``$WSLAB_TOKEN``, else a random one printed at start-up.
-  Report connections are never recorded; the last ``--max-records``
+  Report connections are never recorded, nor is the lab's own readiness check
+  (``GET /.wslab-ready``, answered 200 whatever the options); the last ``--max-records``
   connections are kept, as compact JSON, within ``--max-records-bytes``.
 - Secrets (``Authorization``, ``Proxy-Authorization``, ``Cookie``,
   ``Set-Cookie``, ``X-Api-Key``, ``X-Auth-Token`` and any header named with a
@@ -72,6 +73,7 @@ from .server import (
     MAX_SILENCE,
     SUBPROTOCOLS,
     ObservingConnection,
+    answer_readiness,
     json_object,
     make_handler,
     record_before_answering,
@@ -402,6 +404,8 @@ def deploy_connection_class(options: DeployOptions, guard: Guard, publish: Any) 
 def make_process_request(options: DeployOptions, guard: Guard) -> Any:
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         assert isinstance(connection, DeployConnection)
+        if (ready := answer_readiness(connection, request)) is not None:
+            return ready
         if _wants_websocket(request):
             if is_report_path(request.path):
                 if guard.admit_report(connection) or guard.admit(connection):

@@ -81,12 +81,9 @@ from .http1 import (
 )
 from .redact import redact_record
 from .server import MAX_RECORDED_HEAD, MAX_RECORDED_HEADERS, Publish
-from .wire import parse_request_head, parse_response_head, split_http2
+from .wire import READINESS_REQUEST, parse_request_head, parse_response_head, split_http2
 from .wsframes import CloseFrame
 
-READINESS_REQUEST = b"GET /.wslab-ready "
-"""The lab's own check that a proxy has loaded its routes (lab/processes.py): the tap answers it
-itself, so that it never reaches the app (which would log it) nor a record."""
 READY_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 FIRST_BYTE_WAIT = 0.05
 """Seconds the tap waits for a connection's first byte before it opens its own to the app: a
@@ -192,7 +189,7 @@ class TapConnection(asyncio.Protocol):
 
     def _readiness_check(self) -> bool:
         """Whether the first bytes are (or may still become) the lab's readiness request; answer
-        it when they are."""
+        it when they are, so that it never reaches the app (which would log it) nor a record."""
         early = bytes(self.early[: len(READINESS_REQUEST)])
         if not READINESS_REQUEST.startswith(early):
             return False

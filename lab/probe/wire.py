@@ -18,6 +18,16 @@ _CELL_SUFFIX = re.compile(r"[?&]" + CELL_PARAM + r"=([A-Za-z0-9_-]+)$")
 HEAD_END = b"\r\n\r\n"
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """What a client speaking HTTP/2 without TLS (h2c, "prior knowledge") sends first."""
+READINESS_PATH = "/.wslab-ready"
+READINESS_REQUEST = b"GET " + READINESS_PATH.encode() + b" "
+"""How the lab's own readiness check (lab/processes.py) begins. Every listener of the probe
+server, websockets or tap, answers it itself and records nothing: it is the lab asking whether a
+proxy is up, not traffic to observe (a 426 for it once looked like the very error users hunt)."""
+
+
+def is_readiness_check(head: bytes) -> bool:
+    """Whether a request head, as received, is the lab's readiness check."""
+    return head.startswith(READINESS_REQUEST)
 
 
 @dataclass

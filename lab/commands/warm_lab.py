@@ -1,0 +1,175 @@
+"""`wslab up` as a warm lab: its state file and socket, `wslab up --detach`, `wslab down`.
+
+The mechanism (state, matching, the run's backend) is :mod:`wslab.warm`; this is the
+command side: what ``wslab up`` publishes and answers, and the two commands around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import warm
+from ..backends import READY
+from ..backends.local import LocalBackend
+from ..errors import EXIT_OK, LabFailure
+from ..reports.safe_text import printable
+from ..topology import load_topologies
+
+
+def print_deployment(console: Console, deployment: Any) -> None:
+    """One topology's line as `wslab up` prints it: its URL, or why it is not up."""
+    if deployment.status == READY:
+        assert deployment.endpoint is not None
+        console.print(f"  {deployment.topology.name:18} {deployment.endpoint.ws_url()}", markup=False)
+    else:
+        detail = printable(f"{deployment.status}: {deployment.detail}")
+        console.print(f"  {deployment.topology.name:18} {detail}", markup=False)
+
+
+class KeptLab:
+    """A ``wslab up`` as a warm lab: its state file, and the requests runs send it (lab/warm.py)."""
+
+    def __init__(self, backend: LocalBackend, run_dir: Path, console: Console) -> None:
+        self.backend = backend
+        self.run_dir = run_dir
+        self.console = console
+        self.path = warm.state_path()
+        self.socket = self.path.with_name(f"lab-{secrets.token_hex(4)}.sock")
+        self.stopped = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.server: asyncio.AbstractServer | None = None
+        self.state: warm.LabState | None = None
+
+    async def publish(self) -> None:
+        backend = self.backend
+        assert backend.control is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.server = await warm.serve_requests(self.socket, self.handle)
+        self.state = warm.LabState(
+            started_at=time.time(),
+            control=backend.control,
+            socket=str(self.socket),
+            run_dir=str(self.run_dir),
+            websockets=backend.websockets_version,
+            options=asdict(backend.probe),
+            app=warm.app_key(backend.app),
+            token=os.environ.get(DETACH_TOKEN, ""),
+            topologies={name: warm.describe(d) for name, d in backend.deployments.items()},
+        )
+        warm.write_state(self.path, self.state)
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        operation = request.get("op")
+        if operation == "status":
+            return {"ok": True}
+        if operation == "stop":
+            self.console.print("stopping: `wslab down` asked", markup=False)
+            self.stopped.set()
+            return {"ok": True}
+        if operation == "dump-logs":
+            async with self.lock:
+                await self.backend.dump_logs()
+            return {"ok": True}
+        if operation == "redeploy":
+            return await self._redeploy(request.get("topologies"))
+        return {"ok": False, "error": f"unknown request {printable(str(operation))[:40]}"}
+
+    async def _redeploy(self, names: object) -> dict[str, Any]:
+        """Restart the named topologies from their folders as they are now."""
+        assert self.state is not None
+        if not isinstance(names, list) or not all(name in self.backend.deployments for name in names):
+            return {"ok": False, "error": "redeploy names topologies this lab does not run"}
+        async with self.lock:
+            fresh = load_topologies()
+            for name in names:
+                deployment = await self.backend.redeploy(fresh[name])
+                self.state.topologies[name] = warm.describe(deployment)
+                self.console.print(f"redeployed {name}: its folder changed", markup=False)
+                print_deployment(self.console, deployment)
+            warm.write_state(self.path, self.state)
+        return {"ok": True, "state": self.state.model_dump(mode="json")}
+
+    def withdraw(self) -> None:
+        """Remove the state file if it is still this lab's, and the socket."""
+        if self.server is not None:
+            self.server.close()
+        current = warm.read_state(self.path)
+        if current is not None and current.socket == str(self.socket):
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.socket.unlink()
+
+
+DETACH_TOKEN = "WSLAB_DETACH_TOKEN"
+"""Set for a detached ``wslab up``: it writes the token into its state file, so the command that
+started it knows the file is its lab's and not another's."""
+DETACH_TIMEOUT = 180.0
+
+
+def detach_command(argv: list[str]) -> int:
+    """``wslab up --detach`` (``argv`` checked already): start ``wslab up`` in the background, in a
+    session of its own (it outlives this command, contained as any wslab command is), and print
+    its URLs once it is up."""
+    token = secrets.token_hex(8)
+    path = warm.state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = path.with_name("up.log")
+    command = [sys.executable, "-m", "wslab", *[arg for arg in argv if arg != "--detach"]]
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, DETACH_TOKEN: token},
+        )
+    deadline = time.monotonic() + DETACH_TIMEOUT
+    while (state := warm.read_state(path)) is None or state.token != token:
+        if child.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-12:])
+            raise LabFailure(f"wslab up exited (status {child.returncode}) before it was up:\n{tail}")
+        if time.monotonic() > deadline:
+            child.terminate()
+            raise LabFailure(f"wslab up was not up after {DETACH_TIMEOUT:g} s; its log: {log_path}")
+        time.sleep(0.1)
+    print(f"wslab up is running in the background (pid {child.pid}); its output: {log_path}")
+    for name, topology in state.topologies.items():
+        where = (
+            f"ws://{topology.endpoint[0]}:{topology.endpoint[1]}/" if topology.endpoint else topology.detail
+        )
+        print(printable(f"  {name:18} {where}"))
+    host, port = state.control
+    print(f"`wslab run` plays its cells against it (a warm lab); `wslab watch --control {host}:{port}`")
+    print("shows what the server receives; `wslab down` stops it.")
+    return EXIT_OK
+
+
+def down_command(args: argparse.Namespace, console: Console) -> int:
+    """Stop the warm lab that `wslab up` keeps, if one runs."""
+    path = warm.state_path()
+    state = warm.running(path)
+    if state is None:
+        console.print("no warm lab is running", markup=False)
+        return EXIT_OK
+    asyncio.run(warm.ask(state, {"op": "stop"}, timeout=10))
+    deadline = time.monotonic() + 30
+    while path.exists() and (current := warm.read_state(path)) and current.socket == state.socket:
+        if time.monotonic() > deadline:
+            raise LabFailure(f"the warm lab did not stop within 30 s (its state: {path})")
+        time.sleep(0.1)
+    console.print("the warm lab stopped", markup=False)
+    return EXIT_OK
