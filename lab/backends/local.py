@@ -34,7 +34,9 @@ PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
 SLOW_STARTS = {"varnish": 3, "traefik": 2, "envoy": 1}
 """Proxy kinds that take longest from start to ready here (Varnish compiles its VCL with a C
-compiler; Traefik and Envoy load slowly): they are started first."""
+compiler; Traefik and Envoy load slowly): they are started last."""
+STAGE_WAIT = 1.0
+"""At most this many seconds a slow kind's start waits for the quicker kinds to be up."""
 LOG_MAX_BYTES = 5_000_000
 """The end of a proxy's log that results keep lines from."""
 
@@ -126,17 +128,29 @@ class LocalBackend:
         else:
             listeners = await self._start_probe(names, forward, direct)
         gates = {id(app): HandshakeGate() for app in self.apps.values()}
-        # The slowest to start first: they are the ones the first cells would wait for.
-        first = sorted(topologies, key=lambda t: -start_cost(t))
-        started = {
-            t.name: asyncio.create_task(self._deploy_behind(t, listeners[t.name], gates)) for t in first
-        }
+        # Shortest job first: while a C compiler and seven Envoys share two cores with them,
+        # quick proxies take several times as long to come up, and any topology's cell may be
+        # the run's longest (a 5 s step timeout). So the quick ones start alone, and each slower
+        # kind once those before it are up (or STAGE_WAIT has passed).
+        started: dict[str, asyncio.Task[Deployment]] = {}
+        for cost in sorted({start_cost(t) for t in topologies}):
+            before = list(started.values())
+            for topology in (t for t in topologies if start_cost(t) == cost):
+                deploy = self._deploy_behind(topology, listeners[topology.name], gates, after=before)
+                started[topology.name] = asyncio.create_task(deploy)
         return {name: started[name] for name in names}
 
     async def _deploy_behind(
-        self, topology: Topology, upstream: tuple[str, int], gates: dict[int, HandshakeGate]
+        self,
+        topology: Topology,
+        upstream: tuple[str, int],
+        gates: dict[int, HandshakeGate],
+        after: list[asyncio.Task[Deployment]],
     ) -> Deployment:
-        """Deploy ``topology`` in front of ``upstream``, tied to the user's app if there is one."""
+        """Deploy ``topology`` in front of ``upstream`` once the deployments ``after`` are done (or
+        STAGE_WAIT has passed), tied to the user's app if there is one."""
+        if after:
+            await asyncio.wait(after, timeout=STAGE_WAIT)
         deployment = await self._deploy(topology, upstream)
         if self.app is not None:
             app = self.apps.get(topology.name)
