@@ -216,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compose: reach services by name from inside the stack (the runner service)",
     )
     run_parser.add_argument(
-        "--concurrency", type=_positive(int), default=32, help="cells at once (default 32)"
+        "--concurrency",
+        type=_positive(int),
+        default=32,
+        help="cells playing at once (default 32; a cell waiting for the server's report holds no place)",
     )
     run_parser.add_argument(
         "--progress",

@@ -4,8 +4,8 @@
 and turns what it reports into records: a greeting, then one
 :class:`Observed` per connection the server saw (its handshake, and for an
 h2c connection the requests inside it), then how upgraded ones closed. Cells
-find their connections by correlation id, or, for scenarios that run alone on
-a topology, by listener and time window.
+find their connections by correlation id, or, for scenarios that have a
+topology's listener to themselves, by listener and time window.
 """
 
 from __future__ import annotations
