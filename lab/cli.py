@@ -21,6 +21,7 @@ from rich.console import Console
 
 from . import containment
 from .backends import ACCELERATED
+from .binary_versions import VersionCache
 from .commands import COMMANDS, RENDERERS, detach_command
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
 from .probe.text import printable
@@ -36,7 +37,8 @@ def wslab_version() -> str:
 
 async def _proxy_versions() -> list[str]:
     found = [(kind, binary) for kind in REGISTRY.values() if (binary := kind.locate()) is not None]
-    versions = await asyncio.gather(*(kind.version(binary) for kind, binary in found))
+    cache = VersionCache()
+    versions = await asyncio.gather(*(cache.version(kind, binary) for kind, binary in found))
     lines = [
         f"{kind.name} {version} ({binary})" for (kind, binary), version in zip(found, versions, strict=True)
     ]
@@ -219,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compose: reach services by name from inside the stack (the runner service)",
     )
     run_parser.add_argument(
-        "--concurrency", type=_positive(int), default=32, help="cells at once (default 32)"
+        "--concurrency",
+        type=_positive(int),
+        default=32,
+        help="cells playing at once (default 32; a cell waiting for the server's report holds no place)",
     )
     run_parser.add_argument(
         "--progress",

@@ -4,8 +4,8 @@
 and turns what it reports into records: a greeting, then one
 :class:`Observed` per connection the server saw (its handshake, and for an
 h2c connection the requests inside it), then how upgraded ones closed. Cells
-find their connections by correlation id, or, for scenarios that run alone on
-a topology, by listener and time window.
+find their connections by correlation id, or, for scenarios that have a
+topology's listener to themselves, by listener and time window.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ class ObservationFeed:
     def __init__(self) -> None:
         self.hello_event: Hello | None = None
         self.observed: list[Observed] = []
+        self.by_cell: dict[str, list[Observed]] = {}
+        """The reported connections that carried each correlation id: a cell waiting for its own
+        looks there, not through every connection of the run at each report."""
         self.closings: dict[ConnectionKey, Closed] = {}
         self.subscribers: list[Callable[[Event], None]] = []
         self._changed = asyncio.Event()
@@ -142,6 +145,8 @@ class ObservationFeed:
             self.hello_event = event
         elif isinstance(event, Observed):
             self.observed.append(event)
+            for cell in event.cells:
+                self.by_cell.setdefault(cell, []).append(event)
         else:
             self.closings[event.key] = event.closed
         for subscriber in self.subscribers:
@@ -182,17 +187,26 @@ class ObservationFeed:
         """
         deadline = asyncio.get_running_loop().time() + settle
         while True:
-            connections = self._views(lambda seen: cell in seen.cells, cell)
+            connections = [
+                seen.view(cell, self.closings.get(seen.key)) for seen in self.by_cell.get(cell, [])
+            ]
             if len(connections) >= expected and all(c.closed or not c.upgraded for c in connections):
                 return connections
             if not await self._wait_change(deadline):
                 return connections
 
+    def seen(self, cell: str) -> bool:
+        """Whether a connection carrying ``cell``'s correlation id has been reported."""
+        return cell in self.by_cell
+
     async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]:
-        """Connections opened on ``listener`` since ``start``, once ``settle`` s have passed."""
+        """Connections opened on ``listener`` since ``start`` that carried no correlation id, once
+        ``settle`` s have passed (one that carried an id is that cell's, whenever it opened)."""
         await asyncio.sleep(settle)
         return self._views(
-            lambda seen: seen.connection.listener == listener and seen.connection.opened_at >= start
+            lambda seen: (
+                seen.connection.listener == listener and seen.connection.opened_at >= start and not seen.cells
+            )
         )
 
     async def unattributed(self, listener: str, start: float) -> list[Connection]:

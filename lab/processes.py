@@ -3,8 +3,10 @@
 Each child gets its own process group, so that teardown can signal a proxy
 and every worker it forked, and a parent-death signal, so that a lab killed
 with SIGKILL takes its direct children with it. That alone leaves workers
-(grandchildren) and a fork-to-prctl window: lab/containment.py closes both;
-these two stay because they are cheap and help in its fallback mode.
+(grandchildren) and a fork-to-prctl window: lab/containment.py closes both.
+The parent-death signal is set only where containment has no PID namespace
+(its fallback modes): it needs Python code between fork and exec, which costs
+some 20 ms of a blocked event loop per child, and a cold run starts dozens.
 """
 
 from __future__ import annotations
@@ -18,16 +20,27 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from . import containment
 from .probe.wire import READINESS_REQUEST
 
 PR_SET_PDEATHSIG = 1
+NAMESPACED = (containment.PID_NAMESPACE, containment.USER_PID_NAMESPACE)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with_parent() -> None:
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _group_options() -> dict[str, Any]:
+    """How a child gets its own process group, and dies with the lab where nothing else sees to it."""
+    if containment.mode() in NAMESPACED:
+        # The kernel ends the whole namespace with the supervisor: a new session is enough.
+        return {"start_new_session": True}
+    return {"preexec_fn": _die_with_parent}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -119,7 +132,7 @@ class ManagedProcess:
                 stderr=stderr if stderr is not None else log,
                 env=self.env,
                 cwd=self.cwd,
-                preexec_fn=_die_with_parent,
+                **_group_options(),
             )
 
     @property

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..app import AppError, AppProcess, AppSpec
 from ..app_log import HandshakeGate
+from ..binary_versions import VersionCache
 from ..endpoint import Endpoint
 from ..errors import LabFailure, TopologyError
 from ..observations import ObservationFeed
@@ -31,6 +32,11 @@ from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions, ready_by_htt
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
+SLOW_STARTS = {"varnish": 3, "traefik": 2, "envoy": 1}
+"""Proxy kinds that take longest from start to ready here (Varnish compiles its VCL with a C
+compiler; Traefik and Envoy load slowly): they are started last."""
+STAGE_WAIT = 1.0
+"""At most this many seconds a slow kind's start waits for the quicker kinds to be up."""
 LOG_MAX_BYTES = 5_000_000
 """The end of a proxy's log that results keep lines from."""
 
@@ -54,6 +60,11 @@ async def _dump_log(argv: list[str], log_path: Path, mode: str = "ab") -> None:
     with open(log_path, mode) as log, contextlib.suppress(OSError, TimeoutError):
         process = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log)
         await asyncio.wait_for(process.wait(), 5)
+
+
+def start_cost(topology: Topology) -> int:
+    """How slow ``topology``'s proxy is to start, relative to the others (0: quick)."""
+    return 0 if topology.direct else SLOW_STARTS.get(topology.proxy, 0)
 
 
 class LocalBackend:
@@ -92,11 +103,33 @@ class LocalBackend:
         self.listeners: dict[str, tuple[str, int]] = {}
         """Where each topology's proxy sends its traffic (its probe listener or tap)."""
         self.deployments: dict[str, Deployment] = {}
+        """Each topology as deployed so far (a lab kept up redeploys one by name)."""
         self.control: tuple[str, int] | None = None
         """The probe server's control channel, once it runs (``wslab watch --control``)."""
+        self.versions = VersionCache()
+        self.ports_given: set[int] = set()
+
+    def _free_port(self) -> int:
+        """A free port that no other process of this run was given: a port is free again between
+        the check and its owner's bind, and proxies starting together would be handed the same one
+        (the second proxy fails to bind while the first answers for it)."""
+        while (port := free_port(HOST)) in self.ports_given:
+            pass
+        self.ports_given.add(port)
+        return port
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         """Start the probe server and every topology; never raises for one topology."""
+        pending = await self.start_each(topologies)
+        return {name: await task for name, task in pending.items()}
+
+    async def start_each(self, topologies: list[Topology]) -> dict[str, asyncio.Task[Deployment]]:
+        """Start the probe server (and the user's app), then every topology's proxy at once.
+
+        Returns when the shared parts are up, with one task per topology that ends when that
+        topology is ready (or could not be): its cells need not wait for slower proxies. A task
+        never raises for its topology's sake; :meth:`stop` stops what they started.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)
         names = [t.name for t in topologies]
@@ -107,18 +140,38 @@ class LocalBackend:
         else:
             listeners = await self._start_probe(names, forward, direct)
         self.listeners = listeners
-        deployments = await asyncio.gather(
-            *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
-        )
-        self.deployments = {deployment.topology.name: deployment for deployment in deployments}
+        gates = {id(app): HandshakeGate() for app in self.apps.values()}
+        # Shortest job first: while a C compiler and seven Envoys share two cores with them,
+        # quick proxies take several times as long to come up, and any topology's cell may be
+        # the run's longest (a 5 s step timeout). So the quick ones start alone, and each slower
+        # kind once those before it are up (or STAGE_WAIT has passed).
+        started: dict[str, asyncio.Task[Deployment]] = {}
+        for cost in sorted({start_cost(t) for t in topologies}):
+            before = list(started.values())
+            for topology in (t for t in topologies if start_cost(t) == cost):
+                deploy = self._deploy_behind(topology, listeners[topology.name], gates, after=before)
+                started[topology.name] = asyncio.create_task(deploy)
+        return {name: started[name] for name in names}
+
+    async def _deploy_behind(
+        self,
+        topology: Topology,
+        upstream: tuple[str, int],
+        gates: dict[int, HandshakeGate],
+        after: list[asyncio.Task[Deployment]],
+    ) -> Deployment:
+        """Deploy ``topology`` in front of ``upstream`` once the deployments ``after`` are done (or
+        STAGE_WAIT has passed), tied to the user's app if there is one."""
+        if after:
+            await asyncio.wait(after, timeout=STAGE_WAIT)
+        deployment = await self._deploy(topology, upstream)
         if self.app is not None:
-            gates = {id(app): HandshakeGate() for app in self.apps.values()}
-            for deployment in deployments:
-                app = self.apps.get(deployment.topology.name)
-                deployment.behind_app = True
-                deployment.app_log = app.log if app else None
-                deployment.gate = gates[id(app)] if app else None
-        return {deployment.topology.name: deployment for deployment in deployments}
+            app = self.apps.get(topology.name)
+            deployment.behind_app = True
+            deployment.app_log = app.log if app else None
+            deployment.gate = gates[id(app)] if app else None
+        self.deployments[topology.name] = deployment
+        return deployment
 
     async def _start_apps(self, names: list[str]) -> dict[str, tuple[str, int]]:
         """Start the user's app (once, or once per topology) or check that ``--upstream``
@@ -134,7 +187,7 @@ class LocalBackend:
         assert app.command is not None
         owners = names if app.per_topology else ["app"]
         started = {
-            owner: AppProcess(app.command, free_port(HOST), self.run_dir / f"{owner}.app.log", cwd=app.cwd)
+            owner: AppProcess(app.command, self._free_port(), self.run_dir / f"{owner}.app.log", cwd=app.cwd)
             for owner in owners
         }
         # Known before they start, so that stop() stops them whatever happens next.
@@ -193,18 +246,26 @@ class LocalBackend:
                 UNAVAILABLE,
                 detail=f"{kind.executable} not found; install it: {kind.install_hint}",
             )
-        version = await kind.version(binary)
+        # The version is only recorded: asking for it need not delay the proxy's start.
+        version, deployment = await asyncio.gather(
+            self.versions.version(kind, binary), self._launch(topology, binary, upstream)
+        )
+        deployment.version = version
+        return deployment
+
+    async def _launch(self, topology: Topology, binary: str, upstream: tuple[str, int]) -> Deployment:
+        """Render the topology's config and start its proxy on a free port (or its own, with
+        ``--ports``); READY once the proxy answers, FAILED with its log tail if it does not."""
+        kind = REGISTRY[topology.proxy]
         folder = self.run_dir / topology.name
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)
         log_path = folder / f"{topology.proxy}.log"
         # A free port can be taken between the check and the bind: retry then.
         if self.fixed_ports and not port_free(HOST, topology.port):
-            return Deployment(
-                topology, FAILED, detail=f"port {topology.port} is in use (--ports)", version=version
-            )
+            return Deployment(topology, FAILED, detail=f"port {topology.port} is in use (--ports)")
         for _attempt in range(1 if self.fixed_ports else BIND_ATTEMPTS):
-            port = topology.port if self.fixed_ports else free_port(HOST)
+            port = topology.port if self.fixed_ports else self._free_port()
             config = folder / topology.config.name  # type: ignore[union-attr]
             values = {
                 "WSLAB_LISTEN_HOST": HOST,
@@ -218,7 +279,7 @@ class LocalBackend:
                 text = topology.render_config(values)
                 arguments = topology.render_arguments(values)
             except TopologyError as error:
-                return Deployment(topology, FAILED, detail=str(error), version=version)
+                return Deployment(topology, FAILED, detail=str(error))
             # The text is kept in the results, so the report shows the config without --run-dir.
             config.write_text(text)
             process = ManagedProcess(
@@ -240,7 +301,6 @@ class LocalBackend:
                     log_tail=failure.log_tail,
                     config_text=text,
                     arguments=arguments,
-                    version=version,
                 )
             if kind.log_dump_argv:
                 self.log_dumps[topology.name] = (kind.log_dump(binary, config, folder, HOST, port), log_path)
@@ -251,7 +311,6 @@ class LocalBackend:
                 log_path=log_path,
                 config_text=text,
                 arguments=arguments,
-                version=version,
                 handle=process,
             )
         return Deployment(topology, FAILED, detail="no free port after retries", log_path=log_path)

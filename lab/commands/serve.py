@@ -99,10 +99,8 @@ async def _serve(
         receiver = "your app" if backend.app else "the server"
         if not os.environ.get(DETACH_TOKEN):
             # Detached, the output goes to a file nobody reads as it comes: `wslab watch` shows it.
-            console.print(
-                f"What {receiver} receives is printed below. `wslab run` plays its cells here (a "
-                "warm lab); Ctrl-C or `wslab down` stops everything."
-            )
+            console.print("`wslab run` plays its cells on these topologies (a warm lab).", markup=False)
+            console.print(f"What {receiver} receives is printed below. Ctrl-C stops everything.")
             backend.feed.subscribers.append(_event_printer(console))
         await lab.stopped.wait()
     finally:
