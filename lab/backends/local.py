@@ -110,6 +110,8 @@ class LocalBackend:
         deployments = await asyncio.gather(
             *(self._deploy(topology, listeners[topology.name]) for topology in topologies)
         )
+        for deployment in deployments:
+            deployment.upstream = listeners[deployment.topology.name]
         self.deployments = {deployment.topology.name: deployment for deployment in deployments}
         if self.app is not None:
             gates = {id(app): HandshakeGate() for app in self.apps.values()}
@@ -272,6 +274,7 @@ class LocalBackend:
             self.processes.remove(old.handle)
         deployment = await self._deploy(topology, self.listeners[topology.name])
         deployment.behind_app, deployment.app_log, deployment.gate = old.behind_app, old.app_log, old.gate
+        deployment.upstream = old.upstream
         self.deployments[topology.name] = deployment
         return deployment
 
