@@ -26,18 +26,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from .app_log import HandshakeGate, Turn
 from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
 from .endpoint import Endpoint
+from .faults import Active, Fault, FaultFailed, FaultUnavailable, controller, shown
 from .probe import wire
 from .records import (
     BrowserReport,
     ClientKind,
     Close,
+    FaultRecord,
     Hold,
     RequestHead,
     ResponseHead,
     Step,
     Transcript,
 )
-from .scenario import ENV_PLACEHOLDER, OPENING_STEPS
+from .scenario import ENV_PLACEHOLDER, FAULT_STEPS, OPENING_STEPS
 
 
 def request_record(head: wire.RequestHead) -> RequestHead:
@@ -58,6 +60,12 @@ class RecordingConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.raw_head = b""
         self.last_byte_at = time.monotonic()
+        self.lost_at: float | None = None
+        """UNIX time the TCP connection ended (for a fault's ``closed_after``)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_at = time.time()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self.last_byte_at = time.monotonic()
@@ -101,8 +109,14 @@ class Client:
         browser: Chromium | None = None,
         environment: Mapping[str, str] | None = None,
         gate: HandshakeGate | None = None,
+        hops: Mapping[str, int] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.hops = dict(hops or {})
+        """The TCP port of each hop a ``fault`` step may name (client-proxy, proxy-server); empty
+        where faults cannot be put on (then a fault step is not measured)."""
+        self.faults: list[tuple[Active, FaultRecord]] = []
+        """The faults this cell has on now, with their records."""
         self.environment = environment or {}
         """Values for the steps' ``{env:NAME}`` placeholders."""
         self.gate = gate
@@ -121,28 +135,41 @@ class Client:
         return wire.with_cell(path, self.cell) if self.cell else path
 
     async def play(self, steps: list[dict[str, Any]]) -> Transcript:
-        """Run every step in order; the first failing step ends the run."""
+        """Run every step in order; the first failing step ends the run. Every fault a step put
+        on is taken off before the connection is closed, whatever happened."""
         try:
             for step in steps:
                 ((action, argument),) = step.items()
                 record = Step(step=action, argument=argument)
                 self.transcript.steps.append(record)
+                under = ", ".join(active.fault.describe() for active, _ in self.faults)
+                started = time.monotonic()
                 try:
                     detail = await self._step(action, argument)
                 except TimeoutError:
                     self.transcript.timed_out = True
                     detail = f"no answer within {self._timeout_for(action, argument):g} s"
                     record.ok = False
+                except FaultUnavailable as why:
+                    detail = f"not measured: {why}"
+                    record.ok = False
                 except (OSError, websockets.WebSocketException, StepFailed) as exc:
                     detail = _error_text(exc)
                     record.ok = False
+                if under and action not in FAULT_STEPS:
+                    # The timing is the evidence of a bandwidth or latency fault.
+                    took = f"{time.monotonic() - started:.3f} s under {under}"
+                    detail = f"{detail}; {took}" if detail else took
                 if detail:
                     record.detail = detail
                 if not record.ok:
                     self.transcript.error = self.transcript.error or f"{action}: {detail}"
                     break
         finally:
-            await self._finish()
+            try:
+                await self._clear_faults()
+            finally:
+                await self._finish()
         return self.transcript
 
     async def _step(self, action: str, argument: Any) -> str:
@@ -165,6 +192,57 @@ class Client:
             # The page load, the wait for Chromium's own follow-ups, and the tab's setup.
             return 2 * self.step_timeout + FAVICON_WAIT
         return self.step_timeout
+
+    async def _fault(self, argument: dict[str, Any]) -> str:
+        fault = Fault.from_step(argument)
+        port = self.hops.get(fault.hop)
+        record = FaultRecord(
+            kind=fault.kind,
+            hop=fault.hop,
+            port=port,
+            rate_kbit=fault.rate_kbit if fault.kind == "bandwidth" else None,
+            delay_ms=fault.delay_ms if fault.kind == "latency" else None,
+            applied_at=None,
+        )
+        self.transcript.faults.append(record)
+        try:
+            if port is None:
+                raise FaultUnavailable("faults are put on the local backend's hops only")
+            active = await controller().apply(fault, port)
+        except FaultUnavailable as why:
+            record.not_measured = str(why)
+            raise
+        except FaultFailed as failed:
+            record.error = str(failed)
+            raise StepFailed(str(failed)) from None
+        record.applied_at = time.time()
+        record.commands = [shown(command) for command in active.applied]
+        self.faults.append((active, record))
+        return f"{fault.describe()} (port {port})"
+
+    async def _clear_fault(self, argument: dict[str, Any]) -> str:
+        cleared = ", ".join(active.fault.describe() for active, _ in self.faults)
+        errors = await self._clear_faults()
+        if errors:
+            raise StepFailed("; ".join(errors))
+        return f"cleared {cleared}" if cleared else "no fault was on"
+
+    async def _clear_faults(self) -> list[str]:
+        """Take off every fault this cell has on, and note in each record when the WebSocket
+        ended under it; the removal errors (normally none: the namespace goes anyway)."""
+        errors: list[str] = []
+        while self.faults:
+            active, record = self.faults.pop()
+            lost_at = self.websocket.lost_at if self.websocket is not None else None
+            # Shielded: a cell cancelled (its budget, Ctrl-C) must still take its rules off.
+            failed = await asyncio.shield(controller().clear(active))
+            record.cleared_at = time.time()
+            if lost_at is not None and record.applied_at is not None and lost_at >= record.applied_at:
+                record.closed_after = round(lost_at - record.applied_at, 3)
+            if failed:
+                record.error = "; ".join(failed)
+                errors += failed
+        return errors
 
     async def _finish(self) -> None:
         if self.websocket is None:

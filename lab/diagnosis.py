@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .evidence import Evidence
 from .fixes import PROCESS_REQUEST_FIX
-from .records import Check, ClientKind, Diagnosis, Hold, header_tokens
+from .records import Check, ClientKind, Diagnosis, FaultRecord, Hold, header_tokens
 from .topology import Topology
 
 GENERIC_PROXY_FIX = (
@@ -124,7 +124,65 @@ LIMIT_FIXES = {
 }
 
 
+IDLE_DIRECTIVES = {
+    "nginx": "proxy_read_timeout (60 s by default; proxy_send_timeout for the other direction)",
+    "haproxy": "timeout tunnel (without it, timeout client and timeout server govern the upgraded "
+    "connection)",
+    "envoy": "the route's idle_timeout and the connection manager's stream_idle_timeout (5 min by default)",
+    "varnish": "pipe_timeout",
+    "apache": "ProxyTimeout (Timeout when unset, 60 s by default)",
+    "lighttpd": "server.max-read-idle and server.max-write-idle",
+    "caddy": "reverse_proxy's stream_timeout and the transport's read_timeout",
+    "traefik": "the entry point's respondingTimeouts.idleTimeout and the transport's timeouts",
+}
+"""The setting that ends an upgraded connection nothing crosses, per proxy kind."""
+
+
+def _stall_at_cut(facts: Evidence) -> FaultRecord | None:
+    """The stall that was on when the held WebSocket ended, if one was."""
+    if _cut(facts) is None:
+        return None
+    return next(
+        (f for f in facts.transcript.faults if f.kind == "stall" and f.closed_after is not None),
+        None,
+    )
+
+
+def _stall_cut(facts: Evidence) -> str:
+    stall = _stall_at_cut(facts)
+    hold = facts.transcript.hold
+    assert stall is not None and hold is not None
+    sides = "the proxy and the server" if stall.hop == "proxy-server" else "the client and the proxy"
+    server = facts.server.closed if facts.server else None
+    if server is not None:
+        seen = f"the server saw close code {server.code} ({server.closed_by})"
+    else:
+        seen = "the server had seen no end of it by then (whatever the proxy sent was dropped)"
+    return (
+        f"A stall (every packet dropped) between {sides} (port {stall.port}) and the WebSocket ended "
+        f"{stall.closed_after:.2f} s after it began, {hold.since_last_byte:.2f} s after the last byte "
+        f"the client received: the client saw code {hold.code}, {hold.closed_by}; {seen}. Nothing could "
+        "cross the stalled hop, so a timeout for a connection that carries nothing closed it."
+    )
+
+
+def _stall_fix(facts: Evidence, topology: Topology) -> str:
+    if topology.direct:
+        return (
+            "No proxy here: websockets' keepalive (ping_interval, ping_timeout: 20 s each by default) "
+            "closes a connection whose pongs stop coming, as they do in a stall."
+        )
+    directive = IDLE_DIRECTIVES.get(topology.proxy, "its idle timeout for upgraded connections")
+    return (
+        f"This is the proxy's idle timeout: {topology.proxy} {directive}. It turns a network stall "
+        "into a close after that long; raise it to ride out longer stalls, or lower it (with the "
+        "client reconnecting on close) to notice dead peers sooner. Pings cannot cross a stall."
+        + _limits(topology)
+    )
+
+
 RULES: list[Rule] = [
+    Rule("stall-idle-timeout", lambda f: _stall_at_cut(f) is not None, _stall_cut, _stall_fix),
     Rule(
         "timeout",
         lambda f: f.transcript.timed_out,

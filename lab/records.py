@@ -295,6 +295,30 @@ class Hold(Record):
         return self.closed and self.since_last_byte >= 0.9 * self.lived
 
 
+class FaultRecord(Record):
+    """A network fault a ``fault`` step put on one hop (lab/faults.py), and what came of it."""
+
+    kind: str = Field(description="stall, reset, bandwidth or latency")
+    hop: str = Field(description="client-proxy or proxy-server")
+    port: int | None = Field(description="the hop's TCP port on 127.0.0.1 that the rules match")
+    rate_kbit: int | None = Field(None, description="bandwidth: the hop's rate, both directions together")
+    delay_ms: int | None = Field(None, description="latency: added each way")
+    applied_at: float | None = Field(description="UNIX time the fault was on; null if it never was")
+    cleared_at: float | None = Field(None, description="UNIX time it was taken off")
+    commands: list[str] = Field(
+        default_factory=list, description="the iptables and tc commands that put it on"
+    )
+    not_measured: str | None = Field(
+        None, description="why the fault could not be put on here (then the cell is not measured)"
+    )
+    error: str | None = Field(
+        None, description="a command that failed otherwise, or a rule left to the namespace's teardown"
+    )
+    closed_after: float | None = Field(
+        None, description="seconds from the fault to the end of the client's WebSocket, if it ended under it"
+    )
+
+
 class BrowserRequest(Record):
     """One request a browser page made, as Chromium reported it."""
 
@@ -333,6 +357,7 @@ class Transcript(Record):
     close: Close | None = None
     hold: Hold | None = None
     browser: BrowserReport | None = None
+    faults: list[FaultRecord] = Field(default_factory=list, description="network faults its steps put on")
 
     @property
     def status(self) -> int | None:

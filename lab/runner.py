@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import websockets
 
+from . import faults
 from .app_log import AppLog, attribute, server_error
 from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
@@ -122,6 +123,9 @@ async def play_cell(
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
         return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
     assert deployment.endpoint is not None
+    hops = _hops(backend, deployment) if scenario.uses_faults else {}
+    if scenario.uses_faults and (why := _no_faults(backend, deployment)):
+        return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not measured", f"not measured: {why}")
     cell_id = None if scenario.exclusive else cell_id or new_cell_id(scenario)
     client = Client(
         deployment.endpoint,
@@ -131,6 +135,7 @@ async def play_cell(
         browser,
         options.environment,
         deployment.gate,
+        hops,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
@@ -170,6 +175,21 @@ async def play_cell(
     return cell
 
 
+def _no_faults(backend: Backend, deployment: Deployment) -> str | None:
+    """Why this cell's fault steps cannot be played here, or None."""
+    if backend.name != "local" or deployment.upstream is None:
+        return "network faults are put on the local backend's loopback hops only"
+    return faults.unavailable()
+
+
+def _hops(backend: Backend, deployment: Deployment) -> dict[str, int]:
+    """The TCP port of each hop: the proxy's listening port, and its upstream's (through
+    ``direct`` the client talks to the server itself, so both hops are that one port)."""
+    if deployment.endpoint is None or deployment.upstream is None:
+        return {}
+    return {"client-proxy": deployment.endpoint.port, "proxy-server": deployment.upstream[1]}
+
+
 def _app_said(
     log: AppLog, started: float, cell_id: str | None, client: Client, connections: list[Connection]
 ) -> tuple[list[AppLogLine], list[Connection]]:
@@ -191,6 +211,21 @@ def judge(
     evidence: Evidence, scenario: Scenario, topology: Topology, cell_id: str | None, duration: float
 ) -> Cell:
     """A cell from its evidence: the scenario's checks, the verdict, and if it did not pass, why."""
+    unmeasured = next((f.not_measured for f in evidence.transcript.faults if f.not_measured), None)
+    if unmeasured is not None:
+        # A fault this kernel (or this run) cannot make: what happened without it proves nothing.
+        return Cell(
+            topology=topology.name,
+            scenario=scenario.id,
+            suite=scenario.suite,
+            outcome=Outcome.NOT_MEASURED,
+            summary="not measured",
+            duration=duration,
+            cell_id=cell_id,
+            client=evidence.transcript,
+            server=evidence.connections,
+            error=f"not measured: {unmeasured}",
+        )
     checks = evaluate(scenario.expect, evidence)
     failed = [check for check in checks if not check.ok]
     missed = Outcome.INFORMATIONAL if scenario.tier == "informational" else Outcome.FAIL
@@ -325,11 +360,12 @@ async def _play_topology(
         on_cell(cell)
         return cell
 
-    def exclusive_turn() -> bool:
+    def exclusive_turn(scenario: Scenario) -> bool:
         seen = getattr(backend.feed, "seen", None)
-        # Without a report of each connection (a remote target), or with the user's app's log to
-        # attribute by time too, exclusive cells wait for every other cell to end.
-        if seen is None or deployment.app_log is not None:
+        # Without a report of each connection (a remote target), with the user's app's log to
+        # attribute by time too, or for a fault (a rule on a port hits every connection through
+        # it, quiet ones too), exclusive cells wait for every other cell to end.
+        if seen is None or deployment.app_log is not None or scenario.uses_faults:
             return not waiting and not playing
         return exclusive_may_start(len(waiting), [(s, seen(cell)) for cell, s in playing.items()])
 
@@ -337,7 +373,7 @@ async def _play_topology(
     alone = []
     try:
         for scenario in [s for s in scenarios if s.exclusive]:
-            while not exclusive_turn():
+            while not exclusive_turn(scenario):
                 await asyncio.sleep(EXCLUSIVE_POLL)
             alone.append(await bounded(scenario))
         results = [*await asyncio.gather(*others), *alone]
@@ -434,6 +470,9 @@ async def run(
             future.cancel()
         if browser is not None:
             await browser.stop()
+        if any(s.uses_faults for s in scenarios) and faults.unavailable() is None:
+            # Cells take their own faults off; this is for a cell cut short between two awaits.
+            await faults.controller().clear_all()
         await backend.stop()
     order = {s.id: index for index, s in enumerate(scenarios)}
     cells = [cell for cells in per_topology for cell in sorted(cells, key=lambda c: order[c.scenario])]

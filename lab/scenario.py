@@ -23,6 +23,8 @@ from .validation import check_against, where_in
 
 OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
 """Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
+FAULT_STEPS = ("fault", "clear_fault")
+"""Steps that act on the network, not on a connection: allowed before any opening step."""
 ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 """``{env:NAME}`` in a path, a header line or a subprotocol: the environment variable's value,
 so that tokens and cookies stay out of scenario files."""
@@ -71,9 +73,19 @@ class Scenario:
         return list(dict.fromkeys(ENV_PLACEHOLDER.findall(" ".join(_strings(self.steps)))))
 
     @property
+    def uses_faults(self) -> bool:
+        """True if a step puts a network fault on a hop (lab/faults.py)."""
+        return any("fault" in step for step in self.steps)
+
+    @property
     def exclusive(self) -> bool:
-        """True if the runner must give this scenario its topology to itself."""
-        return self.correlate == "exclusive" or any("tcp_probe" in step for step in self.steps)
+        """True if the runner must give this scenario its topology to itself: a TCP probe carries
+        no correlation id, and a fault on a hop's port would hit every other cell on that hop."""
+        return (
+            self.correlate == "exclusive"
+            or any("tcp_probe" in step for step in self.steps)
+            or self.uses_faults
+        )
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -201,6 +213,8 @@ def _check_step_order(document: Document, index: int, steps: list[dict]) -> None
         where = ("scenarios", index, "steps", number)
         if action in OPENING_STEPS:
             open_kind = action
+        elif action in FAULT_STEPS:
+            continue
         elif open_kind != "connect":
             raise ScenarioError(
                 document.path,

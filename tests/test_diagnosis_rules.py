@@ -7,6 +7,8 @@ the order cases pin which rule wins when a cell's evidence fits several.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from builders import (
     CHROME_TAB,
@@ -24,7 +26,7 @@ from builders import (
 
 from wslab.diagnosis import PROCESS_REQUEST_FIX, RULES, diagnose
 from wslab.evidence import Evidence
-from wslab.records import Check, ClientKind
+from wslab.records import Check, ClientKind, FaultRecord
 
 pytestmark = pytest.mark.fast
 
@@ -32,7 +34,19 @@ TAB_THROUGH_PROXY = without(CHROME_TAB, "Connection")
 STRIPPED = without(UPGRADE, "Connection", "Upgrade")
 H2C_PREFACE = request([], method="PRI", version="HTTP/2.0", path="*")
 
+
+def stalled(closed_after: float | None) -> Evidence:
+    """A held connection cut 1.2 s in, with a stall on the proxy-server hop since its start."""
+    cut = held(hold(lived=1.2, since_last_byte=1.25))
+    stall = FaultRecord(
+        kind="stall", hop="proxy-server", port=40000, applied_at=100.0, closed_after=closed_after
+    )
+    cut.transcript.faults.append(stall)
+    return cut
+
+
 CASES: dict[str, Evidence] = {
+    "stall-idle-timeout": stalled(closed_after=1.2),
     "timeout": evidence(
         transcript(request(UPGRADE), None, timed_out=True, error="raw: no answer within 5 s")
     ),
@@ -99,6 +113,20 @@ CASES: dict[str, Evidence] = {
 
 def test_every_rule_has_a_case() -> None:
     assert list(CASES) == [rule.id for rule in RULES], "a new rule needs its case here, in table order"
+
+
+def test_a_stall_names_the_proxys_idle_directive_and_both_sides() -> None:
+    diagnosis = diagnose(CASES["stall-idle-timeout"], topology(), [])
+    assert "between the proxy and the server (port 40000)" in diagnosis.cause
+    assert "1.20 s after it began" in diagnosis.cause and "client saw code 1006" in diagnosis.cause
+    assert "server saw close code 1006" in diagnosis.cause
+    assert "nginx proxy_read_timeout" in diagnosis.fix
+    haproxy = dataclasses.replace(topology(), proxy="haproxy")
+    assert "haproxy timeout tunnel" in diagnose(CASES["stall-idle-timeout"], haproxy, []).fix
+
+
+def test_a_cut_after_the_stall_was_cleared_is_not_blamed_on_it() -> None:
+    assert diagnose(stalled(closed_after=None), topology(), []).rule == "idle-timeout"
 
 
 @pytest.mark.parametrize("rule", list(CASES))

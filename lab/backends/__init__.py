@@ -82,6 +82,9 @@ class Deployment:
     """What that app writes, when the lab started it."""
     gate: HandshakeGate | None = None
     """One opening handshake at a time to that app, so that its log lines can be tied to cells."""
+    upstream: tuple[str, int] | None = None
+    """Where the proxy sends its traffic (the probe listener or tap), when the backend runs it on
+    this machine's loopback: the proxy-server hop a fault step may act on. None elsewhere."""
 
     @property
     def listener(self) -> str:

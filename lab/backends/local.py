@@ -165,6 +165,7 @@ class LocalBackend:
         if after:
             await asyncio.wait(after, timeout=STAGE_WAIT)
         deployment = await self._deploy(topology, upstream)
+        deployment.upstream = upstream
         if self.app is not None:
             app = self.apps.get(topology.name)
             deployment.behind_app = True
@@ -330,7 +331,9 @@ class LocalBackend:
             await old.handle.stop()
             self.processes.remove(old.handle)
         deployment = await self._deploy(topology, self.listeners[topology.name])
+        deployment.upstream = self.listeners[topology.name]
         deployment.behind_app, deployment.app_log, deployment.gate = old.behind_app, old.app_log, old.gate
+        deployment.upstream = old.upstream
         self.deployments[topology.name] = deployment
         return deployment
 

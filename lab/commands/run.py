@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .. import results, warm
+from .. import faults, results, warm
 from ..backends.remote import RemoteBackend
 from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
 from ..records import Outcome, Run
@@ -55,6 +55,12 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         redact=args.redact,
         environment=environment_values(scenarios, os.environ),
     )
+    if any(s.uses_faults for s in scenarios) and args.backend == "local" and not args.target:
+        # Before any thread or process: the lab moves into a private network namespace of its
+        # own, where the faults' rules are made and die with it (lab/faults.py). If it cannot,
+        # the fault cells say why ("not measured"); nothing touches the host's network.
+        faults.isolate()
+        args.fresh = True  # a warm lab's proxies run outside this namespace
     kept = _warm_lab(args, topologies)
     with run_folder(args) as run_dir:
         backend = WarmBackend(kept) if kept else backend_for(args, run_dir)

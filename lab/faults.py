@@ -1,0 +1,371 @@
+"""Network faults on one hop of a local topology: a stall, a reset, a bandwidth limit, latency.
+
+A scenario's ``fault`` step puts one on the hop between the client and the
+proxy (the proxy's listening port) or between the proxy and the server (the
+probe listener's port); ``clear_fault`` takes it off. Everything here runs on
+real kernel facilities, on loopback only:
+
+``stall``
+    iptables DROP of every TCP segment to or from the hop's port: nothing
+    crosses, nobody is told (a blackhole).
+``reset``
+    iptables REJECT --reject-with tcp-reset: each side that sends on the hop
+    gets a TCP RST back.
+``bandwidth``
+    a tc htb class at ``rate_kbit`` with u32 filters on the port, both ways.
+``latency``
+    a tc netem qdisc (``delay_ms``) under an htb class. Kernels without
+    sch_netem refuse it; the cell is then "not measured", never faked.
+
+Where the rules live is what makes them safe: :func:`isolate` moves the lab
+into a private network namespace (with its own loopback) before anything
+starts, so every rule is made there, never in the host's namespace. The lab's
+containment (lab/containment.py) makes every process of the lab die with it,
+even on SIGKILL; the namespace dies with its last process, and its rules with
+it. On the ordinary exit paths :class:`FaultController` also removes each rule
+itself (a ``finally`` in the client and in :meth:`FaultController.clear_all`).
+
+Planning (:func:`plan`) is pure: it turns a fault into the commands that put
+it on and the commands that take it off, so tests can read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import containment
+
+KINDS = ("stall", "reset", "bandwidth", "latency")
+HOPS = ("client-proxy", "proxy-server")
+DEVICE = "lo"
+MARK = "wslab-fault"
+"""The iptables comment on every rule the lab adds: a test (or a person) can grep for it."""
+NETEM_MISSING = "tc netem is not available in this kernel"
+DEFAULT_RATE_KBIT = 1000
+DEFAULT_DELAY_MS = 100
+LATENCY_CEILING = "10gbit"
+"""The htb rate of a latency fault's class: far above what loopback tests send, so only netem shapes."""
+COMMAND_TIMEOUT = 10.0
+
+_CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+class FaultUnavailable(Exception):
+    """The fault cannot be put on here; the message says why (the cell is "not measured")."""
+
+
+class FaultFailed(Exception):
+    """A command that puts a fault on failed for another reason; the message quotes it."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault as a scenario step asks for it."""
+
+    kind: str
+    hop: str
+    rate_kbit: int = DEFAULT_RATE_KBIT
+    """bandwidth: the hop's rate, both directions together."""
+    delay_ms: int = DEFAULT_DELAY_MS
+    """latency: added to every segment on the hop, each way."""
+
+    @classmethod
+    def from_step(cls, argument: dict[str, Any]) -> Fault:
+        """The fault a ``fault`` step's argument (schema-checked) describes."""
+        return cls(
+            kind=argument["kind"],
+            hop=argument["hop"],
+            rate_kbit=int(argument.get("rate_kbit", DEFAULT_RATE_KBIT)),
+            delay_ms=int(argument.get("delay_ms", DEFAULT_DELAY_MS)),
+        )
+
+    def describe(self) -> str:
+        """'stall on proxy-server', 'bandwidth 800 kbit/s on client-proxy'."""
+        extra = {"bandwidth": f" {self.rate_kbit} kbit/s", "latency": f" +{self.delay_ms} ms"}
+        return f"{self.kind}{extra.get(self.kind, '')} on {self.hop}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The commands that put one fault on, each paired with the command that undoes it."""
+
+    steps: list[tuple[list[str], list[str]]]
+    uses_tc: bool = False
+    """Needs the shared htb root on the device (the controller adds it first, removes it last)."""
+
+    @property
+    def apply(self) -> list[list[str]]:
+        """The commands that put the fault on, in order."""
+        return [put for put, _ in self.steps]
+
+    @property
+    def remove(self) -> list[list[str]]:
+        """The commands that take all of it off, in order (the reverse of :attr:`apply`)."""
+        return [undo for _, undo in reversed(self.steps)]
+
+
+def _iptables(action: str, direction: str, port: int, slot: int, target: list[str]) -> list[str]:
+    # INPUT on lo sees every loopback segment once; matching the port as destination and as
+    # source covers both directions of the hop.
+    spare_resets = ["!", "--tcp-flags", "RST", "RST"] if target[0] == "REJECT" else []
+    return [
+        "iptables", "-w", action, "INPUT", "-i", DEVICE, "-p", "tcp", direction, str(port), *spare_resets,
+        "-m", "comment", "--comment", f"{MARK}-{slot}", "-j", *target,
+    ]  # fmt: skip
+
+
+def _classid(slot: int) -> str:
+    return f"1:{slot:x}"  # tc reads class minors as hexadecimal
+
+
+def _filter(action: str, selector: str, port: int, slot: int) -> list[str]:
+    # Each direction has a priority of its own, so that each is removed by exactly one command.
+    prio = str(2 * slot + (selector == "sport"))
+    command = ["tc", "filter", action, "dev", DEVICE, "parent", "1:", "protocol", "ip", "prio", prio]
+    if action == "add":
+        command += ["u32", "match", "ip", selector, str(port), "0xffff", "flowid", _classid(slot)]
+    return command
+
+
+def plan(fault: Fault, port: int, slot: int) -> Plan:
+    """The commands for ``fault`` on the hop whose TCP port is ``port``.
+
+    ``slot`` (1 to 4095) keeps faults apart that are on at the same time on other
+    topologies: it names their iptables comment, tc class and filter priorities.
+    """
+    if not 1 <= slot <= 0xFFF:
+        raise ValueError(f"slot {slot} is out of range")
+    if fault.kind in ("stall", "reset"):
+        target = ["DROP"] if fault.kind == "stall" else ["REJECT", "--reject-with", "tcp-reset"]
+        return Plan(
+            [
+                (_iptables("-I", d, port, slot, target), _iptables("-D", d, port, slot, target))
+                for d in ("--dport", "--sport")
+            ]
+        )
+    if fault.kind not in KINDS:
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+    classid = _classid(slot)
+    rate = f"{fault.rate_kbit}kbit" if fault.kind == "bandwidth" else LATENCY_CEILING
+    # A burst of at least one loopback segment (64 KiB MTU), or htb could not send one at all.
+    steps = [
+        (
+            ["tc", "class", "add", "dev", DEVICE, "parent", "1:", "classid", classid, "htb",
+             "rate", rate, "ceil", rate, "burst", "70k", "cburst", "70k"],
+            ["tc", "class", "del", "dev", DEVICE, "classid", classid],
+        )
+    ]  # fmt: skip
+    if fault.kind == "latency":
+        steps.append(
+            (
+                ["tc", "qdisc", "add", "dev", DEVICE, "parent", classid, "handle", f"{slot:x}:",
+                 "netem", "delay", f"{fault.delay_ms}ms"],
+                ["tc", "qdisc", "del", "dev", DEVICE, "parent", classid, "handle", f"{slot:x}:"],
+            )
+        )  # fmt: skip
+    steps += [(_filter("add", s, port, slot), _filter("del", s, port, slot)) for s in ("dport", "sport")]
+    return Plan(steps, uses_tc=True)
+
+
+ROOT_ADD = ["tc", "qdisc", "add", "dev", DEVICE, "root", "handle", "1:", "htb"]
+"""The shared htb root: unclassified traffic (every other hop) passes unshaped."""
+ROOT_DEL = ["tc", "qdisc", "del", "dev", DEVICE, "root"]
+
+
+def shown(command: list[str]) -> str:
+    """A command as one line, for the evidence."""
+    return " ".join(command)
+
+
+# Where the rules may be made.
+
+_isolated = False
+_why_not = "faults need a private network namespace; this run made none"
+
+
+def isolate() -> str | None:
+    """Move this process (and all it starts later) into a new network namespace with loopback up.
+
+    Call it before any thread or child exists, and only in a lab process whose
+    lifetime bounds the namespace's (a contained command: see lab/containment.py).
+    Returns None on success, else why not (then :func:`controller` refuses every
+    fault, and nothing is ever done to the host's network).
+    """
+    global _isolated, _why_not
+    if _isolated:
+        return None
+    if containment.mode() == containment.OFF:
+        _why_not = (
+            "faults need the lab's containment (its private network namespace dies with the lab); "
+            "this run has none (WSLAB_CONTAINMENT=off, or wslab called in-process)"
+        )
+        return _why_not
+    if threading.active_count() > 1:
+        # unshare() moves only the calling thread; the others would stay outside.
+        _why_not = "faults need a private network namespace, made before any thread starts"
+        return _why_not
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        _why_not = f"faults need a private network namespace: unshare(CLONE_NEWNET) failed (errno {error})"
+        return _why_not
+    try:
+        _bring_up(DEVICE)
+    except OSError as error:
+        # Too late to go back, and nothing can listen on 127.0.0.1 now: the run must stop.
+        raise RuntimeError(f"the lab's network namespace has no loopback: {error}") from None
+    _isolated = True
+    return None
+
+
+def _bring_up(device: str) -> None:
+    """Set ``device`` up (a new namespace's loopback starts down) with the interface ioctls."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", device.encode(), 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request)[:18])[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", device.encode(), flags | _IFF_UP))
+
+
+def unavailable() -> str | None:
+    """Why faults cannot be put on in this process, or None when they can."""
+    return None if _isolated else _why_not
+
+
+# The executor.
+
+
+@dataclass
+class Active:
+    """A fault that is on: what undoes it."""
+
+    fault: Fault
+    port: int
+    slot: int
+    plan: Plan
+    applied: list[list[str]] = field(default_factory=list)
+    """The commands that succeeded, whose undoing is due."""
+
+
+async def _execute(command: list[str]) -> tuple[int, str]:
+    """Run one command; its exit status and what it wrote on stderr (or why it did not run)."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as error:
+        return 127, f"{command[0]}: {error.strerror}"
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return 124, f"{command[0]} did not finish in {COMMAND_TIMEOUT:g} s"
+    return process.returncode or 0, stderr.decode(errors="replace").strip()
+
+
+class FaultController:
+    """Puts faults on and takes them off in the lab's private network namespace.
+
+    One per process (:func:`controller`). Faults on different topologies may be on
+    at once (different ports, different slots); the htb root that tc faults share
+    is added with the first and removed with the last.
+    """
+
+    def __init__(self) -> None:
+        self.active: list[Active] = []
+        self._slots = 0
+        self._tc_users = 0
+        self._lock = asyncio.Lock()
+
+    async def apply(self, fault: Fault, port: int) -> Active:
+        """Put ``fault`` on the hop at ``port``; raises FaultUnavailable or FaultFailed, having
+        undone whatever part of it was done."""
+        why = unavailable()
+        if why is not None:
+            raise FaultUnavailable(why)
+        async with self._lock:
+            self._slots = self._slots % 0xFFF + 1
+            active = Active(fault, port, self._slots, plan(fault, port, self._slots))
+            if active.plan.uses_tc:
+                if self._tc_users == 0:
+                    await self._run_or_raise(ROOT_ADD, fault)
+                self._tc_users += 1
+            self.active.append(active)
+            try:
+                for command in active.plan.apply:
+                    await self._run_or_raise(command, fault)
+                    active.applied.append(command)
+            except BaseException:
+                await self._undo(active)
+                raise
+        return active
+
+    async def _run_or_raise(self, command: list[str], fault: Fault) -> None:
+        status, stderr = await _execute(command)
+        if status == 0:
+            return
+        if fault.kind == "latency" and "netem" in command and "unknown" in stderr.lower():
+            raise FaultUnavailable(NETEM_MISSING)
+        if status == 127:
+            raise FaultUnavailable(f"{command[0]} is not installed ({stderr})")
+        raise FaultFailed(f"{shown(command)}: {stderr or f'exit status {status}'}")
+
+    async def clear(self, active: Active) -> list[str]:
+        """Take ``active`` off; the removal commands that failed, with their errors (normally none)."""
+        async with self._lock:
+            return await self._undo(active)
+
+    async def _undo(self, active: Active) -> list[str]:
+        if active not in self.active:
+            return []
+        self.active.remove(active)
+        failed = []
+        # Only what was done is undone, latest first, each by the command that mirrors it.
+        undo = dict((shown(put), remove) for put, remove in active.plan.steps)
+        for command in reversed(active.applied):
+            status, stderr = await _execute(undo[shown(command)])
+            if status != 0:
+                failed.append(f"{shown(undo[shown(command)])}: {stderr or f'exit status {status}'}")
+        if active.plan.uses_tc:
+            self._tc_users -= 1
+            if self._tc_users == 0:
+                status, stderr = await _execute(ROOT_DEL)
+                if status != 0:
+                    failed.append(f"{shown(ROOT_DEL)}: {stderr or f'exit status {status}'}")
+        return failed
+
+    async def clear_all(self) -> list[str]:
+        """Take every fault off (the run's teardown); the removal errors, if any."""
+        failed = []
+        for active in list(self.active):
+            failed += await self.clear(active)
+        return failed
+
+
+_controller: FaultController | None = None
+
+
+def controller() -> FaultController:
+    """This process's fault controller (made on first use, inside the running event loop)."""
+    global _controller
+    if _controller is None:
+        _controller = FaultController()
+    return _controller
+
+
+def now() -> float:
+    """UNIX time, as the records keep it."""
+    return time.time()

@@ -1,0 +1,250 @@
+"""Network faults (lab/faults.py): the commands planned per fault and their removal (fast, no
+kernel), then real runs in the lab's private network namespace, including a ``kill -9`` of a run
+with a fault on, after which the host's iptables rules and loopback qdiscs are as they were."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wslab import faults
+from wslab.faults import Fault, plan
+from wslab.scenario import load_scenarios
+
+ROOT = Path(__file__).resolve().parent.parent
+FAULTS_FILE = ROOT / "scenarios" / "faults.yaml"
+
+
+def _argv(command: list[str]) -> str:
+    return " ".join(command)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind", ["stall", "reset"])
+def test_stall_and_reset_are_iptables_rules_on_both_directions_removed_one_for_one(kind: str) -> None:
+    planned = plan(Fault(kind, "proxy-server"), 41000, 7)
+    assert not planned.uses_tc
+    applied = [_argv(c) for c in planned.apply]
+    assert [c.split(" -j ")[0].split(" -m ")[0] for c in applied] == [
+        "iptables -w -I INPUT -i lo -p tcp --dport 41000"
+        + (" ! --tcp-flags RST RST" if kind == "reset" else ""),
+        "iptables -w -I INPUT -i lo -p tcp --sport 41000"
+        + (" ! --tcp-flags RST RST" if kind == "reset" else ""),
+    ]
+    target = "-j DROP" if kind == "stall" else "-j REJECT --reject-with tcp-reset"
+    assert all(c.endswith(target) and "--comment wslab-fault-7" in c for c in applied)
+    # Each removal is its rule with -D instead of -I, latest first.
+    assert [_argv(c) for c in planned.remove] == [c.replace(" -I ", " -D ") for c in reversed(applied)]
+
+
+@pytest.mark.fast
+def test_bandwidth_is_an_htb_class_with_a_filter_per_direction() -> None:
+    planned = plan(Fault("bandwidth", "client-proxy", rate_kbit=800), 42000, 26)
+    assert planned.uses_tc
+    assert [_argv(c) for c in planned.apply] == [
+        "tc class add dev lo parent 1: classid 1:1a htb rate 800kbit ceil 800kbit burst 70k cburst 70k",
+        "tc filter add dev lo parent 1: protocol ip prio 52 u32 match ip dport 42000 0xffff flowid 1:1a",
+        "tc filter add dev lo parent 1: protocol ip prio 53 u32 match ip sport 42000 0xffff flowid 1:1a",
+    ]
+    assert [_argv(c) for c in planned.remove] == [
+        "tc filter del dev lo parent 1: protocol ip prio 53",
+        "tc filter del dev lo parent 1: protocol ip prio 52",
+        "tc class del dev lo classid 1:1a",
+    ]
+
+
+@pytest.mark.fast
+def test_latency_is_netem_under_an_unshaped_class() -> None:
+    planned = plan(Fault("latency", "proxy-server", delay_ms=250), 43000, 1)
+    applied = [_argv(c) for c in planned.apply]
+    assert "rate 10gbit" in applied[0]
+    assert applied[1] == "tc qdisc add dev lo parent 1:1 handle 1: netem delay 250ms"
+    assert _argv(planned.remove[-2]) == "tc qdisc del dev lo parent 1:1 handle 1:"
+
+
+@pytest.mark.fast
+def test_every_planned_command_acts_on_loopback_only() -> None:
+    for kind in faults.KINDS:
+        planned = plan(Fault(kind, "client-proxy"), 44000, 3)
+        for command in planned.apply + planned.remove:
+            assert command[0] in ("iptables", "tc")
+            assert tuple(command[4:6]) == ("-i", "lo") if command[0] == "iptables" else "lo" in command
+
+
+@pytest.mark.fast
+def test_slots_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError):
+        plan(Fault("stall", "client-proxy"), 1, 0x1000)
+
+
+@pytest.mark.fast
+def test_fault_steps_make_a_scenario_exclusive_and_need_no_open_websocket() -> None:
+    scenarios = load_scenarios([FAULTS_FILE])
+    assert scenarios and all(s.uses_faults and s.exclusive for s in scenarios)
+
+
+@pytest.mark.fast
+def test_the_controller_refuses_outside_a_private_namespace() -> None:
+    # This test process was never isolated (and containment is off in-process): nothing may be
+    # done to the host's network.
+    assert faults.isolate() is not None and faults.unavailable() is not None
+    with pytest.raises(faults.FaultUnavailable):
+        asyncio.run(faults.FaultController().apply(Fault("stall", "client-proxy"), 45000))
+
+
+# Real runs: `wslab run` as a command (contained, so it may make its own network namespace).
+
+needs_root_tools = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("iptables") or not shutil.which("tc"),
+    reason="needs root, iptables and tc",
+)
+
+
+def _host_network() -> tuple[list[str], str]:
+    """The host namespace's iptables rules that wslab could have made, and lo's qdiscs."""
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
+    qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True, text=True, check=True)
+    return [line for line in rules.splitlines() if faults.MARK in line], qdiscs.stdout
+
+
+def _wslab(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "wslab", "run", "--scenarios", str(FAULTS_FILE), *arguments]
+
+
+@needs_root_tools
+def test_stall_and_reset_through_real_proxies(tmp_path: Path) -> None:
+    before = _host_network()
+    output = tmp_path / "run.json"
+    completed = subprocess.run(
+        _wslab(
+            *("-t", "direct", "-t", "nginx-websocket", "-t", "haproxy-default"),
+            *("--scenario", "stall-proxy-server", "--scenario", "reset-client-proxy"),
+            *("--scenario", "reset-proxy-server", "--scenario", "latency-proxy-server"),
+            *("--json", str(output)),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode in (0, 1), completed.stderr
+    cells = {(c["topology"], c["scenario"]): c for c in json.loads(output.read_text())["cells"]}
+    # A stall through direct: nothing on the path closes it within the hold.
+    assert cells["direct", "stall-proxy-server"]["outcome"] == "pass"
+    for proxy, directive in (
+        ("nginx-websocket", "proxy_read_timeout"),
+        ("haproxy-default", "timeout tunnel"),
+    ):
+        stall = cells[proxy, "stall-proxy-server"]
+        hold = stall["client"]["hold"]
+        assert hold["closed"] and hold["code"] == 1006, hold
+        assert stall["client"]["faults"][0]["closed_after"] is not None
+        assert stall["diagnosis"]["rule"] == "stall-idle-timeout"
+        assert directive in stall["diagnosis"]["fix"]
+    for topology in ("direct", "nginx-websocket", "haproxy-default"):
+        for scenario in ("reset-client-proxy", "reset-proxy-server"):
+            cell = cells[topology, scenario]
+            assert cell["outcome"] == "pass", cell["checks"]
+            assert cell["client"]["close"]["code"] == 1006
+            assert cell["client"]["faults"][0]["closed_after"] < 1.0
+        latency = cells[topology, "latency-proxy-server"]
+        if latency["outcome"] == "not-measured":
+            assert latency["error"] == "not measured: tc netem is not available in this kernel"
+        else:
+            assert latency["outcome"] == "pass"
+    assert _host_network() == before
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _private_namespace_with_a_fault(root: int) -> tuple[str, int] | None:
+    """The lab's own network namespace (its inode) and a process in it, once a fault rule is on."""
+    host = os.readlink("/proc/self/ns/net")
+    for pid in _descendants(root):
+        try:
+            namespace = os.readlink(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        if namespace == host:
+            continue
+        rules = subprocess.run(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "iptables", "-w", "-S"], capture_output=True, text=True
+        ).stdout
+        if faults.MARK in rules:
+            return namespace, pid
+    return None
+
+
+def _namespace_in_use(namespace: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") == namespace:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+@needs_root_tools
+@pytest.mark.skipif(not shutil.which("nsenter"), reason="needs nsenter")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_run_killed_mid_fault_leaves_no_rule_anywhere(signum: int) -> None:
+    before = _host_network()
+    env = {**os.environ, "WSLAB_CONTAINMENT": "pid-namespace"}
+    # The stall's hold lasts 150 faithful seconds: with --faithful it is still on when killed.
+    lab = subprocess.Popen(
+        _wslab("-t", "nginx-websocket", "--scenario", "stall-proxy-server", "--faithful"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        found = None
+        deadline = time.monotonic() + 60
+        while found is None and time.monotonic() < deadline and lab.poll() is None:
+            found = _private_namespace_with_a_fault(lab.pid)
+            time.sleep(0.2)
+        assert found is not None, "the run never put its fault on"
+        # While the fault is on, the host's network has none of it.
+        assert _host_network() == before
+        # Ctrl-C reaches the terminal's whole process group; kill -9 the process the user started.
+        if signum == signal.SIGINT:
+            os.killpg(lab.pid, signum)
+        else:
+            os.kill(lab.pid, signum)
+        lab.wait(timeout=20)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    namespace, _ = found
+    deadline = time.monotonic() + 10
+    while _namespace_in_use(namespace) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _namespace_in_use(namespace), "a process of the lab outlived it in its namespace"
+    assert _host_network() == before
