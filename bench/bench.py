@@ -126,6 +126,11 @@ def local_figures(repeat: int) -> None:
         try:
             wslab_run(env, lab_session=session)  # the first run after up: caches, connections
             warm = median([wslab_run(env, lab_session=session) for _ in range(max(3, repeat))])
+            one_topology = ("-t", "nginx-websocket")
+            warm_one = median(
+                [wslab_run(env, *one_topology, lab_session=session) for _ in range(max(3, repeat))]
+            )
+            cold_one = median([wslab_run(env, "--fresh", *one_topology) for _ in range(repeat)])
         finally:
             subprocess.run([sys.executable, "-m", "wslab", "down"], env=env, capture_output=True)
     print(f"default matrix, {cold.cells} cells, `wslab run` (median of {repeat}; warm of {max(3, repeat)})")
@@ -137,6 +142,10 @@ def local_figures(repeat: int) -> None:
     )
     print(f"  cold vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / cold.wall:5.2f}x faster")
     print(f"  concurrent vs one at a time {one.wall / cold.wall:5.1f}x faster")
+    print(f"one topology (-t nginx-websocket), {cold_one.cells} cells: the edit-and-re-run loop")
+    for label, timed in (("cold (--fresh)", cold_one), ("warm (on wslab up)", warm_one)):
+        print(f"  {label:20} wall {timed.wall:6.2f} s   CPU {timed.cpu:6.2f} s")
+    print(f"  warm vs cold         {cold_one.wall / warm_one.wall:5.1f}x faster")
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -94,7 +94,8 @@ class Verdict:
         """The answer in a few sentences, most important first."""
         ran = [t for t in self.topologies if t.carries is not None]
         carrying = ", ".join(self.carrying()) or "none"
-        lines = [f"Carry WebSockets ({len(self.carrying())} of {len(ran)}): {carrying}."]
+        # A run of other suites only (timeouts, faults) played no WebSocket client cell: no claim.
+        lines = [f"Carry WebSockets ({len(self.carrying())} of {len(ran)}): {carrying}."] if ran else []
         for how, names in self.failing().items():
             lines.append(f"{how[:1].upper()}{how[1:]}: {', '.join(names)}.")
         plain = self.plain_http()

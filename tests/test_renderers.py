@@ -22,6 +22,7 @@ from wslab.reports import terminal
 from wslab.reports.html import render_html
 from wslab.reports.junit import render_junit
 from wslab.reports.markdown import render_markdown
+from wslab.verdict import judge_run
 
 pytestmark = pytest.mark.fast
 
@@ -155,3 +156,11 @@ def test_results_round_trip_through_json(tmp_path) -> None:
     results.write(run, path)
     assert results.load(path) == run
     assert json.loads(path.read_text())["format"] == "wslab.results/2"
+
+
+@pytest.mark.fast
+def test_a_run_of_other_suites_makes_no_claim_about_carrying_websockets() -> None:
+    """A faults or timeouts run plays no WebSocket client cell: the verdict says nothing rather
+    than 'Carry WebSockets (0 of 0): none.'"""
+    run = run_of([], ["direct"], [ScenarioRecord(id="stall-proxy-server", suite="faults", title="stall")])
+    assert judge_run(run).sentences() == []

@@ -275,10 +275,12 @@ def render(result: Run, console: Console | None = None, verbose: bool = False) -
     verdict = judge_run(result)
     lines = _header(result, width)
     lines.append(Text(""))
-    for sentence in verdict.sentences():
+    sentences = verdict.sentences()
+    for sentence in sentences:
         lead = " " * (len(sentence) - len(sentence.lstrip(" ")))
         lines += _wrapped(sentence.lstrip(" "), width, indent=lead + INDENT, first=lead)
-    lines.append(Text(""))
+    if sentences:
+        lines.append(Text(""))
     lines += matrix_lines(result, verdict, width)
     lines += key_lines(result.scenarios, width)
     lines += _wrapped(
