@@ -16,9 +16,11 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import websockets
 
+from . import lifecycle
 from .app_log import AppLog, attribute, server_error
 from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
@@ -113,6 +115,9 @@ async def play_cell(
         return _unplayed(deployment, scenario, Outcome.NOT_APPLICABLE, "n/a", why)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
         return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
+    for cause in scenario.events:
+        if (why := lifecycle.unsupported(cause, deployment.topology, backend.name)) is not None:
+            return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not here", why)
     assert deployment.endpoint is not None
     cell_id = None if scenario.exclusive else secrets.token_hex(6)
     client = Client(
@@ -123,6 +128,7 @@ async def play_cell(
         browser,
         options.environment,
         deployment.gate,
+        _event_causer(backend, deployment) if scenario.events else None,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
@@ -159,6 +165,13 @@ async def play_cell(
     cell = judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))
     cell.app_log = logged
     return cell
+
+
+def _event_causer(backend: Backend, deployment: Deployment) -> lifecycle.CauseEvent:
+    """The client's way to have the lab cause an event on this topology (lifecycle.unsupported
+    has said the backend can)."""
+    events = cast(lifecycle.EventBackend, backend)
+    return lambda cause, argument: lifecycle.cause_on(events, deployment, cause, argument)
 
 
 def _app_said(
