@@ -135,3 +135,25 @@ def test_graceful_restarts_that_stop_accepting_are_diagnosed(tmp_path: Path) -> 
     assert cell["client"]["lifecycle"]["survived"]
     assert cell["diagnosis"]["rule"] == "reload-refused-new-connections"
     assert "server.graceful-restart-bg" in cell["diagnosis"]["fix"]
+
+
+@pytest.mark.fast
+def test_the_timeline_places_the_event_messages_close_and_return() -> None:
+    from wslab.reports.timeline import timeline
+
+    record = lived_through("server-restart", closed_after=0.5, code=1001).transcript.lifecycle
+    assert record is not None
+    line = timeline(record)
+    kinds = {mark["kind"]: mark["x"] for mark in line["marks"]}
+    assert set(kinds) == {"event", "close", "back", "new"}
+    assert 0 <= kinds["event"] < kinds["close"] < kinds["back"] <= 100
+
+
+@pytest.mark.fast
+def test_compare_has_a_reload_row_from_measured_cells() -> None:
+    from wslab.deployment_choice import Event, Seen
+    from wslab.records import Outcome
+
+    assert Event(Seen(Outcome.PASS, "kept"), assumed=False).text() == "kept [measured]"
+    assert "[assumed]" in Event(Seen(Outcome.PASS, "kept"), assumed=True).text()
+    assert Event(Seen(Outcome.NOT_MEASURED, "not here"), assumed=False).text() == "not measured here"
