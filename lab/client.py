@@ -27,6 +27,15 @@ from .app_log import HandshakeGate, Turn
 from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
 from .endpoint import Endpoint
 from .faults import Active, Fault, FaultFailed, FaultUnavailable, controller, shown
+from .lifecycle import (
+    CauseEvent,
+    EventFailed,
+    Traffic,
+    event_seconds,
+    lifecycle_record,
+    new_connection,
+    reconnect,
+)
 from .probe import wire
 from .records import (
     BrowserReport,
@@ -110,6 +119,7 @@ class Client:
         environment: Mapping[str, str] | None = None,
         gate: HandshakeGate | None = None,
         hops: Mapping[str, int] | None = None,
+        cause_event: CauseEvent | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.hops = dict(hops or {})
@@ -117,6 +127,10 @@ class Client:
         where faults cannot be put on (then a fault step is not measured)."""
         self.faults: list[tuple[Active, FaultRecord]] = []
         """The faults this cell has on now, with their records."""
+        self.cause_event = cause_event
+        """How the ``event`` step has the lab cause its event (a proxy reload...); None: it cannot."""
+        self.connect_path = "/"
+        """The path the ``connect`` step opened, where a reconnecting client goes back to."""
         self.environment = environment or {}
         """Values for the steps' ``{env:NAME}`` placeholders."""
         self.gate = gate
@@ -188,6 +202,8 @@ class Client:
             return float(argument) * self.time_scale + self.step_timeout
         if action == "hold":
             return float(argument["seconds"]) * self.time_scale + self.step_timeout
+        if action == "event":
+            return event_seconds(argument) + 2 * self.step_timeout
         if action.startswith("browser_"):
             # The page load, the wait for Chromium's own follow-ups, and the tab's setup.
             return 2 * self.step_timeout + FAVICON_WAIT
@@ -268,7 +284,7 @@ class Client:
             opened.append(RecordingConnection(*args, **kwargs))
             return opened[-1]
 
-        path = argument.get("path", "/")
+        path = self.connect_path = argument.get("path", "/")
         if "server_ping" in argument:
             server_ping = argument["server_ping"]
             path += f"{'&' if '?' in path else '?'}wslab-ping={server_ping if server_ping else 'off'}"
@@ -443,6 +459,49 @@ class Client:
         if protocol.close_rcvd is None:
             return "abnormal (TCP closed, no close frame)"
         return "client" if protocol.close_rcvd_then_sent is False else "peer"
+
+    async def _event(self, argument: dict[str, Any]) -> str:
+        """Keep numbered messages crossing, have the lab cause the event after ``after`` seconds,
+        watch the connection ``watch`` seconds, and time a reconnection if it closed."""
+        websocket = self._open
+        if self.cause_event is None:
+            raise StepFailed("this run cannot cause lifecycle events")
+        traffic = Traffic(websocket, float(argument.get("every", 0.1)))
+        traffic.start()
+        await asyncio.sleep(float(argument.get("after", 1)))
+        event_at = time.monotonic()
+        try:
+            event = await self.cause_event(argument["cause"], argument)
+        except EventFailed as error:
+            await traffic.stop(0)
+            raise StepFailed(str(error)) from None
+        except BaseException:
+            await traffic.stop(0)
+            raise
+        watch = float(argument.get("watch", 3))
+        url = self.endpoint.ws_url(self._target(self.connect_path))
+        tls = {"ssl": self.endpoint.tls} if self.endpoint.tls else {}
+        second = asyncio.ensure_future(new_connection(url, event_at, watch / 2, watch / 2, **tls))
+        await traffic.wait_closed(event_at + watch - time.monotonic())
+        await traffic.stop(drain=self.step_timeout / 5)
+        closed_at = traffic.closed_at
+        if closed_at is None and websocket.close_code is not None:  # closed while draining
+            closed_at = time.monotonic()
+        record = lifecycle_record(event, traffic, websocket, event_at, time.monotonic() - event_at, closed_at)
+        record.new_connection = await second
+        if closed_at is not None:
+            self.transcript.close = self._close_record()
+            if argument.get("reconnect"):
+                budget = float(argument.get("reconnect_within", 10))
+                since_close = time.monotonic() - closed_at
+                record.reconnect = await reconnect(url, budget, **tls)
+                if record.reconnect.back_after is not None:  # counted from the close, not the retry
+                    record.reconnect.back_after = round(record.reconnect.back_after + since_close, 3)
+        self.transcript.lifecycle = record
+        if record.survived:
+            echoes = record.echoed_after_event
+            return f"{event.cause}: still open after {record.watched:.1f} s, {echoes} echoes since"
+        return f"{event.cause}: closed {record.closed_after} s after it, code {record.code}"
 
     async def _idle(self, argument: float) -> str:
         try:

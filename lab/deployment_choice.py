@@ -55,6 +55,11 @@ LABELS = {
 """Column headings; any other option (a --target) is headed by its name."""
 TRAFFIC_SUITE = "platform-traffic"
 TIMEOUTS_SUITE = "timeouts"
+LIFECYCLE_SUITE = "lifecycle"
+LIFECYCLE_ROWS = {"proxy-reload": "survives proxy reload"}
+"""The lifecycle scenarios (scenarios/lifecycle.yaml) compare plays, and their rows, read from
+measured cells. Not server-restart: its reconnection time follows websockets' randomised backoff,
+so the page would change from run to run (`wslab run --suite lifecycle` shows it)."""
 
 ROW_CLIENTS = "real WebSocket clients"
 TRAFFIC_ROWS = {
@@ -112,6 +117,26 @@ class Traffic:
 
     plain: Seen | None
     fixed: Seen | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """What one lifecycle event did to an open WebSocket through one option."""
+
+    cell: Seen
+    assumed: bool
+    """On a platform's emulation: measured on its proxy, but that the platform's own redeploy
+    behaves so is an assumption (lifecycle.assumption)."""
+
+    def text(self) -> str:
+        """'kept [measured]', or on an emulation 'kept, on the emulation [assumed]'."""
+        if self.cell.outcome in (Outcome.NOT_MEASURED, Outcome.UNAVAILABLE):
+            return "not measured here"
+        if self.cell.outcome == Outcome.BLOCKED:
+            return f"{self.cell.summary}: no WebSocket"
+        if self.assumed:
+            return f"{self.cell.summary}, on the emulation [assumed]"
+        return f"{self.cell.summary} [measured]"
 
 
 @dataclass(frozen=True)
@@ -261,6 +286,8 @@ class Option:
     limits: dict[str, Limit]
     facts: dict[str, Fact]
     causes: list[Cause] = field(default_factory=list)
+    events: dict[str, Event] = field(default_factory=dict)
+    """The lifecycle rows this run measured (``--suite lifecycle`` ran)."""
 
     @property
     def carries_websockets(self) -> bool:
@@ -310,6 +337,11 @@ def summarise(
         )
         for scenario in LIMIT_ROWS
     }
+    events = {
+        scenario: Event(seen, assumed=meta.role == "platform")
+        for scenario in LIFECYCLE_ROWS
+        if (seen := _seen(_find(result, topology, scenario))) is not None
+    }
     fixes = [] if fixes is None else fixes
     counts: Counter[tuple[str, str]] = Counter()
     for cell in result.cells:
@@ -332,6 +364,7 @@ def summarise(
         limits=limits,
         facts=dict(meta.facts),
         causes=causes,
+        events=events,
     )
 
 

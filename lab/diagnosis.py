@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from .evidence import Evidence
 from .fixes import PROCESS_REQUEST_FIX
-from .records import Check, ClientKind, Diagnosis, FaultRecord, Hold, header_tokens
+from .proxies import REGISTRY
+from .records import Check, ClientKind, Diagnosis, FaultRecord, Hold, Lifecycle, header_tokens
 from .topology import Topology
 
 GENERIC_PROXY_FIX = (
@@ -181,7 +182,108 @@ def _stall_fix(facts: Evidence, topology: Topology) -> str:
     )
 
 
+def _life(facts: Evidence, cause: str) -> Lifecycle | None:
+    """The event step's record, if its event was ``cause``."""
+    record = facts.transcript.lifecycle
+    return record if record is not None and record.event.cause == cause else None
+
+
+def _how_closed(record: Lifecycle) -> str:
+    """1006 (the TCP connection dropped, no close frame) or a close frame's code, in words."""
+    if not record.close_frame_received:
+        return (
+            f"{record.closed_after} s after it, with no close frame: the client saw 1006 (abnormal "
+            "closure), as when a process holding the connection exits or resets it"
+        )
+    return f"{record.closed_after} s after it, with a close frame: code {record.code} '{record.reason or ''}'"
+
+
+def _lost(record: Lifecycle) -> str:
+    return f" {len(record.lost)} numbered messages in flight were lost." if record.lost else ""
+
+
+def _reload_directive(topology: Topology, field: str) -> str:
+    reload = REGISTRY[topology.proxy].reload if not topology.direct else None
+    return getattr(reload, field) if reload is not None else ""
+
+
+LIFECYCLE_RULES: list[Rule] = [
+    Rule(
+        "reload-closed-websocket",
+        lambda f: (r := _life(f, "proxy-reload")) is not None and r.closed_after is not None,
+        lambda f: (
+            f"The proxy's reload ({f.transcript.lifecycle.event.how}) closed the open WebSocket "
+            f"{_how_closed(f.transcript.lifecycle)}; its documentation says old connections are kept "
+            f"until they end.{_lost(f.transcript.lifecycle)}"
+        ),
+        lambda f, t: (
+            "Give old connections time to finish after a reload: "
+            + (_reload_directive(t, "directive") or "the proxy's shutdown timeout for old workers")
+            + ". And make clients reconnect on close (websockets: async for websocket in connect(uri))."
+        ),
+    ),
+    Rule(
+        "reload-refused-new-connections",
+        lambda f: (
+            (r := _life(f, "proxy-reload")) is not None
+            and r.new_connection is not None
+            and not r.new_connection.opened
+        ),
+        lambda f: (
+            "The open WebSocket outlived the reload, but a new client could not connect "
+            f"{f.transcript.lifecycle.new_connection.at:g} s after it "
+            f"({f.transcript.lifecycle.new_connection.error}): the proxy stops taking new connections "
+            "while old ones drain, and an open WebSocket drains only when it ends."
+        ),
+        lambda f, t: (
+            "Let the new configuration serve at once: "
+            + (_reload_directive(t, "new_connections") or "see the proxy's graceful-restart settings")
+            + "; or bound the drain: "
+            + (_reload_directive(t, "directive") or "the proxy's shutdown timeout")
+            + "."
+        ),
+    ),
+    Rule(
+        "restart-close-without-frame",
+        lambda f: (
+            (r := _life(f, "server-restart")) is not None
+            and r.closed_after is not None
+            and not r.close_frame_received
+        ),
+        lambda f: (
+            "The server closed with 1001 Going Away as it stopped, but the client got no close frame: "
+            f"the connection ended {_how_closed(f.transcript.lifecycle)}. The proxy did not pass the "
+            f"server's close frame on.{_lost(f.transcript.lifecycle)}"
+        ),
+        lambda f, t: (
+            "Treat 1006 like 1001 in clients: reconnect with backoff (websockets' connect() iterator "
+            "does). Check the proxy's tunnel handling: it should relay frames until the server closes TCP."
+        ),
+    ),
+    Rule(
+        "restart-not-back",
+        lambda f: (
+            (r := _life(f, "server-restart")) is not None
+            and r.reconnect is not None
+            and r.reconnect.back_after is None
+        ),
+        lambda f: (
+            f"After the server restart the reconnecting client was not back within its budget "
+            f"({f.transcript.lifecycle.reconnect.attempts} attempts; last: "
+            f"{f.transcript.lifecycle.reconnect.error})."
+        ),
+        lambda f, t: (
+            "Read the proxy's log: it may mark the server down after failed attempts and wait its "
+            "health-check interval before sending traffic again (HAProxy check inter, nginx "
+            "max_fails/fail_timeout, lighttpd's gw-server re-enable)."
+        ),
+    ),
+]
+"""Outcomes of the lifecycle suite's events (lab/lifecycle.py), before the general rules."""
+
+
 RULES: list[Rule] = [
+    *LIFECYCLE_RULES,
     Rule("stall-idle-timeout", lambda f: _stall_at_cut(f) is not None, _stall_cut, _stall_fix),
     Rule(
         "timeout",

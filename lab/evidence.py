@@ -76,6 +76,13 @@ class Evidence:
     def summary(self) -> str:
         """A few characters saying how the exchange ended, for the matrix."""
         transcript = self.transcript
+        if (life := transcript.lifecycle) is not None:
+            if life.survived:
+                return "kept"
+            back = life.reconnect.back_after if life.reconnect else None
+            return (
+                f"{life.code} ↻{back:.1f}s" if back is not None else f"{life.code} {life.closed_after:.1f}s"
+            )
         hold = transcript.hold
         if hold:
             faithful = hold.lived_faithful if hold.closed else hold.seconds_faithful

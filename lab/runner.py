@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import websockets
 
-from . import faults
+from . import faults, lifecycle
 from .app_log import AppLog, attribute, server_error
 from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
@@ -122,6 +123,9 @@ async def play_cell(
         return _unplayed(deployment, scenario, Outcome.NOT_APPLICABLE, "n/a", why)
     if scenario.uses_browser and (missing := await _browser_missing(browser)):
         return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
+    for cause in scenario.events:
+        if (why := lifecycle.unsupported(cause, deployment.topology, backend.name)) is not None:
+            return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not here", why)
     assert deployment.endpoint is not None
     hops = _hops(backend, deployment) if scenario.uses_faults else {}
     if scenario.uses_faults and (why := _no_faults(backend, deployment)):
@@ -136,6 +140,7 @@ async def play_cell(
         options.environment,
         deployment.gate,
         hops,
+        _event_causer(backend, deployment) if scenario.events else None,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
@@ -188,6 +193,13 @@ def _hops(backend: Backend, deployment: Deployment) -> dict[str, int]:
     if deployment.endpoint is None or deployment.upstream is None:
         return {}
     return {"client-proxy": deployment.endpoint.port, "proxy-server": deployment.upstream[1]}
+
+
+def _event_causer(backend: Backend, deployment: Deployment) -> lifecycle.CauseEvent:
+    """The client's way to have the lab cause an event on this topology (lifecycle.unsupported
+    has said the backend can)."""
+    events = cast(lifecycle.EventBackend, backend)
+    return lambda cause, argument: lifecycle.cause_on(events, deployment, cause, argument)
 
 
 def _app_said(

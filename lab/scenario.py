@@ -68,6 +68,11 @@ class Scenario:
         return any(action.startswith("browser_") for step in self.steps for action in step)
 
     @property
+    def events(self) -> list[str]:
+        """The causes of its ``event`` steps (``proxy-reload``...), in order."""
+        return [step["event"]["cause"] for step in self.steps if "event" in step]
+
+    @property
     def environment(self) -> list[str]:
         """The environment variables its ``{env:NAME}`` placeholders name, in order."""
         return list(dict.fromkeys(ENV_PLACEHOLDER.findall(" ".join(_strings(self.steps)))))
@@ -117,7 +122,9 @@ def environment_values(scenarios: list[Scenario], environ: Mapping[str, str]) ->
     return values
 
 
-PROBE_SERVER_STEPS = {"command"}
+PROBE_SERVER_STEPS = {"command", "event"}
+"""Steps that rely on the probe server: its commands, and its echo of the event step's numbered
+messages (and its restartable listeners)."""
 PROBE_SERVER_OPTIONS = {"server_ping"}
 
 
@@ -179,6 +186,13 @@ def load_suite(path: Path | str) -> Suite:
                 document.line_of(("scenarios", index, "needs_probe_server")) or lines[("scenarios", index)],
                 f"{raw['id']}: needs_probe_server is false, but its steps talk to the lab's probe "
                 "server (a command, server_ping)",
+            )
+        if any("event" in step for step in raw["steps"]) and raw.get("correlate") != "exclusive":
+            raise ScenarioError(
+                path,
+                document.line_of(("scenarios", index, "correlate")) or lines[("scenarios", index)],
+                f"{raw['id']}: an event step (a proxy reload, a server restart) hits every connection on "
+                "its topology, so the scenario must say correlate: exclusive",
             )
         suite.scenarios.append(
             Scenario(

@@ -140,7 +140,7 @@ def topology(fix: str = "FIX THE PROXY", **fields: Any) -> Topology:
     return Topology(
         name="t",
         title="a proxy",
-        proxy="nginx",
+        proxy=fields.pop("proxy", "nginx"),
         port=18099,
         summary="",
         folder=Path("."),
@@ -178,3 +178,39 @@ def run_of(cells: list[Any], topologies: list[str], scenarios: list[ScenarioReco
         scenarios=scenarios,
         cells=cells,
     )
+
+
+def lived_through(
+    cause: str = "proxy-reload",
+    closed_after: float | None = None,
+    code: int | None = None,
+    frame: bool = True,
+    opened: bool = True,
+    back_after: float | None = 0.5,
+) -> Evidence:
+    """A cell whose event step saw ``cause``: kept open (``closed_after`` None) or closed."""
+    from wslab.records import Lifecycle, LifecycleEvent, NewConnection, Reconnect
+
+    closed = closed_after is not None
+    record = Lifecycle(
+        event=LifecycleEvent(cause=cause, at=0.0, how="SIGHUP", source="https://example.invalid/reload"),
+        watched=2.0,
+        survived=not closed,
+        closed_after=closed_after,
+        code=code if closed else None,
+        reason="" if closed else None,
+        closed_by=("peer" if frame else "abnormal") if closed else None,
+        close_frame_received=closed and frame,
+        close_frame_sent=closed and frame,
+        sent=20,
+        echoed=18 if closed else 20,
+        lost=[19, 20] if closed else [],
+        sent_after_event=15,
+        echoed_after_event=13 if closed else 15,
+        reconnect=Reconnect(back_after=back_after, attempts=2) if closed else None,
+        new_connection=NewConnection(at=1.0, opened=opened, took=0.01, error=None if opened else "timed out"),
+    )
+    script = transcript(request(UPGRADE), 101)
+    script.upgraded = True
+    script.lifecycle = record
+    return evidence(script, connection(request(UPGRADE), 101))

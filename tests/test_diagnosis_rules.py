@@ -17,6 +17,7 @@ from builders import (
     evidence,
     held,
     hold,
+    lived_through,
     request,
     stream,
     topology,
@@ -46,6 +47,10 @@ def stalled(closed_after: float | None) -> Evidence:
 
 
 CASES: dict[str, Evidence] = {
+    "reload-closed-websocket": lived_through(closed_after=0.02, code=1006, frame=False),
+    "reload-refused-new-connections": lived_through(opened=False),
+    "restart-close-without-frame": lived_through("server-restart", closed_after=0.01, code=1006, frame=False),
+    "restart-not-back": lived_through("server-restart", closed_after=0.01, code=1001, back_after=None),
     "stall-idle-timeout": stalled(closed_after=1.2),
     "timeout": evidence(
         transcript(request(UPGRADE), None, timed_out=True, error="raw: no answer within 5 s")
@@ -134,6 +139,19 @@ def test_each_rule_recognises_its_evidence(rule: str) -> None:
     diagnosis = diagnose(CASES[rule], topology(), [])
     assert diagnosis.rule == rule
     assert diagnosis.cause and diagnosis.fix
+
+
+def test_a_reload_that_drops_the_connection_says_1006_and_gives_the_proxys_directive() -> None:
+    diagnosis = diagnose(CASES["reload-closed-websocket"], topology(), [])
+    assert "no close frame" in diagnosis.cause and "1006" in diagnosis.cause
+    assert "2 numbered messages in flight were lost" in diagnosis.cause
+    assert "worker_shutdown_timeout" in diagnosis.fix and "nginx.org" in diagnosis.fix
+
+
+def test_a_reload_that_closes_with_a_frame_names_its_code() -> None:
+    diagnosis = diagnose(lived_through(closed_after=0.5, code=1001), topology(proxy="haproxy"), [])
+    assert diagnosis.rule == "reload-closed-websocket" and "code 1001" in diagnosis.cause
+    assert "hard-stop-after" in diagnosis.fix
 
 
 def test_the_seed_cause_says_what_arrived_and_gives_process_request() -> None:

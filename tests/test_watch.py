@@ -99,6 +99,14 @@ class _Client:
     async def wait_closed(self) -> None:
         await self.closed.wait()
 
+    # The channel reads what a client sends (restart commands) until it closes.
+    def __aiter__(self) -> _Client:
+        return self
+
+    async def __anext__(self) -> str:
+        await self.closed.wait()
+        raise StopAsyncIteration
+
 
 def _conns(client: _Client) -> list[Any]:
     return [message.get("conn") for message in client.received]

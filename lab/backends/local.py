@@ -13,14 +13,19 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
 
 from ..app import AppError, AppProcess, AppSpec
 from ..app_log import HandshakeGate
 from ..binary_versions import VersionCache
 from ..endpoint import Endpoint
 from ..errors import LabFailure, TopologyError
+from ..lifecycle import EventFailed
 from ..observations import ObservationFeed
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail, port_free, wait_listening_quietly
 from ..proxies import REGISTRY
@@ -336,6 +341,28 @@ class LocalBackend:
         deployment.upstream = old.upstream
         self.deployments[topology.name] = deployment
         return deployment
+
+    async def signal_proxy(self, deployment: Deployment, signal_name: str) -> None:
+        """Send the topology's proxy process (nginx's master, HAProxy's master, Apache's parent)
+        a signal by name: how the lifecycle suite reloads it (lab/lifecycle.py)."""
+        process = deployment.handle
+        if not isinstance(process, ManagedProcess) or process.process is None or not process.running:
+            raise EventFailed(f"{deployment.topology.name}: its proxy is not running")
+        process.process.send_signal(signal.Signals[signal_name])
+
+    async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
+        """Have the probe server restart a listener (see wslab.probe.__main__): its answer,
+        ``closed_at`` and ``back_at`` (UNIX times), or an ``error``."""
+        if self.control is None:
+            raise EventFailed("no probe server runs behind this topology (--app, --forward-to)")
+        host, port = self.control
+        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None) as control:
+            await control.send(json.dumps({"restart": listener, "down": down}))
+            async for message in control:
+                event = json.loads(message)
+                if event.get("event") == "restarted" and event.get("listener") == listener:
+                    return event
+        raise EventFailed("the probe server closed its control channel")
 
     def alive(self, deployment: Deployment) -> bool:
         """False if the topology's proxy has died since it started."""

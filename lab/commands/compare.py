@@ -12,7 +12,15 @@ from .. import results
 from ..backends import StackOptions
 from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend
-from ..deployment_choice import CLIENT_SUITE, COMPARED, TIMEOUTS_SUITE, TRAFFIC_SUITE, compare
+from ..deployment_choice import (
+    CLIENT_SUITE,
+    COMPARED,
+    LIFECYCLE_ROWS,
+    LIFECYCLE_SUITE,
+    TIMEOUTS_SUITE,
+    TRAFFIC_SUITE,
+    compare,
+)
 from ..errors import EXIT_OK
 from ..records import Run
 from ..reports import deployment_choice as page
@@ -33,7 +41,11 @@ from .common import (
 
 def compare_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(list(COMPARED))
-    scenarios = load_scenarios(suites=[CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE])
+    scenarios = [
+        s
+        for s in load_scenarios(suites=[CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE, LIFECYCLE_SUITE])
+        if s.suite != LIFECYCLE_SUITE or s.id in LIFECYCLE_ROWS
+    ]
     check_output_paths({"markdown": args.markdown, "json": args.json})
     if args.target:
         check_backend_options(args)
@@ -57,12 +69,14 @@ async def _compare(
         for name, ok in (("as-is", False), ("fixed", True))
     )
     options = RunOptions(redact=args.redact)
-    runs = [run(plain, topologies, scenarios, options), run(fixed, topologies, scenarios, options)]
+    # The process_request fix changes nothing a reload or a restart does: measured once.
+    unchanged = [s for s in scenarios if s.suite != LIFECYCLE_SUITE]
+    runs = [run(plain, topologies, scenarios, options), run(fixed, topologies, unchanged, options)]
     if args.target:
         # A real platform's limits cannot be accelerated: its timeouts rows stay empty here
         # (`wslab run --target URL --suite timeouts --faithful` measures them).
         target = backend_for(args, run_dir)
         assert isinstance(target, RemoteBackend)
-        target_scenarios = [s for s in scenarios if s.suite != TIMEOUTS_SUITE]
+        target_scenarios = [s for s in scenarios if s.suite not in (TIMEOUTS_SUITE, LIFECYCLE_SUITE)]
         runs.append(run(target, [target.topology], target_scenarios, options))
     return list(await asyncio.gather(*runs))

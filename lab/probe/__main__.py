@@ -15,9 +15,13 @@ and then serves until SIGINT or SIGTERM. Observations are streamed as JSON
 text messages to every client of the control WebSocket: first a greeting
 (``{"event": "hello", "websockets": ...}``), then everything recorded so far,
 then each new record; a client that connects to ``/?history=0`` gets no history, only what is
-recorded after it connected (``wslab watch`` without ``--history``). Every record is redacted
-before it is kept or sent (:mod:`wslab.probe.redact`) unless ``--no-redact`` is given. The history a
-new control client gets is bounded (:data:`HISTORY_MESSAGES`,
+recorded after it connected (``wslab watch`` without ``--history``). A control client may send
+``{"restart": NAME, "down": SECONDS}``: listener NAME stops as a SIGTERM'd websockets server does
+(every connection closed with 1001 Going Away), stays down that long and listens again on the
+same port; the client is answered once it is down, ``{"event": "restarted", "listener": NAME,
+"closed_at": T, "down": SECONDS}`` (or an ``"error"``); the lifecycle suite's ``server-restart``
+uses it. Every record is redacted before it is kept or sent (:mod:`wslab.probe.redact`) unless
+``--no-redact`` is given. The history a new control client gets is bounded (:data:`HISTORY_MESSAGES`,
 :data:`HISTORY_BYTES`), the oldest dropped first. WSLAB_ANSWER_PLAIN_HTTP=1,
 WSLAB_NO_REDACT=1 and WSLAB_TIME_SCALE in the environment stand for
 ``--answer-plain-http``, ``--no-redact`` and ``--time-scale``.
@@ -34,14 +38,16 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from .server import serve_listener
+from .server import json_object, serve_listener
 from .standalone import MemoryTrimmer, QuietFilter
 from .tap import OPEN_TIMEOUT, serve_tap
 
@@ -95,8 +101,14 @@ class ControlChannel:
     """Fans observation events out to the runner's control connections (and ``wslab watch``'s)."""
 
     def __init__(
-        self, hello: dict[str, Any], max_messages: int = HISTORY_MESSAGES, max_bytes: int = HISTORY_BYTES
+        self,
+        hello: dict[str, Any],
+        max_messages: int = HISTORY_MESSAGES,
+        max_bytes: int = HISTORY_BYTES,
+        restart: Restart | None = None,
     ) -> None:
+        self.restart = restart
+        """What a ``{"restart": NAME}`` command calls; None: such commands are refused."""
         self.hello = json.dumps({"event": "hello", **hello})
         self.history: deque[str] = deque()
         self.history_bytes = 0
@@ -144,9 +156,79 @@ class ControlChannel:
         finally:
             del self.joining[client]
         try:
-            await client.wait_closed()
+            async for message in client:
+                await self._obey(client, message)
+        except websockets.ConnectionClosed:
+            pass
         finally:
             self.clients.discard(client)
+
+    async def _obey(self, client: ServerConnection, message: str | bytes) -> None:
+        """Answer a control command; anything else a client sends is ignored, as it always was."""
+        command = json_object(message)
+        if command is None or "restart" not in command:
+            return
+        name, down = command["restart"], command.get("down", 0)
+        if self.restart is None or not isinstance(down, int | float) or not 0 <= down <= MAX_DOWN:
+            await client.send(json.dumps({"event": "restarted", "listener": name, "error": "refused"}))
+            return
+        try:
+            answer = await self.restart(str(name), float(down))
+        except KeyError:
+            answer = {"error": f"no websockets listener named {name}"}
+        await client.send(json.dumps({"event": "restarted", "listener": name, **answer}))
+
+
+MAX_DOWN = 60.0
+"""The longest a restarted listener stays down, in seconds."""
+Restart = Callable[[str, float], Awaitable[dict[str, Any]]]
+
+
+class Listeners:
+    """The websockets listeners by name, which can be restarted in place (same port)."""
+
+    def __init__(self, args: argparse.Namespace, publish: Callable[[dict[str, Any]], None]) -> None:
+        self.args = args
+        self.publish = publish
+        self.servers: dict[str, Any] = {}
+        self.restartable: set[str] = set()
+        self._back: dict[str, asyncio.Future[None]] = {}
+
+    async def serve(self, name: str, host: str, port: int) -> Any:
+        args = self.args
+        self.servers[name] = await serve_listener(
+            name,
+            host,
+            port,
+            self.publish,
+            plain_http_ok=args.answer_plain_http,
+            ping_interval=args.ping_interval * args.time_scale or None,
+            time_scale=args.time_scale,
+            redact=args.redact,
+        )
+        self.restartable.add(name)
+        return self.servers[name]
+
+    async def restart(self, name: str, down: float) -> dict[str, Any]:
+        """Stop listener ``name`` as a SIGTERM'd websockets server stops (close() closes every
+        connection with 1001 Going Away), wait ``down`` seconds, listen again on its port.
+        Raises KeyError for a name that is not a websockets listener (a tap)."""
+        if name not in self.restartable:
+            raise KeyError(name)
+        server = self.servers[name]
+        host, port = server.sockets[0].getsockname()[:2]
+        closed_at = time.time()
+        self.restartable.discard(name)  # until it listens again
+        server.close()
+        await server.wait_closed()
+        # Answered once down, so that the caller times the close, not the downtime; coming back
+        # up does not depend on the caller staying connected.
+        self._back[name] = asyncio.ensure_future(self._come_back(name, host, port, down))
+        return {"closed_at": closed_at, "down": down}
+
+    async def _come_back(self, name: str, host: str, port: int, down: float) -> None:
+        await asyncio.sleep(down)
+        await self.serve(name, host, port)
 
 
 def quiet_websockets_logs() -> None:
@@ -163,10 +245,12 @@ def quiet_websockets_logs() -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    listeners = Listeners(args, lambda event: channel.publish(event))
     channel = ControlChannel(
-        {"websockets": websockets.__version__, "time_scale": args.time_scale, "redacted": args.redact}
+        {"websockets": websockets.__version__, "time_scale": args.time_scale, "redacted": args.redact},
+        restart=listeners.restart,
     )
-    servers: dict[str, Any] = {}
+    servers = listeners.servers
     upstreams = {name: (host, port) for name, host, port in args.forward}
     for name, host, port in args.listen:
         if name in upstreams:
@@ -180,16 +264,7 @@ async def main(args: argparse.Namespace) -> None:
                 open_timeout=args.open_timeout,
             )
             continue
-        servers[name] = await serve_listener(
-            name,
-            host,
-            port,
-            channel.publish,
-            plain_http_ok=args.answer_plain_http,
-            ping_interval=args.ping_interval * args.time_scale or None,
-            time_scale=args.time_scale,
-            redact=args.redact,
-        )
+        await listeners.serve(name, host, port)
     control = await serve(channel.handler, *args.control, ping_interval=None)
     ready = {
         "websockets": websockets.__version__,

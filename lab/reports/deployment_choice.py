@@ -16,12 +16,14 @@ import re
 
 from ..deployment_choice import (
     FACT_ROWS,
+    LIFECYCLE_ROWS,
     LIMIT_ROWS,
     REPLIT_DEPLOYMENTS,
     ROW_CLIENTS,
     STATUSES,
     TRAFFIC_ROWS,
     Comparison,
+    Event,
     Limit,
     Option,
     Reason,
@@ -91,6 +93,12 @@ def _limit(limit: Limit | None) -> str:
     return f"{_symbol(limit.cell.outcome)} {text}" if limit.cell else text
 
 
+def _event(event: Event | None) -> str:
+    if event is None:
+        return "–"
+    return f"{_symbol(event.cell.outcome)} {_figure(event.text())}"
+
+
 def _fact(option: Option, name: str) -> str:
     fact = option.facts.get(name)
     if fact is None:
@@ -116,6 +124,9 @@ def table(options: list[Option]) -> list[str]:
         limits = [o.limits.get(scenario) for o in options]
         if any(limit is not None and limit.cell is not None for limit in limits):
             lines.append(_row(label, [_limit(limit) for limit in limits]))
+    for scenario, label in LIFECYCLE_ROWS.items():
+        if any(scenario in o.events for o in options):
+            lines.append(_row(label, [_event(o.events.get(scenario)) for o in options]))
     for name, label in FACT_ROWS.items():
         if any(name in o.facts for o in options):
             lines.append(_row(label, [_fact(o, name) for o in options]))

@@ -246,6 +246,30 @@
     return section("Held connection", kv(Object.keys(hold).map(function (k) { return [k.replace(/_/g, " "), show(hold[k])]; })));
   }
 
+  function lifecycleSection(cell) {
+    var life = cell.client && cell.client.lifecycle, line = cell.timeline;
+    if (!life || !line) return null;
+    var bar = h("div", { class: "timeline", role: "img", "aria-label": "timeline of the event, messages and close" });
+    line.marks.forEach(function (m) {
+      var mark = h("span", { class: "tl tl-" + m.kind, title: m.label });
+      mark.style.left = m.x + "%";
+      add(bar, mark);
+    });
+    var event = life.event, again = life.reconnect, fresh = life.new_connection;
+    return section("Lifecycle · " + event.cause, bar,
+      h("div", { class: "muted tl-axis" }, line.start.toFixed(2) + " s … " + line.end.toFixed(2) + " s from the event · " +
+        "event ▮ echoed ● lost ✕ close ▲ new client ◆ back ▼ (hover for each)"),
+      kv([
+        ["how", event.how], ["source", event.source], ["assumption", event.assumption], ["detail", event.detail],
+        ["outcome", life.survived ? "kept open " + life.watched + " s after the event" :
+          "closed " + life.closed_after + " s after the event: code " + life.code + " " + show(life.reason || "") +
+          ", by " + life.closed_by + ", close frame " + (life.close_frame_received ? "received" : "not received")],
+        ["messages", life.sent + " sent, " + life.echoed + " echoed, lost: " + (life.lost.length ? life.lost.join(", ") : "none")],
+        ["new client", fresh ? (fresh.opened ? "opened " : "refused (" + fresh.error + ") ") + fresh.at + " s after the event" : null],
+        ["reconnected", again ? (again.back_after !== null ? again.back_after + " s after the close, " + again.attempts + " attempts" : "not back: " + again.error) : null]
+      ]));
+  }
+
   function clientSection(client, duration) {
     if (!client) return null;
     var close = client.close ? "code " + client.close.code + (client.close.reason ? " '" + client.close.reason + "'" : "") : null;
@@ -323,7 +347,7 @@
     if (diagnosis) add(drillBody, section(cell.diagnosis ? "Diagnosis" : cell.outcome.label, diagnosis));
     add(drillBody, [
       section("Checks", checksTable(cell.checks) || h("div", { class: "muted" }, "no checks")),
-      holdSection(cell.client), wireSection(cell), appLogSection(cell), clientSection(cell.client, cell.duration),
+      lifecycleSection(cell), holdSection(cell.client), wireSection(cell), appLogSection(cell), clientSection(cell.client, cell.duration),
       topologySection(cell), scenarioSection(cell)
     ]);
     drill.hidden = false;
