@@ -61,13 +61,17 @@ def reload_of(topology: Topology) -> Reload | None:
     return None if topology.direct else REGISTRY[topology.proxy].reload
 
 
+NOT_APPLICABLE = "not applicable:"
+"""How :func:`unsupported` starts a reason that no backend could change (nothing to reload)."""
+
+
 def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
     """Why the lab cannot cause ``cause`` on this topology with this backend; None if it can."""
     if backend != "local":
         return f"not supported on the {backend} backend: only the local backend causes lifecycle events"
     if cause == "proxy-reload":
         if topology.direct:
-            return "not applicable: direct has no proxy to reload"
+            return f"{NOT_APPLICABLE} direct has no proxy to reload"
         reload = reload_of(topology)
         if reload is None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"

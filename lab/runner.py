@@ -125,6 +125,8 @@ async def play_cell(
         return _unplayed(deployment, scenario, Outcome.UNAVAILABLE, "n/a", missing)
     for cause in scenario.events:
         if (why := lifecycle.unsupported(cause, deployment.topology, backend.name)) is not None:
+            if why.startswith(lifecycle.NOT_APPLICABLE):
+                return _unplayed(deployment, scenario, Outcome.NOT_APPLICABLE, "n/a", why)
             return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not here", why)
     assert deployment.endpoint is not None
     hops = _hops(backend, deployment) if scenario.uses_faults else {}
