@@ -34,3 +34,13 @@ def test_the_readme_fix_is_the_program_the_lab_prints_and_tests() -> None:
     hook = readme.split("def process_request(connection, request):\n", 1)[1].split("\n\n", 1)[0]
     for line in hook.splitlines():
         assert line in ASYNCIO_PROGRAM, line
+
+
+def test_samples_alike_up_to_measured_jitter_but_not_to_other_changes() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from samples import _alike
+
+    assert _alike("idle cut 60s (measured 54s), 29 topologies", "idle cut 60s (measured 58s), 29 topologies")
+    assert not _alike("29 topologies", "31 topologies"), "a count is not a measured duration"
+    assert not _alike("cut 60s", "cut 40s")
+    assert not _alike("open 150s", "cut 150s")

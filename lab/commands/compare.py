@@ -8,13 +8,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import results
+from .. import faults, results
 from ..backends import StackOptions
 from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend
 from ..deployment_choice import (
     CLIENT_SUITE,
     COMPARED,
+    FAULTS_SUITE,
     LIFECYCLE_ROWS,
     LIFECYCLE_SUITE,
     TIMEOUTS_SUITE,
@@ -41,11 +42,15 @@ from .common import (
 
 def compare_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(list(COMPARED))
-    scenarios = [
-        s
-        for s in load_scenarios(suites=[CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE, LIFECYCLE_SUITE])
-        if s.suite != LIFECYCLE_SUITE or s.id in LIFECYCLE_ROWS
-    ]
+    events = (LIFECYCLE_SUITE, FAULTS_SUITE)
+    suites = [CLIENT_SUITE, TRAFFIC_SUITE, TIMEOUTS_SUITE, *events]
+    scenarios = [s for s in load_scenarios(suites=suites) if s.suite not in events or s.id in LIFECYCLE_ROWS]
+    if not args.target:
+        # Before any thread: the stall's rules live in the lab's own network namespace (as for
+        # `wslab run`); a --target is reached over the host's network, so then the row is empty.
+        faults.isolate()
+    else:
+        scenarios = [s for s in scenarios if not s.uses_faults]
     check_output_paths({"markdown": args.markdown, "json": args.json})
     if args.target:
         check_backend_options(args)
@@ -69,14 +74,16 @@ async def _compare(
         for name, ok in (("as-is", False), ("fixed", True))
     )
     options = RunOptions(redact=args.redact)
-    # The process_request fix changes nothing a reload or a restart does: measured once.
-    unchanged = [s for s in scenarios if s.suite != LIFECYCLE_SUITE]
+    # The process_request fix changes nothing a reload, a restart or a stall does: measured once.
+    unchanged = [s for s in scenarios if s.suite not in (LIFECYCLE_SUITE, FAULTS_SUITE)]
     runs = [run(plain, topologies, scenarios, options), run(fixed, topologies, unchanged, options)]
     if args.target:
         # A real platform's limits cannot be accelerated: its timeouts rows stay empty here
         # (`wslab run --target URL --suite timeouts --faithful` measures them).
         target = backend_for(args, run_dir)
         assert isinstance(target, RemoteBackend)
-        target_scenarios = [s for s in scenarios if s.suite not in (TIMEOUTS_SUITE, LIFECYCLE_SUITE)]
+        target_scenarios = [
+            s for s in scenarios if s.suite not in (TIMEOUTS_SUITE, LIFECYCLE_SUITE, FAULTS_SUITE)
+        ]
         runs.append(run(target, [target.topology], target_scenarios, options))
     return list(await asyncio.gather(*runs))
