@@ -18,6 +18,8 @@ import pytest
 
 from wslab import faults
 from wslab.faults import Fault, plan
+from wslab.records import FaultRecord
+from wslab.reports.timeline import fault_timeline
 from wslab.scenario import load_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,3 +250,21 @@ def test_a_run_killed_mid_fault_leaves_no_rule_anywhere(signum: int) -> None:
         time.sleep(0.1)
     assert not _namespace_in_use(namespace), "a process of the lab outlived it in its namespace"
     assert _host_network() == before
+
+
+@pytest.mark.fast
+def test_the_timeline_puts_the_fault_its_end_and_the_close_on_one_axis() -> None:
+    on = FaultRecord(
+        kind="stall", hop="proxy-server", port=5000, applied_at=100.0, cleared_at=102.0, closed_after=1.5
+    )
+    line = fault_timeline([on])
+    assert line is not None and (line["start"], line["end"]) == (0.0, 2.0)
+    assert [(mark["kind"], mark["x"]) for mark in line["marks"]] == [
+        ("event", 0.0),
+        ("close", 75.0),
+        ("cleared", 100.0),
+    ]
+    never = FaultRecord(
+        kind="latency", hop="proxy-server", port=5000, applied_at=None, not_measured="no netem"
+    )
+    assert fault_timeline([never]) is None, "nothing to draw for a fault that was never on"

@@ -45,7 +45,7 @@ from ..records import (
 )
 from ..verdict import CLIENT_SUITE, GROUPS, CauseGroup, Verdict, judge_run
 from .terminal import compact
-from .timeline import timeline
+from .timeline import fault_timeline, timeline
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -160,7 +160,7 @@ def _cell_data(cell: Cell) -> dict[str, Any]:
             for check in cell.checks
         ],
         "diagnosis": cell.diagnosis.model_dump(mode="json") if cell.diagnosis else None,
-        "timeline": timeline(client.lifecycle) if client.lifecycle else None,
+        "timeline": timeline(client.lifecycle) if client.lifecycle else fault_timeline(client.faults),
         "error": cell.error,
         "log_tail": cell.log_tail,
         "proxy_log": cell.proxy_log,

@@ -1,11 +1,12 @@
-"""A lifecycle cell's timeline: the event, each numbered message, the close and the return, placed
-on one axis for the HTML drill-down (a CSS bar; the page only positions what this returns)."""
+"""A lifecycle or fault cell's timeline: the event (or the fault going on and off), each numbered
+message, the close and the return, placed on one axis for the HTML drill-down (a CSS bar; the page
+only positions what this returns)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..records import Lifecycle
+from ..records import FaultRecord, Lifecycle
 
 
 def timeline(record: Lifecycle) -> dict[str, Any]:
@@ -42,8 +43,37 @@ def timeline(record: Lifecycle) -> dict[str, Any]:
     if fresh is not None:
         said = "opened" if fresh.opened else f"refused: {fresh.error}"
         times.append(("new", fresh.at, f"a new client at {fresh.at:+.2f} s: {said}"))
+    return _axis(times, record.watched)
+
+
+def fault_timeline(records: list[FaultRecord]) -> dict[str, Any] | None:
+    """The same axis for a cell's network faults, in seconds from the first one going on: each
+    fault on (``event``) and off (``cleared``), and the WebSocket's end under it (``close``);
+    None when no fault was put on (not measured here)."""
+    applied = [record for record in records if record.applied_at is not None]
+    if not applied:
+        return None
+    origin = min(record.applied_at for record in applied if record.applied_at is not None)
+    times: list[tuple[str, float, str]] = []
+    for record in applied:
+        assert record.applied_at is not None
+        on = record.applied_at - origin
+        where = f"{record.kind} on {record.hop} (port {record.port})"
+        times.append(("event", on, f"{where}, {on:+.2f} s"))
+        if record.closed_after is not None:
+            end = on + record.closed_after
+            times.append(
+                ("close", end, f"the WebSocket ended {record.closed_after:.2f} s into the {record.kind}")
+            )
+        if record.cleared_at is not None:
+            off = record.cleared_at - origin
+            times.append(("cleared", off, f"{record.kind} taken off, {off:+.2f} s"))
+    return _axis(times, 0.0)
+
+
+def _axis(times: list[tuple[str, float, str]], watched: float) -> dict[str, Any]:
     start = min(t for _, t, _ in times)
-    end = max([t for _, t, _ in times] + [record.watched])
+    end = max([t for _, t, _ in times] + [watched])
     span = (end - start) or 1.0
     return {
         "start": round(start, 3),

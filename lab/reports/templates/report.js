@@ -270,6 +270,31 @@
       ]));
   }
 
+  function faultSection(cell) {
+    var faults = cell.client && cell.client.faults, line = cell.timeline;
+    if (!faults || !faults.length || (cell.client.lifecycle)) return null;
+    var bar = null;
+    if (line) {
+      bar = h("div", { class: "timeline", role: "img", "aria-label": "timeline of the faults and the close" });
+      line.marks.forEach(function (m) {
+        var mark = h("span", { class: "tl tl-" + m.kind, title: m.label });
+        mark.style.left = m.x + "%";
+        add(bar, mark);
+      });
+    }
+    return section("Network faults", bar,
+      line ? h("div", { class: "muted tl-axis" }, line.start.toFixed(2) + " s … " + line.end.toFixed(2) +
+        " s from the first fault · on ▮ off ▯ close ▲ (hover for each)") : null,
+      kv(faults.map(function (f) {
+        var what = f.kind + " on " + f.hop + (f.port ? " (port " + f.port + ")" : "");
+        var said = f.not_measured ? "not measured: " + f.not_measured :
+          f.error ? "error: " + f.error :
+          (f.closed_after !== null && f.closed_after !== undefined ? "the WebSocket ended " + f.closed_after + " s into it" : "the WebSocket outlived it") +
+          (f.commands.length ? " · " + f.commands.join("; ") : "");
+        return [what, said];
+      })));
+  }
+
   function clientSection(client, duration) {
     if (!client) return null;
     var close = client.close ? "code " + client.close.code + (client.close.reason ? " '" + client.close.reason + "'" : "") : null;
@@ -347,7 +372,7 @@
     if (diagnosis) add(drillBody, section(cell.diagnosis ? "Diagnosis" : cell.outcome.label, diagnosis));
     add(drillBody, [
       section("Checks", checksTable(cell.checks) || h("div", { class: "muted" }, "no checks")),
-      lifecycleSection(cell), holdSection(cell.client), wireSection(cell), appLogSection(cell), clientSection(cell.client, cell.duration),
+      lifecycleSection(cell), faultSection(cell), holdSection(cell.client), wireSection(cell), appLogSection(cell), clientSection(cell.client, cell.duration),
       topologySection(cell), scenarioSection(cell)
     ]);
     drill.hidden = false;
