@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -124,6 +125,19 @@ def holders(folder: Path) -> list[str]:
         if any(target.startswith(str(folder)) for target in targets):
             found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
     return found
+
+
+def compose_down(command: list[str], **run: object) -> subprocess.CompletedProcess:
+    """``command`` (a compose ``down``), again up to three times a second apart while only the
+    network's removal fails: Docker 20.10 may still be leaving the containers' endpoints (as the
+    compose backend does, lab/backends/compose.py)."""
+    result = subprocess.run(command, capture_output=True, text=True, **run)  # type: ignore[call-overload]
+    for _attempt in range(3):
+        if result.returncode == 0 or "has active endpoints" not in result.stderr:
+            break
+        time.sleep(1)
+        result = subprocess.run(command, capture_output=True, text=True, **run)  # type: ignore[call-overload]
+    return result
 
 
 def docker_state(name: str | None = None) -> tuple[list[str], ...]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import comparable, docker_state
+from conftest import comparable, compose_down, docker_state
 
 from wslab import results
 from wslab.backends import Deployment, StackOptions
@@ -219,7 +219,7 @@ def test_each_proxy_runs_as_its_official_images_user(engine: None) -> None:
         assert "137" not in codes.values(), codes
         assert took < 4, took
     finally:
-        subprocess.run([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True)
+        compose_down([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT)
     assert docker_state() == before
 
 
@@ -324,12 +324,7 @@ def test_compose_up_runs_the_suite_in_the_stack(
     try:
         result = subprocess.run(up, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     finally:
-        down = subprocess.run(
-            [*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        down = compose_down([*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"], cwd=ROOT)
     took = time.monotonic() - started
     assert down.returncode == 0, down.stderr
     # 1: cells fail by design; 3: the lab could not run a proxy (README's exit codes).

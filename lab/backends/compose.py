@@ -62,6 +62,8 @@ IN_NETWORK_TIMEOUT = 60.0
 """How long the runner in the stack waits for a proxy that runs but does not answer: the span of
 the services' health checks (6 retries, 10 s apart). The runner starts once every proxy has
 started, healthy or not, and reports one that never answers as a lab error column."""
+DOWN_RETRIES = 3
+"""How many more times ``down`` is tried when only the network's removal failed (see stop)."""
 STOPPED_AFTER = 3.0
 """A proxy whose container is not running for this long has stopped (in the stack: its name no
 longer resolves; from the host: compose ps no longer lists it as running)."""
@@ -418,6 +420,13 @@ class ComposeBackend:
         if self.started_stack and not self.keep:
             # Each service's stop_grace_period bounds the wait (docker-compose.yml).
             result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
+            for _attempt in range(DOWN_RETRIES):
+                if result.returncode == 0 or "has active endpoints" not in result.stderr:
+                    break
+                # Docker 20.10 may still be leaving the removed containers' endpoints when Compose
+                # removes the network; a moment later the same down completes.
+                await asyncio.sleep(1)
+                result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
             if self.app_log is not None:
                 await asyncio.to_thread(self.app_log.stop)
             if result.returncode != 0:
