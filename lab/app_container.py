@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .app import HOST, STARTUP_TIMEOUT, AppError
-from .app_log import MAX_LINE_CHARS, AppLog, Stream
+from .app_log import MAX_LINE_CHARS, AppLog, HandshakeGate, Stream
+from .backends import Deployment
 
 
 def app_environment(port: int) -> dict[str, str]:
@@ -132,3 +133,18 @@ async def wait_app_listening(
 def _last_lines(log: ContainerAppLog) -> str:
     tail = log.log.tail()
     return f"; its last lines:\n{tail}" if tail else "; it wrote nothing"
+
+
+def put_behind(deployments: list[Deployment], log: ContainerAppLog) -> None:
+    """Mark every deployment as standing in front of the app's container: its log tied to their
+    cells, one opening handshake at a time through them all (one app)."""
+    gate = HandshakeGate()
+    for deployment in deployments:
+        deployment.behind_app, deployment.app_log, deployment.gate = True, log.log, gate
+
+
+def stopped(log: ContainerAppLog | None) -> str | None:
+    """The backend's failure() line once the app's container has stopped, else None."""
+    if log is None or not log.ended:
+        return None
+    return f"your app's container stopped during the run; its last lines:\n{log.log.tail()}"

@@ -20,8 +20,7 @@ import subprocess
 from pathlib import Path
 
 from ..app import AppSpec
-from ..app_container import ContainerAppLog, app_environment, wait_app_listening
-from ..app_log import HandshakeGate
+from ..app_container import ContainerAppLog, app_environment, put_behind, stopped, wait_app_listening
 from ..compose_file import (
     APP_SERVICE,
     COMPOSE_FILE,
@@ -227,12 +226,7 @@ class ComposeBackend:
             watch.cancel()
         await self._versions([d for d in deployments if d.status == READY and not d.topology.direct])
         if self.app is not None:
-            await self._start_app_log()
-            gate = HandshakeGate()
-            for deployment in deployments:
-                deployment.behind_app = True
-                deployment.app_log = self.app_log.log if self.app_log else None
-                deployment.gate = gate
+            put_behind(deployments, await self._start_app_log())
         return {d.topology.name: d for d in deployments}
 
     def _write_app_file(self, topologies: list[Topology]) -> Path:
@@ -246,7 +240,7 @@ class ComposeBackend:
         )
         return path
 
-    async def _start_app_log(self) -> None:
+    async def _start_app_log(self) -> ContainerAppLog:
         """Follow the app container's output, then wait until it listens on its port."""
         import docker
 
@@ -266,6 +260,7 @@ class ComposeBackend:
             return result.returncode == 0
 
         await wait_app_listening(listens, self.app_log, self.app.describe(), port)
+        return self.app_log
 
     async def _versions(self, deployments: list[Deployment]) -> None:
         """Each proxy's own version, from what it wrote into the stack's versions volume at start
@@ -390,9 +385,7 @@ class ComposeBackend:
     def failure(self) -> str | None:
         if self.feed.lost:
             return f"{self.feed.lost} (the probe container stopped?)"
-        if self.app_log is not None and self.app_log.ended:
-            return f"your app's container stopped during the run; its last lines:\n{self.app_log.log.tail()}"
-        return None
+        return stopped(self.app_log)
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy container's log; inside the stack the runner cannot read other containers'."""

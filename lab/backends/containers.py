@@ -19,8 +19,7 @@ from typing import Any
 import docker.types
 
 from ..app import AppSpec
-from ..app_container import ContainerAppLog, app_environment, wait_app_listening
-from ..app_log import HandshakeGate
+from ..app_container import ContainerAppLog, app_environment, put_behind, stopped, wait_app_listening
 from ..compose_file import (
     CONTROL_PORT,
     LAB_IMAGE,
@@ -179,11 +178,7 @@ class ContainersBackend:
             *(self._deployment(t, started[PROBE_SERVICE if t.direct else t.name]) for t in topologies)
         )
         if self.app_log is not None:
-            gate = HandshakeGate()
-            for deployment in deployments:
-                deployment.behind_app = True
-                deployment.app_log = self.app_log.log
-                deployment.gate = gate
+            put_behind(deployments, self.app_log)
         return {d.topology.name: d for d in deployments}
 
     async def _wait_app(self, probe: DockerContainer, app: DockerContainer) -> None:
@@ -238,9 +233,7 @@ class ContainersBackend:
     def failure(self) -> str | None:
         if self.feed.lost:
             return f"{self.feed.lost} (the probe container stopped?)"
-        if self.app_log is not None and self.app_log.ended:
-            return f"your app's container stopped during the run; its last lines:\n{self.app_log.log.tail()}"
-        return None
+        return stopped(self.app_log)
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         def read(container: DockerContainer) -> str:
