@@ -15,11 +15,12 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 
 from wslab import results
+from wslab.deployment_choice import Choice, Reason
 from wslab.diagnosis import diagnose
 from wslab.evidence import Evidence
 from wslab.records import STYLES, Cell, Outcome, Run, ScenarioRecord
 from wslab.reports import terminal
-from wslab.reports.html import render_html
+from wslab.reports.html import _distinct_reasons, render_html
 from wslab.reports.junit import render_junit
 from wslab.reports.markdown import render_markdown
 from wslab.verdict import judge_run
@@ -164,3 +165,17 @@ def test_a_run_of_other_suites_makes_no_claim_about_carrying_websockets() -> Non
     than 'Carry WebSockets (0 of 0): none.'"""
     run = run_of([], ["direct"], [ScenarioRecord(id="stall-proxy-server", suite="faults", title="stall")])
     assert judge_run(run).sentences() == []
+
+
+@pytest.mark.fast
+def test_the_recommendation_band_gives_each_app_a_reason_of_its_own() -> None:
+    same = Reason(text="real WebSocket clients pass (7/7)", rows=("real WebSocket clients",))
+    billed = Reason(text="you pay for use, not while idle", rows=("cost",))
+    choices = [
+        Choice(app="a long-lived WebSocket app", option="replit-reserved-vm", label="VM", reasons=(same,)),
+        Choice(app="a request/response app", option="replit-autoscale", label="AS", reasons=(same, billed)),
+    ]
+    assert _distinct_reasons(choices) == [
+        "a long-lived WebSocket app: real WebSocket clients pass (7/7)",
+        "a request/response app: you pay for use, not while idle",
+    ]

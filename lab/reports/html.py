@@ -31,7 +31,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..deployment_choice import recommend
+from ..deployment_choice import Choice, recommend
 from ..records import (
     STYLES,
     BrowserRequest,
@@ -405,6 +405,19 @@ def _recommendation(recommendation: str | list[str] | tuple[str, ...] | None) ->
     return [recommendation] if isinstance(recommendation, str) else [str(line) for line in recommendation]
 
 
+def _distinct_reasons(choices: tuple[Choice, ...] | list[Choice]) -> list[str]:
+    """Each choice's first reason that another choice has not already given, named by its app:
+    the same "real WebSocket clients pass" twice says nothing about why they differ."""
+    shown: list[str] = []
+    lines = []
+    for choice in choices:
+        reason = next((r.text for r in choice.reasons if r.text not in shown), None)
+        if reason is not None:
+            shown.append(reason)
+            lines.append(f"{choice.app}: {reason}")
+    return lines
+
+
 def render_html(result: Run, recommendation: str | list[str] | tuple[str, ...] | None = None) -> str:
     """The whole report as one self-contained HTML page.
 
@@ -415,10 +428,7 @@ def render_html(result: Run, recommendation: str | list[str] | tuple[str, ...] |
     it (:func:`wslab.deployment_choice.recommend`), else the slot is left out.
     """
     if recommendation is None and (found := recommend(result)) is not None:
-        recommendation = [
-            found.headline(),
-            *(choice.reasons[0].text for choice in found.choices if choice.reasons),
-        ]
+        recommendation = [found.headline(), *_distinct_reasons(found.choices)]
     verdict = judge_run(result)
     marks = Marks(result)
     band = summary_band(result, verdict, marks)
