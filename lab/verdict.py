@@ -100,7 +100,7 @@ class Verdict:
             lines.append(f"{how[:1].upper()}{how[1:]}: {', '.join(names)}.")
         plain = self.plain_http()
         if plain:
-            lines.append("Plain HTTP (a browser tab, a preview pane, a health check) makes the server log")
+            lines.append("Plain HTTP (browser tabs, preview panes, health checks) makes the server log")
             lines += [f"  '{error}' through {', '.join(names)}" for error, names in plain.items()]
         return lines
 
