@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from wslab.backends import StackOptions
+from wslab.backends.compose import compose_down as backend_compose_down
 from wslab.backends.local import LocalBackend
 from wslab.compose_file import OFFLINE_LAB_IMAGE, project, resolve
 from wslab.records import Run
@@ -128,16 +128,19 @@ def holders(folder: Path) -> list[str]:
 
 
 def compose_down(command: list[str], **run: object) -> subprocess.CompletedProcess:
-    """``command`` (a compose ``down``), again up to three times a second apart while only the
-    network's removal fails: Docker 20.10 may still be leaving the containers' endpoints (as the
-    compose backend does, lab/backends/compose.py)."""
-    result = subprocess.run(command, capture_output=True, text=True, **run)  # type: ignore[call-overload]
-    for _attempt in range(3):
-        if result.returncode == 0 or "has active endpoints" not in result.stderr:
-            break
-        time.sleep(1)
-        result = subprocess.run(command, capture_output=True, text=True, **run)  # type: ignore[call-overload]
-    return result
+    """``command`` (a compose ``down``) as the compose backend takes its stack down: again while
+    only the network's removal fails, releasing endpoints Docker 20.10 leaked before the last try."""
+    base = command[: command.index("down")]
+
+    def services() -> list[str]:
+        listed = subprocess.run([*base, "config", "--services"], capture_output=True, text=True, **run)  # type: ignore[call-overload]
+        return listed.stdout.split()
+
+    return backend_compose_down(
+        lambda: subprocess.run(command, capture_output=True, text=True, **run),  # type: ignore[call-overload]
+        project(),
+        services,
+    )
 
 
 def docker_state(name: str | None = None) -> tuple[list[str], ...]:

@@ -125,7 +125,7 @@ def exiting_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> str
 def test_an_image_that_exits_says_so_with_its_lines(exiting_image: str, backend: str, tmp_path: Path) -> None:
     """The run stops at once with exit 2, the app's own last line, and nothing left running."""
     image = exiting_image
-    before = all_containers()
+    before, stack_before = all_containers(), docker_state()
     completed = subprocess.run(
         [sys.executable, "-m", "wslab", "run", "--backend", backend, "--offline", "-t", "haproxy-default"]
         + ["--app-image", image, "--json", str(tmp_path / "r.json")],
@@ -138,6 +138,7 @@ def test_an_image_that_exits_says_so_with_its_lines(exiting_image: str, backend:
     assert f"your app (image {image}) stopped before listening on port 8080" in completed.stderr
     assert "DATABASE_URL is not set" in completed.stderr
     assert all_containers() == before
+    assert docker_state() == stack_before, "the stack's network and volumes were removed too"
 
 
 @pytest.mark.fast

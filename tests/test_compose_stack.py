@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import comparable, compose_down, docker_state
+from conftest import comparable, compose_down, docker_state, offline_image
 
 from wslab import results
 from wslab.backends import Deployment, StackOptions
@@ -408,3 +408,58 @@ def test_a_forwarded_port_that_closes_at_once_is_not_an_answer() -> None:
             return plain, True
 
     assert asyncio.run(main()) == (True, False)
+
+
+@pytest.mark.fast
+def test_stale_endpoint_names_are_the_services_names_less_the_containers_that_exist() -> None:
+    names = compose_backend.stale_endpoint_names(
+        "wslab", ["probe", "nginx-default"], ["wslab-probe-1", "other"], {"wslab-probe-1"}
+    )
+    assert names == ["other", "wslab-nginx-default-1", "wslab_nginx-default_1", "wslab_probe_1"]
+
+
+def test_releasing_stale_endpoints_leaves_existing_containers_attached(engine: None) -> None:
+    """Only leftovers are force-disconnected: a container of the project that exists keeps its
+    endpoint, and a name with no endpoint is no error."""
+    name = "wslabstale"
+    label = f"com.docker.compose.project={name}"
+    subprocess.run(
+        ["docker", "network", "create", "--label", label, f"{name}_default"], check=True, capture_output=True
+    )
+    try:
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                f"{name}-probe-1",
+                "--label",
+                label,
+                "--network",
+                f"{name}_default",
+                offline_image(),
+                "sleep",
+                "60",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        assert compose_backend.release_stale_endpoints(name, ["probe", "gone"]) == []
+        attached = subprocess.run(
+            [
+                "docker",
+                "network",
+                "inspect",
+                "--format",
+                "{{range .Containers}}{{.Name}}{{end}}",
+                f"{name}_default",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert attached.stdout.strip() == f"{name}-probe-1"
+    finally:
+        subprocess.run(["docker", "rm", "-f", f"{name}-probe-1"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", f"{name}_default"], capture_output=True)

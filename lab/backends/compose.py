@@ -17,6 +17,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..app import AppSpec
@@ -87,6 +90,79 @@ def _answers(command: list[str]) -> bool:
     if not shutil.which(command[0]):
         return False
     return subprocess.run([*command, "version"], capture_output=True).returncode == 0
+
+
+def compose_down(
+    down: Callable[[], subprocess.CompletedProcess], project: str, services: Callable[[], list[str]]
+) -> subprocess.CompletedProcess:
+    """Run ``down``; while only the network's removal fails ("has active endpoints"), wait a second
+    and run it again, and at last release the endpoints Docker leaked (:func:`release_stale_endpoints`)
+    before the final try. The compose backend and the tests take their stacks down with it."""
+    result = down()
+    for attempt in range(DOWN_RETRIES):
+        if result.returncode == 0 or "has active endpoints" not in result.stderr:
+            break
+        # Docker 20.10 may still be leaving the removed containers' endpoints when Compose removes
+        # the network; usually a moment later the same down completes.
+        time.sleep(1)
+        if attempt == DOWN_RETRIES - 1 and (released := release_stale_endpoints(project, services())):
+            print(
+                "wslab: Docker kept endpoints of removed containers (moby/moby#43286); released "
+                + ", ".join(released),
+                file=sys.stderr,
+            )
+        result = down()
+    return result
+
+
+def release_stale_endpoints(project: str, services: list[str]) -> list[str]:
+    """Force-disconnect endpoints of ``project``'s networks whose containers are gone; the names
+    released ("network/name").
+
+    Docker 20.10 sometimes keeps a removed container's endpoint (moby/moby#42119, #43286): its
+    network then cannot be removed ("has active endpoints") and its published ports stay taken
+    ("port is already allocated") until the engine restarts. ``docker network disconnect --force``
+    deletes such an endpoint by its name, the container's name (what the engine's
+    ForceEndpointDelete looks up), which Compose derives from project and service (v2
+    ``project-service-1``, v1 ``project_service_1``); the network may not list it."""
+    label = f"label=com.docker.compose.project={project}"
+    listing = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True
+    )
+    if listing.returncode != 0:
+        return []
+    # A container that still exists (running or not) is never disconnected: only leftovers are.
+    existing = set(
+        subprocess.run(
+            ["docker", "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    )
+    released = []
+    for network in listing.stdout.split():
+        attached = subprocess.run(
+            ["docker", "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", network],
+            capture_output=True,
+            text=True,
+        )
+        for name in stale_endpoint_names(project, services, attached.stdout.split(), existing):
+            forced = subprocess.run(
+                ["docker", "network", "disconnect", "--force", network, name], capture_output=True
+            )
+            if forced.returncode == 0:
+                released.append(f"{network}/{name}")
+    return released
+
+
+def stale_endpoint_names(
+    project: str, services: list[str], attached: list[str], existing: set[str]
+) -> list[str]:
+    """Endpoint names that may have outlived their containers: the names Compose v2
+    (``project-service-1``) and v1 (``project_service_1``) give the project's services, and the
+    names the network lists, less the containers that exist."""
+    candidates = {f"{project}{sep}{service}{sep}1" for service in services for sep in "-_"}
+    return sorted((candidates | set(attached)) - existing)
 
 
 def compose_command() -> list[str]:
@@ -173,6 +249,16 @@ class ComposeBackend:
         env.update(parameter_environment(list(load_topologies().values()), self.probe.time_scale))
         return env
 
+    def _services(self) -> list[str]:
+        result = self._compose("config", "--services")
+        return result.stdout.split() if result.returncode == 0 else []
+
+    def _down(self) -> subprocess.CompletedProcess:
+        """``down``, again while only the network's removal fails (:func:`compose_down`)."""
+        return compose_down(
+            lambda: self._compose("down", "--volumes", "--remove-orphans"), self.project, self._services
+        )
+
     def _running_services(self) -> set[str]:
         result = self._compose("ps", "--services", "--filter", "status=running")
         return set(result.stdout.split()) if result.returncode == 0 else set()
@@ -185,6 +271,15 @@ class ComposeBackend:
         # pulled. The offline one is the script's, labelled with the sources it was built from.
         build = "--no-build" if self.offline else "--build"
         result = await asyncio.to_thread(self._compose, "up", "-d", build, *services, env=self._environment())
+        # An endpoint an earlier stack leaked may still hold its ports (see release_stale_endpoints).
+        if (
+            result.returncode != 0
+            and "port is already allocated" in result.stderr
+            and await asyncio.to_thread(lambda: release_stale_endpoints(self.project, self._services()))
+        ):
+            result = await asyncio.to_thread(
+                self._compose, "up", "-d", build, *services, env=self._environment()
+            )
         if result.returncode != 0:
             # Whatever it started before failing is taken down by stop().
             self.started_stack = True
@@ -412,14 +507,7 @@ class ComposeBackend:
             await asyncio.wait_for(self.feed.stop(), 2)
         if self.started_stack and not self.keep:
             # Each service's stop_grace_period bounds the wait (docker-compose.yml).
-            result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
-            for _attempt in range(DOWN_RETRIES):
-                if result.returncode == 0 or "has active endpoints" not in result.stderr:
-                    break
-                # Docker 20.10 may still be leaving the removed containers' endpoints when Compose
-                # removes the network; a moment later the same down completes.
-                await asyncio.sleep(1)
-                result = await asyncio.to_thread(self._compose, "down", "--volumes", "--remove-orphans")
+            result = await asyncio.to_thread(self._down)
             if self.app_log is not None:
                 await asyncio.to_thread(self.app_log.stop)
             if result.returncode != 0:
