@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import websockets
@@ -41,6 +41,7 @@ from .records import (
     BrowserReport,
     ClientKind,
     Close,
+    Connection,
     FaultRecord,
     Hold,
     RequestHead,
@@ -49,6 +50,15 @@ from .records import (
     Transcript,
 )
 from .scenario import ENV_PLACEHOLDER, FAULT_STEPS, OPENING_STEPS
+
+RELAY_PATIENCE = 1.0
+"""Seconds a raw step waits for the proxy to deliver anything once the server has answered its
+request: on loopback a proxy relays a response head in milliseconds, so a second of nothing is a
+response it will not deliver (Apache upgrades the backend connection of an HTTP/1.0 client and
+never answers it), and the cell need not wait out the whole step timeout."""
+
+ServerAnswer = Callable[[str], Awaitable[Connection]]
+"""Waits until the server reports a request carrying the correlation id, and returns it."""
 
 
 def request_record(head: wire.RequestHead) -> RequestHead:
@@ -120,8 +130,13 @@ class Client:
         gate: HandshakeGate | None = None,
         hops: Mapping[str, int] | None = None,
         cause_event: CauseEvent | None = None,
+        server_answer: ServerAnswer | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.server_answer = server_answer
+        """Waits for the server's report of this cell's request: a raw step whose request the
+        server answered stops waiting for the proxy RELAY_PATIENCE s later. None: the whole step
+        timeout."""
         self.hops = dict(hops or {})
         """The TCP port of each hop a ``fault`` step may name (client-proxy, proxy-server); empty
         where faults cannot be put on (then a fault step is not measured)."""
@@ -160,9 +175,13 @@ class Client:
                 started = time.monotonic()
                 try:
                     detail = await self._step(action, argument)
-                except TimeoutError:
+                except TimeoutError as exc:
                     self.transcript.timed_out = True
-                    detail = f"no answer within {self._timeout_for(action, argument):g} s"
+                    detail = (
+                        str(exc)
+                        if isinstance(exc, NotRelayed)
+                        else f"no answer within {self._timeout_for(action, argument):g} s"
+                    )
                     record.ok = False
                 except FaultUnavailable as why:
                     detail = f"not measured: {why}"
@@ -334,12 +353,8 @@ class Client:
             lines += [f"{name}: {value}" for name, value in head.headers]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             self.transcript.sent = request_record(head)
-            data = b""
-            while wire.split_head(data) is None:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                data += chunk
+            sent_at = time.time()
+            data = await self._response_or_not_relayed(_read_head(reader), sent_at)
         finally:
             writer.close()
         response = response_record(data)
@@ -350,6 +365,34 @@ class Client:
         self.transcript.received = response
         self.transcript.upgraded = response.status == 101
         return ""
+
+    async def _response_or_not_relayed(self, reading: Awaitable[bytes], sent_at: float) -> bytes:
+        """The response ``reading`` gets, unless the server answered the request and nothing
+        reached the client within RELAY_PATIENCE s after: then NotRelayed, with both times (a
+        proxy that upgrades the backend connection but never answers the client)."""
+        read = asyncio.ensure_future(reading)
+        if self.server_answer is None or self.cell is None:
+            return await read
+        relayed = asyncio.ensure_future(self._not_relayed(sent_at))
+        try:
+            done, _ = await asyncio.wait({read, relayed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (read, relayed):
+                task.cancel()
+        if read in done:
+            return read.result()
+        return relayed.result()
+
+    async def _not_relayed(self, sent_at: float) -> bytes:
+        assert self.server_answer is not None and self.cell is not None
+        answer = await self.server_answer(self.cell)
+        await asyncio.sleep(RELAY_PATIENCE)
+        response = answer.response
+        status = f"{response.status} {response.reason}".strip() if response else "nothing"
+        raise NotRelayed(
+            f"the server answered {status} {max(0.0, answer.at - sent_at):.3f} s after the request; "
+            f"nothing reached the client within {RELAY_PATIENCE:g} s after that"
+        )
 
     async def _tcp_probe(self, argument: dict[str, Any]) -> str:
         self.transcript.kind = ClientKind.TCP_PROBE
@@ -527,3 +570,18 @@ class Client:
 
 class StepFailed(Exception):
     """A step ran but did not get what it needed."""
+
+
+class NotRelayed(TimeoutError):
+    """The server answered a raw request but the proxy delivered nothing within RELAY_PATIENCE."""
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """Bytes up to the end of a response head, or all there were when the connection closed."""
+    data = b""
+    while wire.split_head(data) is None:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

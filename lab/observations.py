@@ -195,6 +195,15 @@ class ObservationFeed:
             if not await self._wait_change(deadline):
                 return connections
 
+    async def first_report(self, cell: str) -> Connection:
+        """The first connection reported with ``cell``'s correlation id, once there is one (no
+        deadline: the caller bounds the wait)."""
+        while cell not in self.by_cell:
+            if self.lost is not None:
+                await asyncio.get_running_loop().create_future()  # no report will come
+            await self._changed.wait()
+        return self.by_cell[cell][0].view(cell, None)
+
     def seen(self, cell: str) -> bool:
         """Whether a connection carrying ``cell``'s correlation id has been reported."""
         return cell in self.by_cell

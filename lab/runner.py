@@ -143,6 +143,7 @@ async def play_cell(
         deployment.gate,
         hops,
         _event_causer(backend, deployment) if scenario.events else None,
+        backend.feed.first_report,
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.

@@ -25,7 +25,10 @@ RUN_TOPOLOGIES = ["direct", "haproxy-default", "nginx-websocket-map", "varnish-d
 RUN_TOPOLOGIES += ["replit-dev", "replit-autoscale", "replit-reserved-vm", "replit-static"]
 
 SAMPLES: dict[str, tuple[list[str], int]] = {
-    "run": (["run", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"], 60),
+    "run": (
+        ["run", "--fresh", *[arg for name in RUN_TOPOLOGIES for arg in ("-t", name)], "--json", "{results}"],
+        60,
+    ),
     "explain": (["explain", SEED_LOG_LINE, "--results", "{results}"], 61),
     "compare": (["compare"], 0),
     "your-app": (

@@ -5,6 +5,7 @@ Asserted on the real proxies in front of the real server (the session ``matrix``
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -90,6 +91,20 @@ def test_http10_upgrade_elsewhere(matrix: Run) -> None:
         assert cell.client.received.status == 400 and cell.server == [], topology
     assert matrix.cell("varnish-websocket", "http10-upgrade").client.received.status == 505
     assert received(matrix, "varnish-websocket", "http10-upgrade").version == "HTTP/1.0"
+
+
+def test_apache_upgrades_an_http10_request_upstream_and_never_answers_it(matrix: Run) -> None:
+    """The server's 101 reaches Apache, nothing reaches the client: the cell says both, and stops
+    waiting a second after the server answered instead of waiting out the step timeout."""
+    cell = matrix.cell("apache-websocket", "http10-upgrade")
+    assert cell.client.timed_out and cell.client.received is None
+    assert cell.server[0].response.status == 101 and cell.server[0].request.version == "HTTP/1.1"
+    assert re.fullmatch(
+        r"the server answered 101 Switching Protocols \d+\.\d{3} s after the request; "
+        r"nothing reached the client within 1 s after that",
+        cell.client.steps[0].detail,
+    )
+    assert cell.duration < matrix.options.step_timeout, cell.duration
 
 
 def test_head_passes_through_except_varnish(matrix: Run) -> None:
