@@ -227,7 +227,9 @@ class Chromium:
             if not self._process.running or time.monotonic() > deadline:
                 raise BrowserUnavailable(f"Chromium did not open its DevTools port:\n{log_tail(log)}")
             await asyncio.sleep(0.05)
-        socket = await connect(f"ws://127.0.0.1:{lines[0]}{lines[1]}", max_size=None, ping_interval=None)
+        socket = await connect(
+            f"ws://127.0.0.1:{lines[0]}{lines[1]}", max_size=None, ping_interval=None, proxy=None
+        )
         self._devtools = DevTools(socket)
         self.version = (await self._devtools.call("Browser.getVersion"))["product"]
         self._pages = await asyncio.start_server(_serve_page, "127.0.0.1", 0)

@@ -318,6 +318,8 @@ class Client:
                 compression="deflate" if argument.get("compression", True) else None,
                 open_timeout=None,
                 ping_interval=ping * self.time_scale if ping else None,
+                # The lab measures the topology, never a proxy named in the environment.
+                proxy=None,
                 create_connection=factory,
                 **({"ssl": self.endpoint.tls} if self.endpoint.tls else {}),
             )

@@ -203,7 +203,7 @@ async def new_connection(
     await asyncio.sleep(max(0.0, event_at + delay - time.monotonic()))
     started = time.monotonic()
     try:
-        async with connect(url, open_timeout=timeout, **options):
+        async with connect(url, open_timeout=timeout, proxy=None, **options):
             pass
     except (TimeoutError, OSError, websockets.WebSocketException) as exc:
         error = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
@@ -233,7 +233,9 @@ async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
 
     async def first() -> None:
         nonlocal attempts
-        async for websocket in connect(url, process_exception=count, open_timeout=budget, **options):
+        async for websocket in connect(
+            url, process_exception=count, open_timeout=budget, proxy=None, **options
+        ):
             attempts += 1
             await websocket.close()
             return

@@ -119,7 +119,9 @@ class ObservationFeed:
         """Follow the control channel at host:port; without ``history``, only what the probe
         server records from now on (a lab kept up has every earlier run's records)."""
         query = "" if history else "?history=0"
-        self._connection = await connect(f"ws://{host}:{port}/{query}", ping_interval=None, max_size=None)
+        self._connection = await connect(
+            f"ws://{host}:{port}/{query}", ping_interval=None, max_size=None, proxy=None
+        )
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

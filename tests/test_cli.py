@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,28 @@ def test_results_carry_each_config_and_each_cells_log_lines_without_a_run_dir(tm
             assert cell.proxy_log, cell.scenario
             assert all(cell.cell_id in line for line in cell.proxy_log)
             assert drill_down["proxy_log"] == cell.proxy_log
+
+
+def test_a_proxy_named_in_the_environment_is_never_used(tmp_path: Path) -> None:
+    """HTTP_PROXY and friends (set on many workstations) must not carry the lab's traffic:
+    websockets' client honours them by default, which sent the control channel and every cell
+    to the proxy. A listener stands in for that proxy and must see no connection."""
+    trap = socket.create_server(("127.0.0.1", 0))
+    trap.setblocking(False)
+    proxy = f"http://127.0.0.1:{trap.getsockname()[1]}"
+    env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "ALL_PROXY": proxy}
+    env |= {name.lower(): proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+    out = tmp_path / "r.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "wslab", "run", "--fresh", "-t", "direct", "-t", "nginx-websocket"]
+        + ["--scenario", "websockets-echo", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    with trap, pytest.raises(BlockingIOError):
+        trap.accept()
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert {cell.outcome for cell in results.load(out).cells} == {Outcome.PASS}

@@ -356,7 +356,7 @@ class LocalBackend:
         if self.control is None:
             raise EventFailed("no probe server runs behind this topology (--app, --forward-to)")
         host, port = self.control
-        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None) as control:
+        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None, proxy=None) as control:
             await control.send(json.dumps({"restart": listener, "down": down}))
             async for message in control:
                 event = json.loads(message)

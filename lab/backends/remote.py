@@ -75,6 +75,7 @@ class RemoteFeed:
                 open_timeout=10,
                 ping_interval=None,
                 max_size=None,
+                proxy=None,
                 **kwargs,
             ) as websocket:
                 await websocket.send(json.dumps({"token": self.token, **question}))

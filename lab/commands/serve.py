@@ -180,6 +180,7 @@ async def _open_control(host: str, port: int, history: bool) -> tuple[ClientConn
                 control_url(host, port, history),
                 # websockets' keepalive pings stay on: they tell a lab that vanished from a quiet one.
                 max_size=None,
+                proxy=None,
             )
     except (websockets.InvalidHandshake, TimeoutError) as error:
         # Before OSError, of which TimeoutError is one: this address accepted.
