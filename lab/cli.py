@@ -22,7 +22,7 @@ from rich.console import Console
 from . import containment
 from .backends import ACCELERATED
 from .binary_versions import VersionCache
-from .commands import COMMANDS, RENDERERS, detach_command
+from .commands import REPORT_FORMATS, command
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LAB, EXIT_OK, WslabError
 from .probe.text import printable
 from .proxies import REGISTRY
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "results", metavar="RESULTS.json", nargs="+", help="several runs are merged into one matrix"
     )
     report_parser.add_argument(
-        "--format", "-f", choices=["terminal", *RENDERERS], default="terminal", help="default: terminal"
+        "--format", "-f", choices=["terminal", *REPORT_FORMATS], default="terminal", help="default: terminal"
     )
     report_parser.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     report_parser.add_argument(
@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         # Before containment: the lab it starts is meant to outlive this command (and is
         # contained in its own right); a mistake in the arguments still exits 2 here.
         build_parser().parse_args(given)
+        from .commands.warm_lab import detach_command
+
         return _reported(lambda: detach_command(given))
     # Nothing this command starts may outlive it, even after kill -9: from here on
     # this is a contained child process (lab/containment.py). Keep it first.
@@ -390,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_standalone(argv[1:], prog="wslab probe-server")
     args = build_parser().parse_args(argv)
     console = Console(width=_width())
-    return _reported(lambda: COMMANDS[args.command](args, console))
+    return _reported(lambda: command(args.command)(args, console))
 
 
 def _reported(command: Callable[[], int]) -> int:

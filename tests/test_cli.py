@@ -247,3 +247,13 @@ def test_a_proxy_named_in_the_environment_is_never_used(tmp_path: Path) -> None:
         trap.accept()
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert {cell.outcome for cell in results.load(out).cells} == {Outcome.PASS}
+
+
+@pytest.mark.fast
+def test_every_command_and_report_format_resolves() -> None:
+    """The commands are imported when they run: each name must still lead to its function."""
+    from wslab.commands import COMMANDS, REPORT_FORMATS, command
+    from wslab.commands.run import RENDERERS
+
+    assert all(callable(command(name)) for name in COMMANDS)
+    assert set(REPORT_FORMATS) == set(RENDERERS)
