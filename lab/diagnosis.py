@@ -213,11 +213,12 @@ LIFECYCLE_RULES: list[Rule] = [
         lambda f: (r := _life(f, "proxy-reload")) is not None and r.closed_after is not None,
         lambda f: (
             f"The proxy's reload ({f.transcript.lifecycle.event.how}) closed the open WebSocket "
-            f"{_how_closed(f.transcript.lifecycle)}; its documentation says old connections are kept "
-            f"until they end.{_lost(f.transcript.lifecycle)}"
+            f"{_how_closed(f.transcript.lifecycle)} instead of letting it finish."
+            f"{_lost(f.transcript.lifecycle)}"
         ),
         lambda f, t: (
-            "Give old connections time to finish after a reload: "
+            (f"Its documentation: {drains}. " if (drains := _reload_directive(t, "drains")) else "")
+            + "Give old connections time to finish after a reload: "
             + (_reload_directive(t, "directive") or "the proxy's shutdown timeout for old workers")
             + ". And make clients reconnect on close (websockets: async for websocket in connect(uri))."
         ),

