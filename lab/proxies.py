@@ -402,17 +402,24 @@ REGISTRY: dict[str, ProxyKind] = {
             image="varnish:7.1",
             executable="varnishd",
             # -j none: no privilege drop, so the config may sit in a private (0700) folder.
+            # -T on a loopback port the kernel picks: varnishadm -n finds it (and the secret varnishd
+            # writes into its workdir) for the lifecycle suite's reload.
             argv="{binary} -F -j none -f {config} -a {listen_host}:{listen_port} -n {run_dir}/varnish"
-            " -P {run_dir}/varnishd.pid -T none -s malloc,16m",
+            " -P {run_dir}/varnishd.pid -T 127.0.0.1:0 -s malloc,16m",
             version_argv="{binary} -V",
             version_pattern=r"varnish-(\S+)",
             install_hint="apt-get install varnish",
             reload=Reload(
                 signal=None,
-                how="varnishadm vcl.load NAME FILE, then vcl.use NAME",
+                # A new name each time ($$, the shell's pid): vcl.load refuses a name already loaded.
+                argv="sh -c 'varnishadm -n {run_dir}/varnish vcl.load wslab$$ {config}"
+                " && varnishadm -n {run_dir}/varnish vcl.use wslab$$'",
+                how="varnishadm vcl.load NAME FILE, then vcl.use NAME (the management CLI on a "
+                "loopback port)",
                 source="https://varnish-cache.org/docs/7.1/users-guide/run_cli.html",
-                unsupported="not supported here: the lab runs varnishd with -T none (no management "
-                "CLI for varnishadm to reach)",
+                drains="vcl.use switches new requests to the new VCL at once; requests already under "
+                "way (a piped WebSocket is one) keep the VCL they started with "
+                "(https://varnish-cache.org/docs/7.1/reference/varnish-cli.html)",
             ),
             startup_timeout=20.0,
             # The manager listens before its worker can answer.

@@ -128,21 +128,25 @@ def test_reloads_and_restarts_through_real_proxies_do_what_their_docs_say(tmp_pa
         assert closes[0]["code"] == 1001 and closes[0]["closed_by"] == "server"
 
 
-def test_caddy_closes_websockets_on_reload_unless_stream_close_delay(tmp_path: Path) -> None:
+def test_reload_commands_caddy_closes_and_varnish_keeps(tmp_path: Path) -> None:
     """caddy reload unloads the old config and, with it, the streams it proxied (1001 from Caddy
-    at once); caddy-websocket's stream_close_delay 5m keeps the open WebSocket."""
-    if REGISTRY["caddy"].locate() is None:
-        pytest.skip("caddy is not installed")
-    cells = _cells(_run(tmp_path, "caddy-default", "caddy-websocket"))
+    at once); caddy-websocket's stream_close_delay 5m keeps the open WebSocket. Varnish's
+    vcl.load + vcl.use leaves a piped WebSocket on the VCL it started with."""
+    for kind in ("caddy", "varnish"):
+        if REGISTRY[kind].locate() is None:
+            pytest.skip(f"{kind} is not installed")
+    cells = _cells(_run(tmp_path, "caddy-default", "caddy-websocket", "varnish-websocket"))
     closed = cells[("caddy-default", "proxy-reload")]
     life = closed["client"]["lifecycle"]
     assert closed["outcome"] == "fail" and life["code"] == 1001 and life["close_frame_received"]
     assert life["closed_after"] < 1 and life["new_connection"]["opened"]
     assert closed["diagnosis"]["rule"] == "reload-closed-websocket"
     assert "stream_close_delay" in closed["diagnosis"]["fix"]
-    kept = cells[("caddy-websocket", "proxy-reload")]
-    assert kept["outcome"] == "pass", kept["checks"]
-    assert kept["client"]["lifecycle"]["survived"]
+    for name in ("caddy-websocket", "varnish-websocket"):
+        kept = cells[(name, "proxy-reload")]
+        assert kept["outcome"] == "pass", kept["checks"]
+        assert kept["client"]["lifecycle"]["survived"], name
+        assert kept["client"]["lifecycle"]["new_connection"]["opened"], name
 
 
 def test_graceful_restarts_that_stop_accepting_are_diagnosed(tmp_path: Path) -> None:
