@@ -44,6 +44,8 @@ from .records import (
     Connection,
     FaultRecord,
     Hold,
+    Lifecycle,
+    LifecycleEvent,
     RequestHead,
     ResponseHead,
     Step,
@@ -104,6 +106,24 @@ def _fill(header: str, endpoint: Endpoint, key: str, environment: Mapping[str, s
     return name, _expand(value, environment)
 
 
+def _landed(record: Lifecycle) -> int | None:
+    """The instance a client reached after the event: the new client's, else the reconnection's."""
+    fresh, again = record.new_connection, record.reconnect
+    if fresh is not None and fresh.opened:
+        return fresh.instance
+    return again.instance if again is not None else None
+
+
+async def _closed_within(websocket: ClientConnection, seconds: float) -> float | None:
+    """Wait up to ``seconds`` for the connection to close: when it did (``time.monotonic()``),
+    or None if it is still open."""
+    try:
+        await asyncio.wait_for(websocket.wait_closed(), max(0.0, seconds))
+    except TimeoutError:
+        return None
+    return time.monotonic()
+
+
 def _new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
@@ -130,6 +150,7 @@ class Client:
         gate: HandshakeGate | None = None,
         hops: Mapping[str, int] | None = None,
         cause_event: CauseEvent | None = None,
+        event_waits: float = 0.0,
         server_answer: ServerAnswer | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -144,6 +165,9 @@ class Client:
         """The faults this cell has on now, with their records."""
         self.cause_event = cause_event
         """How the ``event`` step has the lab cause its event (a proxy reload...); None: it cannot."""
+        self.event_waits = event_waits
+        """Seconds of this run the event steps wait on the topology's own limits (a redeploy's
+        grace period, a scale to zero's idle time: wslab.lifecycle.waits, scaled)."""
         self.connect_path = "/"
         """The path the ``connect`` step opened, where a reconnecting client goes back to."""
         self.environment = environment or {}
@@ -222,7 +246,7 @@ class Client:
         if action == "hold":
             return float(argument["seconds"]) * self.time_scale + self.step_timeout
         if action == "event":
-            return event_seconds(argument) + 2 * self.step_timeout
+            return event_seconds(argument) + 1.5 * self.event_waits + 2 * self.step_timeout
         if action.startswith("browser_"):
             # The page load, the wait for Chromium's own follow-ups, and the tab's setup.
             return 2 * self.step_timeout + FAVICON_WAIT
@@ -507,27 +531,23 @@ class Client:
 
     async def _event(self, argument: dict[str, Any]) -> str:
         """Keep numbered messages crossing, have the lab cause the event after ``after`` seconds,
-        watch the connection ``watch`` seconds, and time a reconnection if it closed."""
+        watch the connection ``watch`` seconds (and until a redeployed instance is gone), and time
+        a reconnection if it closed. A scale to zero is watched in silence (:meth:`_quiet_event`)."""
         websocket = self._open
         if self.cause_event is None:
             raise StepFailed("this run cannot cause lifecycle events")
+        if argument["cause"] == "scale-to-zero":
+            return await self._quiet_event(argument)
         traffic = Traffic(websocket, float(argument.get("every", 0.1)))
         traffic.start()
         await asyncio.sleep(float(argument.get("after", 1)))
         event_at = time.monotonic()
-        try:
-            event = await self.cause_event(argument["cause"], argument)
-        except EventFailed as error:
-            await traffic.stop(0)
-            raise StepFailed(str(error)) from None
-        except BaseException:
-            await traffic.stop(0)
-            raise
+        event = await self._cause(argument, traffic)
         watch = float(argument.get("watch", 3))
-        url = self.endpoint.ws_url(self._target(self.connect_path))
-        tls = {"ssl": self.endpoint.tls} if self.endpoint.tls else {}
+        url, tls = self._url()
+        # Halfway through the base watch: a redeployed old instance still holds its connections.
         second = asyncio.ensure_future(new_connection(url, event_at, watch / 2, watch / 2, **tls))
-        await traffic.wait_closed(event_at + watch - time.monotonic())
+        await traffic.wait_closed(event_at + watch + (event.ends_after or 0) - time.monotonic())
         await traffic.stop(drain=self.step_timeout / 5)
         closed_at = traffic.closed_at
         if closed_at is None and websocket.close_code is not None:  # closed while draining
@@ -542,11 +562,62 @@ class Client:
                 record.reconnect = await reconnect(url, budget, **tls)
                 if record.reconnect.back_after is not None:  # counted from the close, not the retry
                     record.reconnect.back_after = round(record.reconnect.back_after + since_close, 3)
+        record.instance_after = _landed(record)
         self.transcript.lifecycle = record
         if record.survived:
             echoes = record.echoed_after_event
             return f"{event.cause}: still open after {record.watched:.1f} s, {echoes} echoes since"
         return f"{event.cause}: closed {record.closed_after} s after it, code {record.code}"
+
+    async def _cause(self, argument: dict[str, Any], traffic: Traffic | None) -> LifecycleEvent:
+        """Have the lab cause the step's event; a failure stops the traffic and fails the step."""
+        assert self.cause_event is not None
+        try:
+            return await self.cause_event(argument["cause"], argument)
+        except EventFailed as error:
+            if traffic is not None:
+                await traffic.stop(0)
+            raise StepFailed(str(error)) from None
+        except BaseException:
+            if traffic is not None:
+                await traffic.stop(0)
+            raise
+
+    def _url(self) -> tuple[str, dict[str, Any]]:
+        """Where a new or reconnecting client goes (the ``connect`` step's path), and its TLS."""
+        url = self.endpoint.ws_url(self._target(self.connect_path))
+        return url, {"ssl": self.endpoint.tls} if self.endpoint.tls else {}
+
+    async def _quiet_event(self, argument: dict[str, Any]) -> str:
+        """Scale to zero: keep the WebSocket quiet past the idle time, then see whether it still
+        echoes; close it, let the idle time pass again, and open a new one: a cold start lands
+        on a new instance."""
+        websocket = self._open
+        await asyncio.sleep(float(argument.get("after", 1)))
+        event_at = time.monotonic()
+        event = await self._cause(argument, None)
+        idle = event.ends_after or 0
+        past = idle + max(0.5, idle / 10)  # the autoscaler looks every idle/20 s, at most 0.1 s
+        closed_at = await _closed_within(websocket, event_at + past - time.monotonic())
+        traffic = Traffic(websocket, float(argument.get("watch", 3)))
+        traffic.start()
+        await traffic.wait_closed(float(argument.get("watch", 3)))
+        await traffic.stop(drain=self.step_timeout / 5)
+        closed_at = closed_at or traffic.closed_at
+        record = lifecycle_record(event, traffic, websocket, event_at, time.monotonic() - event_at, closed_at)
+        if closed_at is None:
+            await websocket.close()
+        else:
+            self.transcript.close = self._close_record()
+        url, tls = self._url()
+        delay = time.monotonic() - event_at + past
+        record.new_connection = await new_connection(
+            url, event_at, delay, float(argument.get("watch", 3)), **tls
+        )
+        record.instance_after = _landed(record)
+        self.transcript.lifecycle = record
+        kept = "kept" if record.survived else f"closed {record.closed_after} s in, code {record.code}"
+        return f"scale-to-zero: {kept}; the next client landed on instance {record.instance_after}"
 
     async def _idle(self, argument: float) -> str:
         try:

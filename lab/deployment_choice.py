@@ -59,12 +59,16 @@ LIFECYCLE_SUITE = "lifecycle"
 FAULTS_SUITE = "faults"
 LIFECYCLE_ROWS = {
     "proxy-reload": "survives proxy reload",
+    "redeploy-no-sigterm": "redeploy behaviour",
+    "scale-to-zero": "scale to zero",
     "stall-proxy-server": "under a network stall",
 }
 """The lifecycle and fault scenarios (scenarios/lifecycle.yaml, faults.yaml) compare plays, and
 their rows, read from measured cells. Not server-restart: its reconnection time follows
 websockets' randomised backoff, so the page would change from run to run (`wslab run --suite
-lifecycle` shows it)."""
+lifecycle` shows it). The redeploy row is the app without a SIGTERM handler: when the platform's
+SIGKILL cuts it (its grace period) is what tells platforms apart; with a handler every one gives
+1001 at once."""
 
 ROW_CLIENTS = "real WebSocket clients"
 TRAFFIC_ROWS = {
@@ -137,6 +141,8 @@ class Event:
         """'kept [measured]', or on an emulation 'kept, on the emulation [assumed]'."""
         if self.cell.outcome in (Outcome.NOT_MEASURED, Outcome.UNAVAILABLE):
             return "not measured here"
+        if self.cell.outcome == Outcome.NOT_APPLICABLE:
+            return "n/a"
         if self.cell.outcome == Outcome.BLOCKED:
             return f"{self.cell.summary}: no WebSocket"
         if self.assumed:
@@ -319,6 +325,18 @@ def _find(result: Run | None, topology: str, scenario: str) -> Cell | None:
     return next((c for c in result.cells if c.topology == topology and c.scenario == scenario), None)
 
 
+def _assumed(role: str, cell: Cell) -> bool:
+    """Whether a lifecycle cell on this option holds for the platform only by assumption: a
+    reload standing for the platform's redeploy, or an event timed by a figure the profile
+    assumes (its source says 'assumption'). A stall meets the emulation's documented idle limit."""
+    if role != "platform" or cell.suite != LIFECYCLE_SUITE:
+        return False
+    life = cell.client.lifecycle if cell.client is not None else None
+    if life is None:
+        return cell.scenario == "proxy-reload"
+    return bool(life.event.assumption) or life.event.source.startswith("assumption")
+
+
 def summarise(
     result: Run, fixed: Run | None, topology: str, carries: bool | None = None, fixes: list[str] | None = None
 ) -> Option:
@@ -343,9 +361,7 @@ def summarise(
         for scenario in LIMIT_ROWS
     }
     events = {
-        # A stall meets the emulation's idle limit, which its profile documents; a reload stands
-        # for the platform's redeploy only by assumption.
-        scenario: Event(seen, assumed=meta.role == "platform" and cell.suite == LIFECYCLE_SUITE)
+        scenario: Event(seen, assumed=_assumed(meta.role, cell))
         for scenario in LIFECYCLE_ROWS
         if (seen := _seen(cell := _find(result, topology, scenario))) is not None and cell is not None
     }

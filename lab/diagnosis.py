@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .evidence import Evidence
-from .fixes import PROCESS_REQUEST_FIX
+from .fixes import PROCESS_REQUEST_FIX, SIGTERM_PROGRAM
+from .lifecycle import grace_of
 from .proxies import REGISTRY
 from .records import Check, ClientKind, Diagnosis, FaultRecord, Hold, Lifecycle, header_tokens
-from .topology import Topology
+from .topology import INSTANCE_LIMITS, Topology, cutting_limit
 
 GENERIC_PROXY_FIX = (
     "Configure the proxy to forward the WebSocket upgrade over HTTP/1.1: pass the client's "
@@ -98,13 +99,11 @@ def _cut(facts: Evidence) -> Hold | None:
 
 
 def _limits(topology: Topology) -> str:
-    if not topology.parameters:
+    """The topology's limits on a connection (how it ends an instance is another matter)."""
+    limits = [p for p in topology.parameters if p.limit not in INSTANCE_LIMITS]
+    if not limits:
         return " This topology configures no such limit itself."
-    return (
-        " Configured: "
-        + "; ".join(f"{p.name} = {p.seconds:g} s ({p.source})" for p in topology.parameters)
-        + "."
-    )
+    return " Configured: " + "; ".join(f"{p.name} = {p.seconds:g} s ({p.source})" for p in limits) + "."
 
 
 def _ended(facts: Evidence) -> str:
@@ -207,6 +206,60 @@ def _reload_directive(topology: Topology, field: str) -> str:
     return getattr(reload, field) if reload is not None else ""
 
 
+def _replaced(facts: Evidence) -> Lifecycle | None:
+    """The event step's record, if a redeploy or an instance replacement ended its instance."""
+    return _life(facts, "redeploy") or _life(facts, "instance-replacement")
+
+
+def _grace(topology: Topology) -> str:
+    """The topology's grace period between SIGTERM and SIGKILL, with its source."""
+    grace = grace_of(topology)
+    if grace is None:
+        return "the platform's grace period"
+    return f"{grace.seconds:g} s between SIGTERM and SIGKILL ({grace.source})"
+
+
+def _sigterm_cause(facts: Evidence) -> str:
+    record = facts.transcript.lifecycle
+    assert record is not None
+    return (
+        f"The {record.event.cause} ended the connection's instance ({record.event.how}); the "
+        f"connection ended {_how_closed(record)}. The app did not close it on SIGTERM, so it lived "
+        f"until the SIGKILL.{_lost(record)}"
+    )
+
+
+def _sigterm_fix(facts: Evidence, topology: Topology) -> str:
+    return (
+        f"Handle SIGTERM in the app and close every connection with 1001 Going Away; the platform "
+        f"gives {_grace(topology)}, then SIGKILL cuts what is left. With websockets:\n\n"
+        f"{SIGTERM_PROGRAM}\nRun the server itself as the container's command (exec form), not "
+        "under a shell that swallows the signal, and make clients reconnect on close "
+        "(async for websocket in connect(uri))."
+    )
+
+
+def _quiet_cut_cause(facts: Evidence) -> str:
+    record = facts.transcript.lifecycle
+    assert record is not None
+    return (
+        f"The quiet WebSocket was closed {_how_closed(record)}, before the instance could scale to "
+        f"zero ({record.event.ends_after} s with no request in progress, in this run): an open "
+        "WebSocket is a request in progress and keeps its instance, so the scale to zero did not "
+        "close it."
+    )
+
+
+def _quiet_cut_fix(facts: Evidence, topology: Topology) -> str:
+    cut = cutting_limit(topology.parameters, float("inf"), None)
+    limit = f"its {cut[0].name} ({cut[0].seconds:g} s, {cut[0].limit})" if cut else "a limit on the path"
+    return (
+        f"What closed it is {limit}. "
+        + (topology.websocket_fix or "Raise that limit or have clients reconnect on close.")
+        + " An open WebSocket keeps the instance active, and billed, while it is open."
+    )
+
+
 LIFECYCLE_RULES: list[Rule] = [
     Rule(
         "reload-closed-websocket",
@@ -278,6 +331,20 @@ LIFECYCLE_RULES: list[Rule] = [
             "health-check interval before sending traffic again (HAProxy check inter, nginx "
             "max_fails/fail_timeout, lighttpd's gw-server re-enable)."
         ),
+    ),
+    Rule(
+        "redeploy-cut-without-close",
+        lambda f: (
+            (r := _replaced(f)) is not None and r.closed_after is not None and not r.close_frame_received
+        ),
+        _sigterm_cause,
+        _sigterm_fix,
+    ),
+    Rule(
+        "scale-to-zero-closed-quiet-connection",
+        lambda f: (r := _life(f, "scale-to-zero")) is not None and r.closed_after is not None,
+        _quiet_cut_cause,
+        _quiet_cut_fix,
     ),
 ]
 """Outcomes of the lifecycle suite's events (lab/lifecycle.py), before the general rules."""

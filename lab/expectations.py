@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .evidence import Evidence
-from .records import Check, header_value
+from .records import Check, Lifecycle, header_value
 from .scenario import OPENING_STEPS
 
 
@@ -162,7 +162,21 @@ def _lifecycle_checks(expect: dict[str, Any], evidence: Evidence) -> list[Check]
                 ok=expect["reconnects"] == back,
             )
         )
+    if "new_instance" in expect:
+        checks.append(_new_instance_check(expect["new_instance"], record))
     return checks
+
+
+def _new_instance_check(wanted: bool, record: Lifecycle | None) -> Check:
+    """Whether the client after the event landed on another instance than the watched one."""
+    before = record.instance_before if record is not None else None
+    after = record.instance_after if record is not None else None
+    if before is None or after is None:
+        actual = "no instance named (the server behind is not the lab's probe server, or no client got in)"
+    else:
+        actual = f"instance {before} before, {after} after"
+    moved = before is not None and after is not None and before != after
+    return Check(name="new_instance", expected=wanted, actual=actual, ok=wanted == moved)
 
 
 def evaluate(expect: dict[str, Any], evidence: Evidence) -> list[Check]:

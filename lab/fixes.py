@@ -177,6 +177,30 @@ LEGACY = Api(
 )
 APIS = {api.id: api for api in (ASYNCIO, SYNC, LEGACY)}
 
+SIGTERM_PROGRAM = """\
+import asyncio
+import signal
+
+from websockets.asyncio.server import serve
+
+
+async def handler(websocket):  # your handler
+    async for message in websocket:
+        await websocket.send(message)
+
+
+async def main():
+    async with serve(handler, "0.0.0.0", 8080) as server:
+        # On SIGTERM, close(): stop accepting, close every connection with 1001 Going Away.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.close)
+        await server.wait_closed()
+
+
+asyncio.run(main())
+"""
+"""A websockets server that handles SIGTERM as a platform's redeploy expects: every client gets
+1001 Going Away at once, not 1006 at the SIGKILL (the lifecycle suite's redeploy rules)."""
+
 PROCESS_REQUEST_FIX = (
     "Answer requests that do not ask for a WebSocket before websockets checks the upgrade, in "
     "process_request. A complete program for websockets' new asyncio API (websockets.serve since "

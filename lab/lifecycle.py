@@ -9,6 +9,20 @@ closed, times how long websockets' reconnecting ``connect`` iterator takes to be
   it (Envoy without hot restart, Varnish without its CLI...) is "not measured", never faked.
 - ``server-restart``: the server behind the proxy stops as a SIGTERM'd websockets server does
   (every connection closed with 1001 Going Away), stays down a while and listens again.
+- ``redeploy``: the app is redeployed as the platform documents it: a new instance takes new
+  connections on the same port at once; the old one keeps its connections for the platform's
+  shutdown delay, gets SIGTERM, and SIGKILL after its grace period. An app that handles SIGTERM
+  (``handles_sigterm``, as websockets' ``serve()`` with a signal handler does) closes them with
+  1001; one that does not (PID 1 in a container without a handler ignores SIGTERM) is cut at the
+  SIGKILL without a close frame: 1006.
+- ``instance-replacement``: the platform moves a running instance (maintenance, a daily restart):
+  the same mechanism as a redeploy, with no config change, on platforms only.
+- ``scale-to-zero``: on a platform that scales to zero, the instance is removed once no request
+  has been in progress for its idle time; an open WebSocket is a request in progress and keeps
+  it. The client stays quiet past that time, then a new client after zero lands on a new instance.
+
+Every wait of the last three is the topology's ``shutdown-delay``, ``shutdown-grace`` and
+``idle-to-zero`` parameters (each with its source), scaled as the run's other limits are.
 
 A later ``fault`` step (network faults) can reuse :class:`Traffic` and :func:`reconnect`.
 """
@@ -26,7 +40,7 @@ from websockets.asyncio.client import ClientConnection, connect, process_excepti
 
 from .proxies import REGISTRY, Reload
 from .records import Lifecycle, LifecycleEvent, NewConnection, Reconnect, Sequenced
-from .topology import Topology
+from .topology import Parameter, Topology
 
 if TYPE_CHECKING:
     from .backends import Deployment
@@ -40,9 +54,55 @@ WEBSOCKETS_SHUTDOWN = (
     "(exiting serve() on SIGTERM closes every connection with 1001 Going Away)"
 )
 """The source of the server-restart event."""
+INSTANCE_HEADER = "X-Wslab-Instance"
+"""The probe server names the app instance that accepted a connection in this response header."""
+SELF_HOSTED_GRACE = Parameter(
+    "shutdown_grace",
+    90,
+    "assumption: a self-hosted app stopped by systemd, whose default stop timeout "
+    "(DefaultTimeoutStopSec) is 90 s between SIGTERM and SIGKILL [DOC] "
+    "https://www.freedesktop.org/software/systemd/man/latest/systemd-system.conf.html",
+    "shutdown-grace",
+)
+"""The grace period of a topology that declares none: a self-hosted server under systemd."""
+NO_SIGTERM_HANDLER = (
+    "https://man7.org/linux/man-pages/man7/pid_namespaces.7.html: PID 1 of a container gets only the "
+    "signals it has a handler for, so an app without a SIGTERM handler runs on until SIGKILL"
+)
+"""Why an app that does not handle SIGTERM keeps its connections until the SIGKILL."""
+REPLACED = ("redeploy", "instance-replacement")
+"""The causes that start a new instance while the old one ends (the same mechanism)."""
 
 CauseEvent = Callable[[str, dict[str, Any]], Awaitable[LifecycleEvent]]
 """What the client calls to have the lab cause an event: (cause, the step's argument)."""
+
+
+def lifecycle_limit(topology: Topology, kind: str) -> Parameter | None:
+    """The topology's parameter of this kind (``shutdown-delay``, ``shutdown-grace``,
+    ``idle-to-zero``), if it declares one."""
+    return next((p for p in topology.parameters if p.limit == kind), None)
+
+
+def grace_of(topology: Topology) -> Parameter | None:
+    """Seconds from SIGTERM to SIGKILL: the topology's own, or a self-hosted server's systemd
+    default; None for a platform that declares none (it runs no app instance)."""
+    grace = lifecycle_limit(topology, "shutdown-grace")
+    if grace is None and topology.role != "platform":
+        return SELF_HOSTED_GRACE
+    return grace
+
+
+def waits(cause: str, topology: Topology) -> float:
+    """Faithful seconds an event of this cause waits on the topology's own limits (the run
+    scales them): a redeploy's delay and grace; twice the idle time for a scale to zero (once
+    with the WebSocket open, once after it closed)."""
+    if cause in REPLACED:
+        delay = lifecycle_limit(topology, "shutdown-delay")
+        grace = grace_of(topology)
+        return (delay.seconds if delay else 0) + (grace.seconds if grace else 0)
+    if cause == "scale-to-zero" and (idle := lifecycle_limit(topology, "idle-to-zero")) is not None:
+        return 2 * idle.seconds
+    return 0.0
 
 
 def event_seconds(argument: dict[str, Any]) -> float:
@@ -77,12 +137,36 @@ def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"
         if reload.signal is None and not reload.argv:
             return f"{topology.proxy}: {reload.unsupported} ({reload.how}: {reload.source})"
+    if cause in REPLACED and grace_of(topology) is None:
+        return f"{NOT_APPLICABLE} {topology.name} runs no app instance to stop (no shutdown_grace)"
+    if cause == "instance-replacement" and replacement_source(topology) is None:
+        if topology.role != "platform":
+            return f"{NOT_APPLICABLE} no platform moves a self-hosted server's instance (a redeploy is yours)"
+        return f"{NOT_APPLICABLE} {topology.name} moves no app instance: the server behind it is yours"
+    if cause == "scale-to-zero":
+        return _no_zero(topology)
     return None
 
 
-def assumption(topology: Topology, cause: str) -> str:
-    """What emulating the event on this topology assumes ('' for a self-hosted proxy)."""
+def _no_zero(topology: Topology) -> str | None:
+    """Why the topology cannot scale to zero (its scale_to_zero fact, or none), or None."""
+    fact = next((f for f in topology.facts if f.name == "scale_to_zero"), None)
+    if fact is not None and fact.holds and lifecycle_limit(topology, "idle-to-zero") is not None:
+        return None
+    if fact is not None and fact.holds is False:
+        name = topology.platform or topology.name
+        return f"{NOT_APPLICABLE} {name} does not scale to zero ({fact.value}: {fact.source})"
     if topology.role != "platform":
+        return f"{NOT_APPLICABLE} a self-hosted server runs until you stop it: nothing scales it to zero"
+    if fact is not None and fact.holds:
+        return f"{NOT_APPLICABLE} {topology.name} stops ({fact.value}), after no documented idle time"
+    return f"{NOT_APPLICABLE} {topology.name} is not modelled as scaling to zero (no scale_to_zero fact)"
+
+
+def assumption(topology: Topology, cause: str) -> str:
+    """What emulating the event on this topology assumes ('' for a self-hosted proxy, and for the
+    causes whose timing is the topology's own parameters: their sources say how they are known)."""
+    if topology.role != "platform" or cause in (*REPLACED, "scale-to-zero"):
         return ""
     what = "redeploy or edge config change" if cause == "proxy-reload" else "app instance restart"
     return (
@@ -152,6 +236,13 @@ class Traffic:
                 self.echoed[int(message[len(SEQ_PREFIX) :])] = time.monotonic()
 
 
+def instance_of(websocket: ClientConnection) -> int | None:
+    """The app instance that accepted the connection, as the probe server named it (None: the
+    server behind says nothing, e.g. a user's app)."""
+    value = websocket.response.headers.get(INSTANCE_HEADER) if websocket.response is not None else None
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def lifecycle_record(
     event: LifecycleEvent,
     traffic: Traffic,
@@ -192,6 +283,7 @@ def lifecycle_record(
         sent_after_event=len(after),
         echoed_after_event=len(after & traffic.echoed.keys()),
         messages=messages[-KEPT_MESSAGES:],
+        instance_before=instance_of(websocket),
     )
 
 
@@ -203,8 +295,8 @@ async def new_connection(
     await asyncio.sleep(max(0.0, event_at + delay - time.monotonic()))
     started = time.monotonic()
     try:
-        async with connect(url, open_timeout=timeout, proxy=None, **options):
-            pass
+        async with connect(url, open_timeout=timeout, proxy=None, **options) as websocket:
+            instance = instance_of(websocket)
     except (TimeoutError, OSError, websockets.WebSocketException) as exc:
         error = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         return NewConnection(
@@ -214,7 +306,10 @@ async def new_connection(
             error=error,
         )
     return NewConnection(
-        at=round(started - event_at, 3), opened=True, took=round(time.monotonic() - started, 3)
+        at=round(started - event_at, 3),
+        opened=True,
+        took=round(time.monotonic() - started, 3),
+        instance=instance,
     )
 
 
@@ -224,6 +319,7 @@ async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
     started = time.monotonic()
     attempts = 0
     last_error: list[str] = []
+    landed: list[int | None] = [None]
 
     def count(exc: Exception) -> Exception | None:
         nonlocal attempts
@@ -237,6 +333,7 @@ async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
             url, process_exception=count, open_timeout=budget, proxy=None, **options
         ):
             attempts += 1
+            landed[0] = instance_of(websocket)
             await websocket.close()
             return
 
@@ -249,17 +346,22 @@ async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
         back_after=round(time.monotonic() - started, 3),
         attempts=attempts,
         error=last_error[0] if last_error else None,
+        instance=landed[0],
     )
 
 
 class EventBackend(Protocol):
-    """What a backend needs to cause lifecycle events (the local backend has both)."""
+    """What a backend needs to cause lifecycle events (the local backend has them)."""
+
+    time_scale: float
 
     async def signal_proxy(self, deployment: Deployment, signal_name: str) -> None: ...
 
     async def reload_by_command(self, deployment: Deployment) -> None: ...
 
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]: ...
+
+    async def command_server(self, command: dict[str, Any], answer: str) -> dict[str, Any]: ...
 
 
 async def cause_on(
@@ -279,6 +381,10 @@ async def cause_on(
         return LifecycleEvent(
             cause="proxy-reload", at=at, how=reload.how, source=reload.source, assumption=emulated
         )
+    if cause in REPLACED:
+        return await _replace(backend, deployment, cause, bool(argument.get("handles_sigterm", True)))
+    if cause == "scale-to-zero":
+        return await _arm_scale_to_zero(backend, deployment)
     down = float(argument.get("down", 0))
     answer = await backend.restart_server(deployment.listener, down)
     if "error" in answer:
@@ -291,6 +397,77 @@ async def cause_on(
         source=WEBSOCKETS_SHUTDOWN,
         assumption=emulated,
         detail=f"the listener stopped at {answer['closed_at']:.3f} and listens again {down:g} s later",
+    )
+
+
+async def _replace(
+    backend: EventBackend, deployment: Deployment, cause: str, handles_sigterm: bool
+) -> LifecycleEvent:
+    """Redeploy the app (or have the platform move its instance) with the topology's shutdown
+    delay and grace period, scaled as the run's limits are."""
+    topology, scale = deployment.topology, backend.time_scale
+    delay = lifecycle_limit(topology, "shutdown-delay")
+    grace = grace_of(topology)
+    assert grace is not None  # unsupported() said so
+    drain = delay.seconds * scale if delay else 0.0
+    answer = await backend.command_server(
+        {
+            "redeploy": deployment.listener,
+            "drain": drain,
+            "grace": grace.seconds * scale,
+            "handles_sigterm": handles_sigterm,
+        },
+        "redeployed",
+    )
+    if "error" in answer:
+        raise EventFailed(f"{cause}: the probe server refused: {answer['error']}")
+    waited = f"{delay.seconds:g} s later " if delay else "at once "
+    app = (
+        "the app handles SIGTERM as websockets' serve() does: 1001 Going Away to each connection"
+        if handles_sigterm
+        else "the app does not handle SIGTERM, so its connections are cut at the SIGKILL, no close frame"
+    )
+    sources = [p.source for p in (delay, grace) if p is not None]
+    if cause == "instance-replacement" and (replaced := replacement_source(topology)) is not None:
+        sources.insert(0, replaced)
+    if not handles_sigterm:
+        sources.append(NO_SIGTERM_HANDLER)
+    return LifecycleEvent(
+        cause=cause,
+        at=answer["at"],
+        how=f"instance {answer['new']} takes new connections on the same port at once; instance "
+        f"{answer['old']} gets SIGTERM {waited}and SIGKILL {grace.seconds:g} s after it "
+        f"(x{scale:g} in this run); {app}",
+        source="; ".join(sources),
+        ends_after=round((delay.seconds if delay else 0) * scale + grace.seconds * scale, 3),
+        detail=f"instance {answer['old']} → {answer['new']}; {answer['open']} connection(s) on the old one",
+    )
+
+
+def replacement_source(topology: Topology) -> str | None:
+    """Where the topology says the platform moves (replaces) instances, with its source or
+    'assumption': its behaviour line that starts with 'Instance replacement' (None: no line)."""
+    return next((b for b in topology.behaviours if b.lower().startswith("instance replacement")), None)
+
+
+async def _arm_scale_to_zero(backend: EventBackend, deployment: Deployment) -> LifecycleEvent:
+    """Arm the probe server's autoscaler with the topology's idle time, scaled."""
+    idle = lifecycle_limit(deployment.topology, "idle-to-zero")
+    assert idle is not None  # unsupported() said so
+    seconds = idle.seconds * backend.time_scale
+    at = time.time()
+    answer = await backend.command_server({"scale_to_zero": deployment.listener, "idle": seconds}, "armed")
+    if "error" in answer:
+        raise EventFailed(f"scale-to-zero: the probe server refused: {answer['error']}")
+    return LifecycleEvent(
+        cause="scale-to-zero",
+        at=at,
+        how=f"the instance is removed once no request has been in progress for {idle.seconds:g} s "
+        f"(x{backend.time_scale:g}: {seconds:g} s in this run); an open WebSocket is a request in "
+        "progress; the next client starts a new instance",
+        source=idle.source,
+        ends_after=round(seconds, 3),
+        detail=f"instance {answer['instance']}, {answer['open']} open connection(s) when it was armed",
     )
 
 

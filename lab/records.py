@@ -79,7 +79,7 @@ STYLES: dict[Outcome, Style] = {
     Outcome.UNAVAILABLE: Style("–", "dim", "unavailable", "unavailable", "unavailable"),
     Outcome.NOT_MEASURED: Style("○", "cyan", "not-measured", "not measured", "not measured in this mode"),
     Outcome.NOT_APPLICABLE: Style(
-        "·", "dim", "not-applicable", "not applicable", "not applicable (needs the lab's probe server)"
+        "·", "dim", "not-applicable", "not applicable", "not applicable here (the cell says why)"
     ),
 }
 """The one symbol and colour table; its order is the legend's."""
@@ -319,7 +319,7 @@ class FaultRecord(Record):
     )
 
 
-EventCause = Literal["proxy-reload", "server-restart"]
+EventCause = Literal["proxy-reload", "server-restart", "redeploy", "instance-replacement", "scale-to-zero"]
 """What the lab does while a WebSocket is open (the ``event`` step; lab/lifecycle.py)."""
 
 
@@ -334,6 +334,11 @@ class LifecycleEvent(Record):
         "", description="what the lab assumes in emulating it (a platform's redeploy as a proxy reload)"
     )
     detail: str = Field("", description="what the lab saw while causing it (a restarted listener's downtime)")
+    ends_after: float | None = Field(
+        None,
+        description="seconds of this run from the event until the old instance is surely gone (a redeploy's "
+        "drain and grace; a scale to zero's idle time); null: at once",
+    )
 
 
 class Sequenced(Record):
@@ -352,6 +357,7 @@ class Reconnect(Record):
     )
     attempts: int = Field(description="connection attempts, the successful one included")
     error: str | None = Field(None, description="the last failed attempt's error")
+    instance: int | None = Field(None, description="the app instance it landed on (X-Wslab-Instance)")
 
 
 class NewConnection(Record):
@@ -361,6 +367,7 @@ class NewConnection(Record):
     opened: bool
     took: float = Field(description="seconds its opening handshake took, or until it failed")
     error: str | None = None
+    instance: int | None = Field(None, description="the app instance it landed on (X-Wslab-Instance)")
 
 
 class Lifecycle(Record):
@@ -386,6 +393,12 @@ class Lifecycle(Record):
     reconnect: Reconnect | None = Field(None, description="when the scenario reconnects after a close")
     new_connection: NewConnection | None = Field(
         None, description="whether a new client could connect halfway through the watch"
+    )
+    instance_before: int | None = Field(
+        None, description="the app instance the connection was on (X-Wslab-Instance; null: not said)"
+    )
+    instance_after: int | None = Field(
+        None, description="the instance the new client, or else the reconnection, landed on after the event"
     )
 
 
@@ -491,7 +504,11 @@ class Parameter(Record):
     name: str
     seconds: float = Field(description="faithful seconds")
     source: str
-    limit: str = Field("idle", description="what it limits: idle, lifetime, close-delay or handshake")
+    limit: str = Field(
+        "idle",
+        description="what it limits: idle, lifetime, close-delay or handshake; or how an instance ends: "
+        "shutdown-delay, shutdown-grace, idle-to-zero",
+    )
     granularity: float = Field(0.001, description="the smallest step the proxy accepts, in seconds")
 
 

@@ -133,6 +133,10 @@ async def play_cell(
     if scenario.uses_faults and (why := _no_faults(backend, deployment)):
         return _unplayed(deployment, scenario, Outcome.NOT_MEASURED, "not measured", f"not measured: {why}")
     cell_id = None if scenario.exclusive else cell_id or new_cell_id(scenario)
+    # A redeploy's grace period or a scale to zero's idle time: the topology's, scaled.
+    event_waits = (
+        sum(lifecycle.waits(cause, deployment.topology) for cause in scenario.events) * backend.time_scale
+    )
     client = Client(
         deployment.endpoint,
         cell_id,
@@ -143,9 +147,10 @@ async def play_cell(
         deployment.gate,
         hops,
         _event_causer(backend, deployment) if scenario.events else None,
+        event_waits,
         backend.feed.first_report,
     )
-    budget = options.cell_timeout + scenario.duration * backend.time_scale
+    budget = options.cell_timeout + scenario.duration * backend.time_scale + 1.5 * event_waits
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
     async with browser.tab_slot if browser is not None and scenario.uses_browser else nullcontext():
         started = time.time()

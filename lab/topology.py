@@ -43,7 +43,8 @@ class Parameter:
     seconds: float
     source: str
     limit: str = "idle"
-    """idle, lifetime, close-delay or handshake (see the topology schema)."""
+    """idle, lifetime, close-delay or handshake; or how the platform ends an instance:
+    shutdown-delay, shutdown-grace or idle-to-zero (see the topology schema)."""
     granularity: float = 0.001
     """The smallest step the proxy takes, in seconds."""
 
@@ -66,6 +67,9 @@ class Parameter:
             f"{prefix}_WHOLE_S": str(max(1, round(seconds))),
         }
 
+
+INSTANCE_LIMITS = ("shutdown-delay", "shutdown-grace", "idle-to-zero")
+"""Parameters about how the platform ends an app instance (the lifecycle suite plays them)."""
 
 FACTS = ("scale_to_zero", "cold_start", "several_instances", "cost")
 """The facts a topology may state about the option it models (topology.yaml ``facts:``)."""
@@ -174,10 +178,12 @@ class Topology:
     """What the option is like beyond its time limits, each with how it is known."""
 
     def placeholders(self, scale: float) -> dict[str, str]:
-        """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful)."""
+        """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful). How the
+        platform ends an instance is the probe server's to play, not the proxy's: not here."""
         values: dict[str, str] = {}
         for parameter in self.parameters:
-            values.update(parameter.placeholders(scale))
+            if parameter.limit not in INSTANCE_LIMITS:
+                values.update(parameter.placeholders(scale))
         return values
 
     @property
@@ -254,6 +260,14 @@ def load_topology(folder: Path) -> Topology:
         )
         for name, spec in (meta.get("parameters") or {}).items()
     )
+    for parameter in parameters:
+        if parameter.limit in INSTANCE_LIMITS and SOURCE_TAG.search(parameter.source) is None:
+            raise TopologyError(
+                meta_path,
+                document.line_of(("parameters", parameter.name, "source")),
+                f"parameter {parameter.name} ({parameter.limit}) names no evidence: tag its source "
+                "([DOC], [3P], [INFERRED]...) or say 'assumption'",
+            )
     facts = tuple(
         Fact(name, spec["value"], spec["status"], " ".join(spec["source"].split()), spec.get("holds"))
         for name, spec in (meta.get("facts") or {}).items()

@@ -187,8 +187,10 @@ def lived_through(
     frame: bool = True,
     opened: bool = True,
     back_after: float | None = 0.5,
+    instances: tuple[int | None, int | None] = (None, None),
 ) -> Evidence:
-    """A cell whose event step saw ``cause``: kept open (``closed_after`` None) or closed."""
+    """A cell whose event step saw ``cause``: kept open (``closed_after`` None) or closed;
+    ``instances``: the app instance before the event and the one reached after it."""
     from wslab.records import Lifecycle, LifecycleEvent, NewConnection, Reconnect
 
     closed = closed_after is not None
@@ -209,6 +211,8 @@ def lived_through(
         echoed_after_event=13 if closed else 15,
         reconnect=Reconnect(back_after=back_after, attempts=2) if closed else None,
         new_connection=NewConnection(at=1.0, opened=opened, took=0.01, error=None if opened else "timed out"),
+        instance_before=instances[0],
+        instance_after=instances[1],
     )
     script = transcript(request(UPGRADE), 101)
     script.upgraded = True

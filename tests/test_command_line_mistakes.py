@@ -13,11 +13,14 @@ import pytest
 
 from wslab.cli import main
 
-SCRATCH = Path(tempfile.gettempdir())
 
-
-def scratch_folders() -> set[Path]:
-    return set(SCRATCH.glob("wslab-*"))
+def private_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of this test's own for everything tempfile makes: another run on the
+    machine (a person's, a helper's) cannot put a folder there."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return scratch
 
 
 @pytest.mark.fast
@@ -63,15 +66,19 @@ def scratch_folders() -> set[Path]:
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_leaves_nothing(
-    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "EMPTY").mkdir()
     args = [str(tmp_path / "EMPTY") if arg == "EMPTY" else arg for arg in args]
-    before = scratch_folders()
+    scratch = private_scratch(tmp_path, monkeypatch)
     assert main(args) == 2
     out, err = capsys.readouterr()
     assert message in err and err.count("\n") == 1, err
-    assert scratch_folders() == before, "a temporary run folder was left behind"
+    assert list(scratch.iterdir()) == [], "a temporary run folder was left behind"
 
 
 @pytest.mark.fast

@@ -51,6 +51,10 @@ CASES: dict[str, Evidence] = {
     "reload-refused-new-connections": lived_through(opened=False),
     "restart-close-without-frame": lived_through("server-restart", closed_after=0.01, code=1006, frame=False),
     "restart-not-back": lived_through("server-restart", closed_after=0.01, code=1001, back_after=None),
+    "redeploy-cut-without-close": lived_through("redeploy", closed_after=1.8, code=1006, frame=False),
+    "scale-to-zero-closed-quiet-connection": lived_through(
+        "scale-to-zero", closed_after=6.0, code=1006, frame=False
+    ),
     "stall-idle-timeout": stalled(closed_after=1.2),
     "timeout": evidence(
         transcript(request(UPGRADE), None, timed_out=True, error="raw: no answer within 5 s")

@@ -28,6 +28,10 @@ def test_the_lifecycle_suite_loads_and_is_not_a_default_suite() -> None:
     assert {s.id: s.events for s in scenarios} == {
         "proxy-reload": ["proxy-reload"],
         "server-restart": ["server-restart"],
+        "redeploy": ["redeploy"],
+        "redeploy-no-sigterm": ["redeploy"],
+        "instance-replacement": ["instance-replacement"],
+        "scale-to-zero": ["scale-to-zero"],
     }
     assert all(s.exclusive and s.needs_probe_server for s in scenarios)
     assert "lifecycle" not in {s.suite for s in load_scenarios()}
@@ -179,3 +183,149 @@ def test_compare_has_a_reload_row_from_measured_cells() -> None:
     assert Event(Seen(Outcome.PASS, "kept"), assumed=False).text() == "kept [measured]"
     assert "[assumed]" in Event(Seen(Outcome.PASS, "kept"), assumed=True).text()
     assert Event(Seen(Outcome.NOT_MEASURED, "not here"), assumed=False).text() == "not measured here"
+
+
+def _platform(name: str) -> Topology:
+    from wslab.topology import load_topologies
+
+    return load_topologies()[name]
+
+
+@pytest.mark.fast
+def test_each_platform_states_how_it_ends_an_instance_with_its_source() -> None:
+    from wslab.lifecycle import grace_of, lifecycle_limit, waits
+
+    graces = {name: grace_of(_platform(name)) for name in ("cloudrun", "heroku", "fly", "render", "direct")}
+    assert {name: g.seconds for name, g in graces.items() if g} == {
+        "cloudrun": 10,
+        "heroku": 30,
+        "fly": 5,
+        "render": 30,
+        "direct": 90,
+    }
+    assert graces["cloudrun"] is not None and graces["cloudrun"].source.startswith("[DOC]")
+    assert graces["direct"] is not None and graces["direct"].source.startswith("assumption")
+    render = _platform("render")
+    assert waits("redeploy", render) == 90, "Render: SIGTERM 60 s after the cutover, SIGKILL 30 s later"
+    idle = lifecycle_limit(_platform("replit-autoscale"), "idle-to-zero")
+    assert idle is not None and idle.seconds == 900 and waits("scale-to-zero", _platform("cloudrun")) == 1800
+    # The probe server plays these times; the proxies' configs never see them.
+    assert not any("SHUTDOWN" in key or "ZERO" in key for key in render.placeholders(1.0))
+
+
+@pytest.mark.fast
+def test_where_redeploys_replacements_and_scale_to_zero_apply() -> None:
+    for name in ("direct", "nginx-websocket", "cloudrun", "heroku"):
+        assert unsupported("redeploy", _platform(name), "local") is None, name
+    assert "no app instance" in (unsupported("redeploy", _platform("replit-static"), "local") or "")
+    assert unsupported("instance-replacement", _platform("heroku"), "local") is None
+    assert "self-hosted" in (unsupported("instance-replacement", _direct(), "local") or "")
+    assert "yours" in (unsupported("instance-replacement", _platform("aws-alb"), "local") or "")
+    assert unsupported("scale-to-zero", _platform("cloudrun"), "local") is None
+    assert unsupported("scale-to-zero", _platform("replit-autoscale"), "local") is None
+    for name in ("direct", "replit-reserved-vm", "render"):
+        assert (unsupported("scale-to-zero", _platform(name), "local") or "").startswith("not applicable"), (
+            name
+        )
+    assert "compose backend" in (unsupported("redeploy", _platform("cloudrun"), "compose") or "")
+
+
+@pytest.mark.fast
+def test_an_instance_limit_without_evidence_is_refused(tmp_path: Path) -> None:
+    from wslab.errors import TopologyError
+    from wslab.topology import load_topology
+
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "topology.yaml").write_text(
+        "name: bare\ntitle: t\nproxy: none\nrole: platform\nport: 19999\nsummary: s\n"
+        "parameters:\n  shutdown_grace: {seconds: 10, limit: shutdown-grace, source: the vendor says so}\n"
+    )
+    with pytest.raises(TopologyError, match="names no evidence"):
+        load_topology(folder)
+    (folder / "topology.yaml").write_text(
+        (folder / "topology.yaml").read_text().replace("the vendor says so", "'assumption: none found'")
+    )
+    assert load_topology(folder).parameters[0].limit == "shutdown-grace"
+
+
+@pytest.mark.fast
+def test_the_new_instance_check_reads_the_instances() -> None:
+    moved = lived_through("redeploy", closed_after=0.01, code=1001, instances=(2, 3))
+    assert [c.ok for c in evaluate({"new_instance": True, "event_close_code": 1001}, moved)] == [True, True]
+    same = evaluate(
+        {"new_instance": True}, lived_through("redeploy", closed_after=0.01, code=1001, instances=(2, 2))
+    )
+    assert not same[0].ok and same[0].actual == "instance 2 before, 2 after"
+    unnamed = evaluate({"new_instance": True}, lived_through("redeploy", closed_after=0.01, code=1001))
+    assert not unnamed[0].ok and "no instance named" in unnamed[0].actual
+
+
+@pytest.mark.fast
+def test_a_redeploy_cut_without_a_close_frame_names_the_grace_period_and_the_sigterm_fix() -> None:
+    from wslab.diagnosis import diagnose
+
+    cut = lived_through("redeploy", closed_after=0.2, code=1006, frame=False)
+    found = diagnose(cut, _platform("cloudrun"), [])
+    assert found.rule == "redeploy-cut-without-close"
+    assert "10 s between SIGTERM and SIGKILL" in found.fix
+    assert "add_signal_handler(signal.SIGTERM, server.close)" in found.fix
+    quiet = diagnose(
+        lived_through("scale-to-zero", closed_after=6.0, code=1006, frame=False), _platform("cloudrun"), []
+    )
+    assert quiet.rule == "scale-to-zero-closed-quiet-connection" and "request_timeout (300 s" in quiet.fix
+
+
+@pytest.mark.fast
+def test_the_sigterm_program_is_a_complete_program() -> None:
+    import ast
+
+    from wslab.fixes import SIGTERM_PROGRAM
+
+    tree = ast.parse(SIGTERM_PROGRAM)
+    assert any(isinstance(node, ast.AsyncFunctionDef) and node.name == "main" for node in tree.body)
+
+
+def test_redeploys_move_clients_to_a_new_instance_and_sigterm_decides_1001_or_1006(tmp_path: Path) -> None:
+    for kind in ("nginx", "envoy"):
+        if REGISTRY[kind].locate() is None:
+            pytest.skip(f"{kind} is not installed")
+    names = ("direct", "nginx-websocket", "cloudrun", "replit-autoscale")
+    cells = _cells(_run(tmp_path, *names))
+    for name in names:
+        handled, killed = cells[(name, "redeploy")], cells[(name, "redeploy-no-sigterm")]
+        life = handled["client"]["lifecycle"]
+        assert handled["outcome"] == "pass", (name, handled["checks"])
+        assert life["code"] == 1001 and life["closed_after"] < 0.5, "1001 at the SIGTERM"
+        assert life["instance_after"] == life["instance_before"] + 1
+        assert life["new_connection"]["instance"] == life["instance_after"], "new clients land on the new one"
+        cut = killed["client"]["lifecycle"]
+        assert killed["outcome"] == "fail" and killed["diagnosis"]["rule"] == "redeploy-cut-without-close"
+        assert cut["code"] == 1006 and not cut["close_frame_received"]
+        assert cut["new_connection"]["instance"] == cut["instance_before"] + 1
+    # The SIGKILL comes at the end of each one's grace period (x0.02): Cloud Run 10 s, systemd 90 s.
+    assert 0.15 < cells[("cloudrun", "redeploy-no-sigterm")]["client"]["lifecycle"]["closed_after"] < 0.6
+    assert 1.7 < cells[("direct", "redeploy-no-sigterm")]["client"]["lifecycle"]["closed_after"] < 2.3
+    assert cells[("cloudrun", "instance-replacement")]["outcome"] == "pass"
+    assert cells[("nginx-websocket", "instance-replacement")]["outcome"] == "not-applicable"
+    assert cells[("direct", "scale-to-zero")]["outcome"] == "not-applicable"
+    # Scale to zero: the request timeout (300 s, x0.02) closes the quiet WebSocket long before the
+    # instance's 15 min idle time; once it is gone, a new client starts a new instance.
+    for name in ("cloudrun", "replit-autoscale"):
+        cell = cells[(name, "scale-to-zero")]
+        life = cell["client"]["lifecycle"]
+        assert life["instance_after"] == life["instance_before"] + 1, name
+        assert cell["diagnosis"]["rule"] == "scale-to-zero-closed-quiet-connection", name
+
+
+@pytest.mark.fast
+def test_the_timeline_marks_when_a_redeployed_instance_is_gone() -> None:
+    from wslab.reports.timeline import timeline
+
+    record = lived_through("redeploy", closed_after=1.8, code=1006, frame=False).transcript.lifecycle
+    assert record is not None
+    record.event.ends_after = 1.8
+    assert record.new_connection is not None
+    record.new_connection.instance = 3
+    marks = {mark["kind"]: mark["label"] for mark in timeline(record)["marks"]}
+    assert marks["gone"].startswith("the old instance's SIGKILL") and marks["new"].endswith("on instance 3")

@@ -386,14 +386,20 @@ class LocalBackend:
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener (see wslab.probe.__main__): its answer,
         ``closed_at`` and ``back_at`` (UNIX times), or an ``error``."""
+        return await self.command_server({"restart": listener, "down": down}, "restarted")
+
+    async def command_server(self, command: dict[str, Any], answer: str) -> dict[str, Any]:
+        """Send the probe server a listener command (see wslab.probe.__main__: restart, redeploy,
+        scale_to_zero) and return its ``answer`` event for that listener (or an ``error``)."""
         if self.control is None:
             raise EventFailed("no probe server runs behind this topology (--app, --forward-to)")
         host, port = self.control
+        listener = next(iter(command.values()))
         async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None, proxy=None) as control:
-            await control.send(json.dumps({"restart": listener, "down": down}))
+            await control.send(json.dumps(command))
             async for message in control:
                 event = json.loads(message)
-                if event.get("event") == "restarted" and event.get("listener") == listener:
+                if event.get("event") == answer and event.get("listener") == listener:
                     return event
         raise EventFailed("the probe server closed its control channel")
 

@@ -61,6 +61,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         # the fault cells say why ("not measured"); nothing touches the host's network.
         faults.isolate()
         args.fresh = True  # a warm lab's proxies run outside this namespace
+    if any(s.events for s in scenarios):
+        args.fresh = True  # lifecycle events restart, redeploy or scale the lab's own probe server
     kept = _warm_lab(args, topologies)
     with run_folder(args) as run_dir:
         backend = WarmBackend(kept) if kept else backend_for(args, run_dir)

@@ -16,11 +16,24 @@ text messages to every client of the control WebSocket: first a greeting
 (``{"event": "hello", "websockets": ...}``), then everything recorded so far,
 then each new record; a client that connects to ``/?history=0`` gets no history, only what is
 recorded after it connected (``wslab watch`` without ``--history``). A control client may send
-``{"restart": NAME, "down": SECONDS}``: listener NAME stops as a SIGTERM'd websockets server does
-(every connection closed with 1001 Going Away), stays down that long and listens again on the
-same port; the client is answered once it is down, ``{"event": "restarted", "listener": NAME,
-"closed_at": T, "down": SECONDS}`` (or an ``"error"``); the lifecycle suite's ``server-restart``
-uses it. Every record is redacted before it is kept or sent (:mod:`wslab.probe.redact`) unless
+commands about a websockets listener NAME; each is answered with an event naming the listener
+(or an ``"error"``), which the lifecycle suite's causes use. Each listen is a new *instance* of the
+app, numbered from 1 and named in the ``X-Wslab-Instance`` header of every upgrade:
+
+- ``{"restart": NAME, "down": S}``: NAME stops as a SIGTERM'd websockets server does (every
+  connection closed with 1001 Going Away), stays down S seconds and listens again on its port;
+  answered once down: ``{"event": "restarted", "closed_at": T, "down": S, ...}``.
+- ``{"redeploy": NAME, "drain": S, "grace": S, "handles_sigterm": B}``: a platform's redeploy.
+  The next instance listens on the port at once; the old one keeps its connections ``drain``
+  seconds, then gets "SIGTERM": an app that handles it closes them with 1001, one that does not
+  keeps them until ``grace`` more seconds pass, when "SIGKILL" aborts them (no close frame);
+  answered at once: ``{"event": "redeployed", "at": T, "old": N, "new": N + 1, "open": K}``.
+- ``{"scale_to_zero": NAME, "idle": S}``: from now on, once the current instance has had no open
+  connection for S seconds it is removed and the next one listens (a cold start awaits the next
+  client); an open WebSocket is a request in progress and keeps it; answered at once:
+  ``{"event": "armed", "instance": N, "open": K}``.
+
+Every record is redacted before it is kept or sent (:mod:`wslab.probe.redact`) unless
 ``--no-redact`` is given. The history a new control client gets is bounded (:data:`HISTORY_MESSAGES`,
 :data:`HISTORY_BYTES`), the oldest dropped first. WSLAB_ANSWER_PLAIN_HTTP=1,
 WSLAB_NO_REDACT=1 and WSLAB_TIME_SCALE in the environment stand for
@@ -40,8 +53,8 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
@@ -105,10 +118,10 @@ class ControlChannel:
         hello: dict[str, Any],
         max_messages: int = HISTORY_MESSAGES,
         max_bytes: int = HISTORY_BYTES,
-        restart: Restart | None = None,
+        commands: Commands | None = None,
     ) -> None:
-        self.restart = restart
-        """What a ``{"restart": NAME}`` command calls; None: such commands are refused."""
+        self.commands = commands
+        """What the listener commands call; None: every such command is refused."""
         self.hello = json.dumps({"event": "hello", **hello})
         self.history: deque[str] = deque()
         self.history_bytes = 0
@@ -164,24 +177,64 @@ class ControlChannel:
             self.clients.discard(client)
 
     async def _obey(self, client: ServerConnection, message: str | bytes) -> None:
-        """Answer a control command; anything else a client sends is ignored, as it always was."""
+        """Answer a listener command; anything else a client sends is ignored, as it always was."""
         command = json_object(message)
-        if command is None or "restart" not in command:
+        verb = next((verb for verb in ANSWERS if command and verb in command), None)
+        if command is None or verb is None:
             return
-        name, down = command["restart"], command.get("down", 0)
-        if self.restart is None or not isinstance(down, int | float) or not 0 <= down <= MAX_DOWN:
-            await client.send(json.dumps({"event": "restarted", "listener": name, "error": "refused"}))
-            return
-        try:
-            answer = await self.restart(str(name), float(down))
-        except KeyError:
-            answer = {"error": f"no websockets listener named {name}"}
-        await client.send(json.dumps({"event": "restarted", "listener": name, **answer}))
+        name = command[verb]
+        arguments = _arguments(command, NUMBERS[verb])
+        if self.commands is None or arguments is None:
+            answer: dict[str, Any] = {"error": "refused"}
+        else:
+            try:
+                answer = await getattr(self.commands, verb)(str(name), **arguments)
+            except KeyError:
+                answer = {"error": f"no websockets listener named {name}"}
+        await client.send(json.dumps({"event": ANSWERS[verb], "listener": name, **answer}))
 
 
 MAX_DOWN = 60.0
 """The longest a restarted listener stays down, in seconds."""
-Restart = Callable[[str, float], Awaitable[dict[str, Any]]]
+MAX_SECONDS = 3600.0
+"""The longest a redeploy's drain or grace, or a scale to zero's idle time, may be: faithful runs
+use a platform's real figures (Render: 60 s, then 30 s; Cloud Run idle: 15 min assumed)."""
+ANSWERS = {"restart": "restarted", "redeploy": "redeployed", "scale_to_zero": "armed"}
+"""Each listener command, and the event that answers it."""
+NUMBERS = {
+    "restart": {"down": MAX_DOWN},
+    "redeploy": {"drain": MAX_SECONDS, "grace": MAX_SECONDS},
+    "scale_to_zero": {"idle": MAX_SECONDS},
+}
+"""Each command's durations and their bounds; a redeploy also takes ``handles_sigterm``."""
+
+
+def _arguments(command: dict[str, Any], bounds: dict[str, float]) -> dict[str, Any] | None:
+    """A command's keyword arguments: its durations, each a number within its bound, and the
+    redeploy's ``handles_sigterm`` flag; None if one is not."""
+    arguments: dict[str, Any] = {}
+    for key, bound in bounds.items():
+        value = command.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= bound:
+            return None
+        arguments[key] = float(value)
+    if "grace" in bounds:
+        if not isinstance(command.get("handles_sigterm", True), bool):
+            return None
+        arguments["handles_sigterm"] = command.get("handles_sigterm", True)
+    return arguments
+
+
+class Commands(Protocol):
+    """What the control channel's listener commands call (:class:`Listeners`)."""
+
+    async def restart(self, name: str, down: float) -> dict[str, Any]: ...
+
+    async def redeploy(
+        self, name: str, drain: float, grace: float, handles_sigterm: bool
+    ) -> dict[str, Any]: ...
+
+    async def scale_to_zero(self, name: str, idle: float) -> dict[str, Any]: ...
 
 
 class Listeners:
@@ -192,10 +245,15 @@ class Listeners:
         self.publish = publish
         self.servers: dict[str, Any] = {}
         self.restartable: set[str] = set()
+        self.instances: dict[str, int] = {}
+        """The number of each listener's current instance (1 at start, one more at each listen)."""
         self._back: dict[str, asyncio.Future[None]] = {}
+        self._retiring: set[asyncio.Future[None]] = set()
 
     async def serve(self, name: str, host: str, port: int) -> Any:
+        """Listen on ``host:port`` as the listener's next instance."""
         args = self.args
+        self.instances[name] = self.instances.get(name, 0) + 1
         self.servers[name] = await serve_listener(
             name,
             host,
@@ -205,6 +263,7 @@ class Listeners:
             ping_interval=args.ping_interval * args.time_scale or None,
             time_scale=args.time_scale,
             redact=args.redact,
+            instance=self.instances[name],
         )
         self.restartable.add(name)
         return self.servers[name]
@@ -230,6 +289,70 @@ class Listeners:
         await asyncio.sleep(down)
         await self.serve(name, host, port)
 
+    async def redeploy(self, name: str, drain: float, grace: float, handles_sigterm: bool) -> dict[str, Any]:
+        """Redeploy listener ``name`` as a platform does (see the module's docstring): the next
+        instance takes new connections at once, the old one ends after ``drain`` and ``grace``.
+        Raises KeyError for a name that is not a websockets listener (a tap)."""
+        old, old_instance = await self._replace(name)
+        retiring = asyncio.ensure_future(_retire(old, drain, grace, handles_sigterm))
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+        new = self.instances[name]
+        return {"at": time.time(), "old": old_instance, "new": new, "open": len(old.connections)}
+
+    async def scale_to_zero(self, name: str, idle: float) -> dict[str, Any]:
+        """Arm listener ``name``'s autoscaler (see the module's docstring) for one scale to zero.
+        Raises KeyError for a name that is not a websockets listener (a tap)."""
+        if name not in self.restartable:
+            raise KeyError(name)
+        watch = asyncio.ensure_future(self._zero_when_idle(name, idle))
+        self._retiring.add(watch)
+        watch.add_done_callback(self._retiring.discard)
+        return {"instance": self.instances[name], "open": len(self.servers[name].connections)}
+
+    async def _zero_when_idle(self, name: str, idle: float) -> None:
+        step = max(0.01, min(0.1, idle / 20))
+        quiet_since = time.monotonic()
+        deadline = quiet_since + MAX_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(step)
+            if name not in self.restartable:  # restarted or redeployed meanwhile: not this instance
+                return
+            if self.servers[name].connections:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= idle:
+                old, _ = await self._replace(name)
+                old.close()
+                return
+
+    async def _replace(self, name: str) -> tuple[Any, int]:
+        """Stop the listener's current instance accepting, at once (its port is free again), and
+        listen on the same port as the next instance; the old server and its instance number."""
+        if name not in self.restartable:
+            raise KeyError(name)
+        old, old_instance = self.servers[name], self.instances[name]
+        host, port = old.sockets[0].getsockname()[:2]
+        # websockets' close() stops accepting in a task of its own; the port must be free now.
+        old.server.close()
+        await self.serve(name, host, port)
+        return old, old_instance
+
+
+async def _retire(old: Any, drain: float, grace: float, handles_sigterm: bool) -> None:
+    """End a redeployed instance: its connections are kept ``drain`` seconds; then SIGTERM, which
+    an app that handles it answers as websockets' serve() does (1001 Going Away to each); after
+    ``grace`` seconds more, SIGKILL: whatever is still open is cut without a close frame."""
+    await asyncio.sleep(drain)
+    if handles_sigterm:
+        old.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(old.wait_closed()), grace)
+    else:
+        await asyncio.sleep(grace)
+    for connection in list(old.all_connections):
+        connection.transport.abort()
+    old.close(close_connections=False)
+
 
 def quiet_websockets_logs() -> None:
     """websockets' warnings on stderr without tracebacks, and without its "opening handshake
@@ -248,7 +371,7 @@ async def main(args: argparse.Namespace) -> None:
     listeners = Listeners(args, lambda event: channel.publish(event))
     channel = ControlChannel(
         {"websockets": websockets.__version__, "time_scale": args.time_scale, "redacted": args.redact},
-        restart=listeners.restart,
+        commands=listeners,
     )
     servers = listeners.servers
     upstreams = {name: (host, port) for name, host, port in args.forward}

@@ -81,6 +81,9 @@ class ObservingConnection(ServerConnection):
     """A ServerConnection that records its handshake and publishes it."""
 
     listener: str = ""
+    instance: int = 1
+    """Which instance of the listener's app accepted it: a redeploy or a scale from zero starts
+    the next one on the same port (wslab.probe.__main__)."""
     publish: Publish = staticmethod(lambda event: None)
     redact: bool = True
     _serial = itertools.count(1)
@@ -181,9 +184,17 @@ def select_subprotocol(connection: ServerConnection, offered: Any) -> str | None
     return next((name for name in SUBPROTOCOLS if name in offered), None)
 
 
+INSTANCE_HEADER = "X-Wslab-Instance"
+"""On every upgrade: the number of the app instance that accepted the connection, so that a client
+knows where it was and where its reconnection landed (the lifecycle suite's redeploy)."""
+
+
 def record_before_answering(connection: ServerConnection, request: Request, response: Response) -> None:
-    """Publish the record before the response leaves, so it reaches the runner first."""
+    """Name the instance on an upgrade, then publish the record before the response leaves, so
+    it reaches the runner first."""
     assert isinstance(connection, ObservingConnection)
+    if response.status_code == 101:
+        response.headers[INSTANCE_HEADER] = str(connection.instance)
     connection.record()
 
 
@@ -321,12 +332,14 @@ def make_handler(
     return handler
 
 
-def connection_class(listener: str, publish: Publish, redact: bool = True) -> type[ObservingConnection]:
-    """A connection class bound to one named listener."""
+def connection_class(
+    listener: str, publish: Publish, redact: bool = True, instance: int = 1
+) -> type[ObservingConnection]:
+    """A connection class bound to one named listener and one instance of it."""
     return type(
         "ObservingConnection",
         (ObservingConnection,),
-        {"listener": listener, "publish": staticmethod(publish), "redact": redact},
+        {"listener": listener, "publish": staticmethod(publish), "redact": redact, "instance": instance},
     )
 
 
@@ -340,13 +353,15 @@ async def serve_listener(
     ping_interval: float | None = 20,
     time_scale: float = 1.0,
     redact: bool = True,
+    instance: int = 1,
 ) -> Any:
-    """Start one observing server; returns websockets' Server object."""
+    """Start one observing server (``instance``: which instance of the app it stands for);
+    returns websockets' Server object."""
     return await serve(
         make_handler(publish, time_scale),
         host,
         port,
-        create_connection=connection_class(listener, publish, redact),
+        create_connection=connection_class(listener, publish, redact, instance),
         process_request=answer_plain_http if plain_http_ok else answer_readiness,
         process_response=record_before_answering,
         subprotocols=SUBPROTOCOLS,

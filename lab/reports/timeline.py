@@ -11,9 +11,18 @@ from ..records import FaultRecord, Lifecycle
 
 def timeline(record: Lifecycle) -> dict[str, Any]:
     """Marks at ``x`` percent of an axis from the first message to the last thing seen (seconds from
-    the event): ``event``, ``echoed`` and ``lost`` messages, ``close``, ``new`` (a second client) and
-    ``back`` (reconnected), each with its label; and the axis's ``start`` and ``end`` in seconds."""
+    the event): ``event``, ``echoed`` and ``lost`` messages, ``close``, ``new`` (a second client),
+    ``back`` (reconnected) and ``gone`` (a redeployed instance killed, or the idle time to zero
+    over), each with its label (the app instance each client reached, where the server said); and
+    the axis's ``start`` and ``end`` in seconds."""
     times: list[tuple[str, float, str]] = [("event", 0.0, f"{record.event.cause}: {record.event.how}")]
+    if record.event.ends_after:
+        ending = (
+            "the old instance's SIGKILL"
+            if record.event.cause != "scale-to-zero"
+            else "the idle time to zero over"
+        )
+        times.append(("gone", record.event.ends_after, f"{ending}, {record.event.ends_after:+.2f} s"))
     for message in record.messages:
         if message.echoed is None:
             times.append(
@@ -38,12 +47,20 @@ def timeline(record: Lifecycle) -> dict[str, Any]:
         )
         back = record.reconnect.back_after if record.reconnect else None
         if back is not None:
-            times.append(("back", record.closed_after + back, f"reconnected {back:.2f} s after the close"))
+            where = _on(record.reconnect.instance if record.reconnect else None)
+            times.append(
+                ("back", record.closed_after + back, f"reconnected {back:.2f} s after the close{where}")
+            )
     fresh = record.new_connection
     if fresh is not None:
-        said = "opened" if fresh.opened else f"refused: {fresh.error}"
+        said = f"opened{_on(fresh.instance)}" if fresh.opened else f"refused: {fresh.error}"
         times.append(("new", fresh.at, f"a new client at {fresh.at:+.2f} s: {said}"))
     return _axis(times, record.watched)
+
+
+def _on(instance: int | None) -> str:
+    """' on instance N' where the server named the instance a client reached, else ''."""
+    return f" on instance {instance}" if instance is not None else ""
 
 
 def fault_timeline(records: list[FaultRecord]) -> dict[str, Any] | None:
