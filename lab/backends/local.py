@@ -101,6 +101,8 @@ class LocalBackend:
         self.ended: list[str] | None = None
         """How the apps that ended before :meth:`stop` ended."""
         self.processes: list[ManagedProcess] = []
+        self.epochs: dict[str, int] = {}
+        """How many times each topology's proxy was hot-restarted (its successor's epoch)."""
         self.feed = ObservationFeed()
         self.websockets_version = ""
         self.time_scale = probe.time_scale
@@ -383,6 +385,45 @@ class LocalBackend:
             last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise EventFailed(f"{topology.name}: the reload command failed: {last[0][:300]}")
 
+    async def reload_by_successor(self, deployment: Deployment) -> None:
+        """Start the process that takes over from the topology's proxy (Envoy's hot restart) and
+        return once its log says it has; the deployment's handle becomes the new process, and the
+        old one drains and exits on its own (or is stopped with the lab)."""
+        topology = deployment.topology
+        kind = REGISTRY[topology.proxy]
+        reload = kind.reload
+        binary = kind.locate()
+        old = deployment.handle
+        if binary is None or deployment.endpoint is None or not isinstance(old, ManagedProcess):
+            raise EventFailed(f"{topology.name}: its proxy is not running")
+        assert reload is not None
+        folder = self.run_dir / topology.name
+        epoch = self.epochs.get(topology.name, 0) + 1
+        try:
+            argv = kind.successor_command(
+                binary,
+                folder / topology.config.name,
+                folder,
+                HOST,
+                deployment.endpoint.port,
+                epoch,  # type: ignore[union-attr]
+            )
+        except OSError as error:
+            raise EventFailed(f"{topology.name}: no base id to hot-restart from ({error.strerror})") from None
+        log_start = old.log_path.stat().st_size if old.log_path.exists() else 0
+        successor = ManagedProcess(topology.name, argv, old.log_path)
+        self.processes.append(successor)
+        await successor.start()
+        deadline = asyncio.get_running_loop().time() + RELOAD_TIMEOUT
+        while reload.ready_line not in _log_since(old.log_path, log_start):
+            if not successor.running or asyncio.get_running_loop().time() > deadline:
+                raise EventFailed(
+                    f"{topology.name}: the successor did not take over: {log_tail(old.log_path, 3)}"
+                )
+            await asyncio.sleep(0.05)
+        self.epochs[topology.name] = epoch
+        deployment.handle = successor
+
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener (see wslab.probe.__main__): its answer,
         ``closed_at`` and ``back_at`` (UNIX times), or an ``error``."""
@@ -454,3 +495,13 @@ class LocalBackend:
         await asyncio.gather(*(process.stop() for process in self.processes))
         self.ended = self._exits()
         await asyncio.gather(*(app.stop() for app in dict.fromkeys(self.apps.values())))
+
+
+def _log_since(path: Path, offset: int) -> str:
+    """What a log file gained after ``offset`` bytes."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
