@@ -61,14 +61,20 @@ def reload_of(topology: Topology) -> Reload | None:
     return None if topology.direct else REGISTRY[topology.proxy].reload
 
 
+EVENT_BACKENDS = ("local", "compose", "containers")
+"""The backends that cause lifecycle events: on processes, or on containers from the host."""
+
 NOT_APPLICABLE = "not applicable:"
 """How :func:`unsupported` starts a reason that no backend could change (nothing to reload)."""
 
 
 def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
     """Why the lab cannot cause ``cause`` on this topology with this backend; None if it can."""
-    if backend != "local":
-        return f"not supported on the {backend} backend: only the local backend causes lifecycle events"
+    if backend not in EVENT_BACKENDS:
+        return (
+            f"not supported on the {backend} backend: only the local, compose and containers "
+            "backends cause lifecycle events"
+        )
     if cause == "proxy-reload":
         if topology.direct:
             return f"{NOT_APPLICABLE} direct has no proxy to reload"

@@ -22,6 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from .http2 import read_frames, stream_records
 from .records import Closed, Connection, StreamRequest
 
+RESTART_TIMEOUT = 10.0
+"""Seconds the probe server may take to say a listener it was asked to restart is down."""
+
 ConnectionKey = tuple[str, int]
 """(listener, connection number): how the probe server names a connection."""
 
@@ -236,3 +239,25 @@ class ObservationFeed:
 
     def _views(self, match: Callable[[Observed], bool], cell: str | None = None) -> list[Connection]:
         return [seen.view(cell, self.closings.get(seen.key)) for seen in self.observed if match(seen)]
+
+
+async def restart_listener(control: tuple[str, int], listener: str, down: float) -> dict[str, Any]:
+    """Have the probe server whose control channel is at ``control`` restart a listener (see
+    wslab.probe.__main__): its answer, with ``closed_at`` (UNIX time), or an ``error``. Every
+    backend whose probe server it can reach restarts it so (lab/lifecycle.py's server-restart)."""
+    from .lifecycle import EventFailed
+
+    host, port = control
+    try:
+        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None, proxy=None) as channel:
+            await channel.send(json.dumps({"restart": listener, "down": down}))
+            async with asyncio.timeout(RESTART_TIMEOUT):
+                async for message in channel:
+                    event = json.loads(message)
+                    if event.get("event") == "restarted" and event.get("listener") == listener:
+                        return event
+    except TimeoutError:
+        raise EventFailed(f"the probe server did not restart {listener} in {RESTART_TIMEOUT:g} s") from None
+    except (OSError, websockets.WebSocketException) as error:
+        raise EventFailed(f"the probe server's control channel failed: {error}") from None
+    raise EventFailed("the probe server closed its control channel")

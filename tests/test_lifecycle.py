@@ -65,7 +65,10 @@ def test_what_the_lab_can_cause_where() -> None:
     assert "hot-restart" in (unsupported("proxy-reload", topology(proxy="envoy"), "local") or "")
     assert unsupported("proxy-reload", topology(proxy="caddy"), "local") is None, "caddy reload"
     assert unsupported("server-restart", _direct(), "local") is None
-    assert "compose backend" in (unsupported("server-restart", topology(), "compose") or "")
+    for backend in ("compose", "containers"):
+        assert unsupported("server-restart", topology(), backend) is None
+        assert unsupported("proxy-reload", topology(), backend) is None
+    assert "remote backend" in (unsupported("server-restart", topology(), "remote") or "")
     assert assumption(topology(), "proxy-reload") == ""
     assert assumption(topology(role="platform", platform="Render"), "proxy-reload").startswith(
         "assumption: Render"
