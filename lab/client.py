@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from .app_log import HandshakeGate, Turn
 from .browser import FAVICON_WAIT, Chromium, Exchange, open_websocket, visit
 from .endpoint import Endpoint
-from .faults import Active, Fault, FaultFailed, FaultUnavailable, controller, shown
+from .faults import Active, Fault, FaultFailed, FaultUnavailable, Hop, controller, shown
 from .lifecycle import (
     CauseEvent,
     EventFailed,
@@ -148,7 +148,7 @@ class Client:
         browser: Chromium | None = None,
         environment: Mapping[str, str] | None = None,
         gate: HandshakeGate | None = None,
-        hops: Mapping[str, int] | None = None,
+        hops: Mapping[str, Hop] | None = None,
         cause_event: CauseEvent | None = None,
         event_waits: float = 0.0,
         server_answer: ServerAnswer | None = None,
@@ -159,7 +159,7 @@ class Client:
         server answered stops waiting for the proxy RELAY_PATIENCE s later. None: the whole step
         timeout."""
         self.hops = dict(hops or {})
-        """The TCP port of each hop a ``fault`` step may name (client-proxy, proxy-server); empty
+        """Where each hop a ``fault`` step may name is (client-proxy, proxy-server); empty
         where faults cannot be put on (then a fault step is not measured)."""
         self.faults: list[tuple[Active, FaultRecord]] = []
         """The faults this cell has on now, with their records."""
@@ -254,20 +254,20 @@ class Client:
 
     async def _fault(self, argument: dict[str, Any]) -> str:
         fault = Fault.from_step(argument)
-        port = self.hops.get(fault.hop)
+        hop = self.hops.get(fault.hop)
         record = FaultRecord(
             kind=fault.kind,
             hop=fault.hop,
-            port=port,
+            port=hop.port if hop is not None else None,
             rate_kbit=fault.rate_kbit if fault.kind == "bandwidth" else None,
             delay_ms=fault.delay_ms if fault.kind == "latency" else None,
             applied_at=None,
         )
         self.transcript.faults.append(record)
         try:
-            if port is None:
-                raise FaultUnavailable("faults are put on the local backend's hops only")
-            active = await controller().apply(fault, port)
+            if hop is None:
+                raise FaultUnavailable("this backend gives the lab no hop to put faults on")
+            active = await controller().apply(fault, hop)
         except FaultUnavailable as why:
             record.not_measured = str(why)
             raise
@@ -277,7 +277,7 @@ class Client:
         record.applied_at = time.time()
         record.commands = [shown(command) for command in active.applied]
         self.faults.append((active, record))
-        return f"{fault.describe()} (port {port})"
+        return f"{fault.describe()} ({hop.describe()})"
 
     async def _clear_fault(self, argument: dict[str, Any]) -> str:
         cleared = ", ".join(active.fault.describe() for active, _ in self.faults)

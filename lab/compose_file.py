@@ -218,6 +218,15 @@ def proxy_arguments(topology: Topology, scale: float) -> list[str]:
     return topology.render_arguments({**_container_values(topology), **topology.placeholders(scale)})
 
 
+def reload_command(topology: Topology) -> list[str]:
+    """The documented reload command of the topology's proxy kind (caddy reload), as it is run
+    inside its container: the config and run folder the container uses."""
+    assert topology.config is not None
+    kind = REGISTRY[topology.proxy]
+    config = Path(RUN_DIR) / topology.config.name
+    return kind.reload_command(kind.executable, config, Path(RUN_DIR), "0.0.0.0", PROXY_PORT)
+
+
 def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, Any]:
     """One topology's proxy on its official image, running the shared config template.
 

@@ -1,9 +1,13 @@
-"""Network faults on one hop of a local topology: a stall, a reset, a bandwidth limit, latency.
+"""Network faults on one hop of a topology: a stall, a reset, a bandwidth limit, latency.
 
 A scenario's ``fault`` step puts one on the hop between the client and the
 proxy (the proxy's listening port) or between the proxy and the server (the
-probe listener's port); ``clear_fault`` takes it off. Everything here runs on
-real kernel facilities, on loopback only:
+probe listener's port); ``clear_fault`` takes it off. A :class:`Hop` says where:
+the port, the network namespace of the process listening on it and the device
+its segments cross there. On the local backend that is loopback in the lab's own
+namespace; on the compose and containers backends, the container's own interface
+in the namespace of the container that listens (entered with ``nsenter``).
+Everything here runs on real kernel facilities:
 
 ``stall``
     iptables DROP of every TCP segment to or from the hop's port: nothing
@@ -17,13 +21,19 @@ real kernel facilities, on loopback only:
     a tc netem qdisc (``delay_ms``) under an htb class. Kernels without
     sch_netem refuse it; the cell is then "not measured", never faked.
 
-Where the rules live is what makes them safe: :func:`isolate` moves the lab
-into a private network namespace (with its own loopback) before anything
-starts, so every rule is made there, never in the host's namespace. The lab's
-containment (lab/containment.py) makes every process of the lab die with it,
-even on SIGKILL; the namespace dies with its last process, and its rules with
-it. On the ordinary exit paths :class:`FaultController` also removes each rule
-itself (a ``finally`` in the client and in :meth:`FaultController.clear_all`).
+tc shapes what leaves a device: on loopback that is both directions of a hop,
+on a container's interface only one, so bandwidth and latency are planned on
+loopback hops only (elsewhere "not measured", with that reason).
+
+Where the rules live is what makes them safe. Locally, :func:`isolate` moves
+the lab into a private network namespace (with its own loopback) before
+anything starts, so every rule is made there, never in the host's namespace.
+The lab's containment (lab/containment.py) makes every process of the lab die
+with it, even on SIGKILL; the namespace dies with its last process, and its
+rules with it. A container's rules are in the container's namespace, which dies
+with the container when the stack is taken down. On the ordinary exit paths
+:class:`FaultController` also removes each rule itself (a ``finally`` in the
+client and in :meth:`FaultController.clear_all`).
 
 Planning (:func:`plan`) is pure: it turns a fault into the commands that put
 it on and the commands that take it off, so tests can read them.
@@ -47,9 +57,14 @@ from . import containment
 KINDS = ("stall", "reset", "bandwidth", "latency")
 HOPS = ("client-proxy", "proxy-server")
 DEVICE = "lo"
+"""The device of a hop in the lab's own namespace."""
 MARK = "wslab-fault"
 """The iptables comment on every rule the lab adds: a test (or a person) can grep for it."""
 NETEM_MISSING = "tc netem is not available in this kernel"
+LOOPBACK_SHAPING = (
+    "bandwidth and latency are shaped on loopback hops only (tc shapes what leaves a device: on a "
+    "container's {device} only one direction of the hop)"
+)
 DEFAULT_RATE_KBIT = 1000
 DEFAULT_DELAY_MS = 100
 LATENCY_CEILING = "10gbit"
@@ -98,6 +113,30 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """Where one hop's rules are made: the TCP port of the hop's listening side, the network
+    namespace that listener is in, and the device the hop's segments cross there."""
+
+    port: int
+    device: str = DEVICE
+    namespace: int | None = None
+    """A process in the listener's network namespace (a container's main process), entered with
+    nsenter; None: this process's own (the lab's private namespace)."""
+    where: str = ""
+    """What holds that namespace, for the evidence ('container wslab-probe-1')."""
+
+    def describe(self) -> str:
+        """'port 8080 in container wslab-probe-1'."""
+        return f"port {self.port}" + (f" in {self.where}" if self.where else "")
+
+    def inside(self, command: list[str]) -> list[str]:
+        """``command`` as run in the hop's namespace."""
+        if self.namespace is None:
+            return command
+        return ["nsenter", "--target", str(self.namespace), "--net", *command]
+
+
+@dataclass(frozen=True)
 class Plan:
     """The commands that put one fault on, each paired with the command that undoes it."""
 
@@ -116,34 +155,37 @@ class Plan:
         return [undo for _, undo in reversed(self.steps)]
 
 
-def _iptables(action: str, direction: str, port: int, slot: int, target: list[str]) -> list[str]:
-    # INPUT on lo sees every loopback segment once; matching the port as destination and as
-    # source covers both directions of the hop.
+def _iptables(action: str, direction: str, hop: Hop, slot: int, target: list[str]) -> list[str]:
+    # INPUT on lo sees every loopback segment once: matching the port as destination and as
+    # source covers both directions of the hop. On another device, what the listener sends
+    # leaves by OUTPUT, never entering INPUT.
     spare_resets = ["!", "--tcp-flags", "RST", "RST"] if target[0] == "REJECT" else []
-    return [
-        "iptables", "-w", action, "INPUT", "-i", DEVICE, "-p", "tcp", direction, str(port), *spare_resets,
-        "-m", "comment", "--comment", f"{MARK}-{slot}", "-j", *target,
-    ]  # fmt: skip
+    chain, way = ("OUTPUT", "-o") if direction == "--sport" and hop.device != DEVICE else ("INPUT", "-i")
+    return hop.inside([
+        "iptables", "-w", action, chain, way, hop.device, "-p", "tcp", direction, str(hop.port),
+        *spare_resets, "-m", "comment", "--comment", f"{MARK}-{slot}", "-j", *target,
+    ])  # fmt: skip
 
 
 def _classid(slot: int) -> str:
     return f"1:{slot:x}"  # tc reads class minors as hexadecimal
 
 
-def _filter(action: str, selector: str, port: int, slot: int) -> list[str]:
+def _filter(action: str, selector: str, hop: Hop, slot: int) -> list[str]:
     # Each direction has a priority of its own, so that each is removed by exactly one command.
     prio = str(2 * slot + (selector == "sport"))
-    command = ["tc", "filter", action, "dev", DEVICE, "parent", "1:", "protocol", "ip", "prio", prio]
+    command = ["tc", "filter", action, "dev", hop.device, "parent", "1:", "protocol", "ip", "prio", prio]
     if action == "add":
-        command += ["u32", "match", "ip", selector, str(port), "0xffff", "flowid", _classid(slot)]
-    return command
+        command += ["u32", "match", "ip", selector, str(hop.port), "0xffff", "flowid", _classid(slot)]
+    return hop.inside(command)
 
 
-def plan(fault: Fault, port: int, slot: int) -> Plan:
-    """The commands for ``fault`` on the hop whose TCP port is ``port``.
+def plan(fault: Fault, hop: Hop, slot: int) -> Plan:
+    """The commands for ``fault`` on ``hop``.
 
     ``slot`` (1 to 4095) keeps faults apart that are on at the same time on other
     topologies: it names their iptables comment, tc class and filter priorities.
+    Raises FaultUnavailable for a fault this hop cannot carry (tc off loopback).
     """
     if not 1 <= slot <= 0xFFF:
         raise ValueError(f"slot {slot} is out of range")
@@ -151,37 +193,46 @@ def plan(fault: Fault, port: int, slot: int) -> Plan:
         target = ["DROP"] if fault.kind == "stall" else ["REJECT", "--reject-with", "tcp-reset"]
         return Plan(
             [
-                (_iptables("-I", d, port, slot, target), _iptables("-D", d, port, slot, target))
+                (_iptables("-I", d, hop, slot, target), _iptables("-D", d, hop, slot, target))
                 for d in ("--dport", "--sport")
             ]
         )
     if fault.kind not in KINDS:
         raise ValueError(f"unknown fault kind {fault.kind!r}")
+    if hop.device != DEVICE:
+        raise FaultUnavailable(LOOPBACK_SHAPING.format(device=hop.device))
+    device = hop.device
     classid = _classid(slot)
     rate = f"{fault.rate_kbit}kbit" if fault.kind == "bandwidth" else LATENCY_CEILING
     # A burst of at least one loopback segment (64 KiB MTU), or htb could not send one at all.
     steps = [
         (
-            ["tc", "class", "add", "dev", DEVICE, "parent", "1:", "classid", classid, "htb",
-             "rate", rate, "ceil", rate, "burst", "70k", "cburst", "70k"],
-            ["tc", "class", "del", "dev", DEVICE, "classid", classid],
+            hop.inside(["tc", "class", "add", "dev", device, "parent", "1:", "classid", classid, "htb",
+                        "rate", rate, "ceil", rate, "burst", "70k", "cburst", "70k"]),
+            hop.inside(["tc", "class", "del", "dev", device, "classid", classid]),
         )
     ]  # fmt: skip
     if fault.kind == "latency":
         steps.append(
             (
-                ["tc", "qdisc", "add", "dev", DEVICE, "parent", classid, "handle", f"{slot:x}:",
-                 "netem", "delay", f"{fault.delay_ms}ms"],
-                ["tc", "qdisc", "del", "dev", DEVICE, "parent", classid, "handle", f"{slot:x}:"],
+                hop.inside(["tc", "qdisc", "add", "dev", device, "parent", classid, "handle", f"{slot:x}:",
+                            "netem", "delay", f"{fault.delay_ms}ms"]),
+                hop.inside(["tc", "qdisc", "del", "dev", device, "parent", classid, "handle", f"{slot:x}:"]),
             )
         )  # fmt: skip
-    steps += [(_filter("add", s, port, slot), _filter("del", s, port, slot)) for s in ("dport", "sport")]
+    steps += [(_filter("add", s, hop, slot), _filter("del", s, hop, slot)) for s in ("dport", "sport")]
     return Plan(steps, uses_tc=True)
 
 
-ROOT_ADD = ["tc", "qdisc", "add", "dev", DEVICE, "root", "handle", "1:", "htb"]
-"""The shared htb root: unclassified traffic (every other hop) passes unshaped."""
-ROOT_DEL = ["tc", "qdisc", "del", "dev", DEVICE, "root"]
+def root_add(hop: Hop) -> list[str]:
+    """The htb root that the tc faults on the hop's device share: unclassified traffic (every
+    other hop) passes unshaped."""
+    return hop.inside(["tc", "qdisc", "add", "dev", hop.device, "root", "handle", "1:", "htb"])
+
+
+def root_del(hop: Hop) -> list[str]:
+    """The removal of :func:`root_add`'s root."""
+    return hop.inside(["tc", "qdisc", "del", "dev", hop.device, "root"])
 
 
 def shown(command: list[str]) -> str:
@@ -239,7 +290,8 @@ def _bring_up(device: str) -> None:
 
 
 def unavailable() -> str | None:
-    """Why faults cannot be put on in this process, or None when they can."""
+    """Why faults cannot be put on in this process's own namespace, or None when they can (hops
+    in a container's namespace do not need it)."""
     return None if _isolated else _why_not
 
 
@@ -251,7 +303,7 @@ class Active:
     """A fault that is on: what undoes it."""
 
     fault: Fault
-    port: int
+    hop: Hop
     slot: int
     plan: Plan
     applied: list[list[str]] = field(default_factory=list)
@@ -277,32 +329,34 @@ async def _execute(command: list[str]) -> tuple[int, str]:
 
 
 class FaultController:
-    """Puts faults on and takes them off in the lab's private network namespace.
+    """Puts faults on and takes them off, in the lab's private network namespace or a container's.
 
     One per process (:func:`controller`). Faults on different topologies may be on
-    at once (different ports, different slots); the htb root that tc faults share
-    is added with the first and removed with the last.
+    at once (different ports, different slots); the htb root that tc faults on one
+    device share is added with the first and removed with the last.
     """
 
     def __init__(self) -> None:
         self.active: list[Active] = []
         self._slots = 0
-        self._tc_users = 0
+        self._tc_users: dict[tuple[int | None, str], int] = {}
+        """How many faults on each (namespace, device) use its htb root."""
         self._lock = asyncio.Lock()
 
-    async def apply(self, fault: Fault, port: int) -> Active:
-        """Put ``fault`` on the hop at ``port``; raises FaultUnavailable or FaultFailed, having
-        undone whatever part of it was done."""
-        why = unavailable()
+    async def apply(self, fault: Fault, hop: Hop) -> Active:
+        """Put ``fault`` on ``hop``; raises FaultUnavailable or FaultFailed, having undone
+        whatever part of it was done."""
+        why = unavailable() if hop.namespace is None else None
         if why is not None:
             raise FaultUnavailable(why)
         async with self._lock:
             self._slots = self._slots % 0xFFF + 1
-            active = Active(fault, port, self._slots, plan(fault, port, self._slots))
+            active = Active(fault, hop, self._slots, plan(fault, hop, self._slots))
             if active.plan.uses_tc:
-                if self._tc_users == 0:
-                    await self._run_or_raise(ROOT_ADD, fault)
-                self._tc_users += 1
+                users = self._tc_users.get((hop.namespace, hop.device), 0)
+                if users == 0:
+                    await self._run_or_raise(root_add(hop), fault)
+                self._tc_users[hop.namespace, hop.device] = users + 1
             self.active.append(active)
             try:
                 for command in active.plan.apply:
@@ -319,6 +373,10 @@ class FaultController:
             return
         if fault.kind == "latency" and "netem" in command and "unknown" in stderr.lower():
             raise FaultUnavailable(NETEM_MISSING)
+        if command[0] == "nsenter" and stderr.startswith("nsenter:"):
+            # nsenter's own failure (it or the tool is missing, the container is gone, this is not
+            # root): nothing was done.
+            raise FaultUnavailable(f"cannot run it in the hop's network namespace: {stderr}")
         if status == 127:
             raise FaultUnavailable(f"{command[0]} is not installed ({stderr})")
         raise FaultFailed(f"{shown(command)}: {stderr or f'exit status {status}'}")
@@ -340,11 +398,13 @@ class FaultController:
             if status != 0:
                 failed.append(f"{shown(undo[shown(command)])}: {stderr or f'exit status {status}'}")
         if active.plan.uses_tc:
-            self._tc_users -= 1
-            if self._tc_users == 0:
-                status, stderr = await _execute(ROOT_DEL)
+            key = (active.hop.namespace, active.hop.device)
+            self._tc_users[key] -= 1
+            if self._tc_users[key] == 0:
+                removal = root_del(active.hop)
+                status, stderr = await _execute(removal)
                 if status != 0:
-                    failed.append(f"{shown(ROOT_DEL)}: {stderr or f'exit status {status}'}")
+                    failed.append(f"{shown(removal)}: {stderr or f'exit status {status}'}")
         return failed
 
     async def clear_all(self) -> list[str]:

@@ -121,14 +121,20 @@ def reload_of(topology: Topology) -> Reload | None:
     return None if topology.direct else REGISTRY[topology.proxy].reload
 
 
+EVENT_BACKENDS = ("local", "compose", "containers")
+"""The backends that cause lifecycle events: on processes, or on containers from the host."""
+
 NOT_APPLICABLE = "not applicable:"
 """How :func:`unsupported` starts a reason that no backend could change (nothing to reload)."""
 
 
 def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
     """Why the lab cannot cause ``cause`` on this topology with this backend; None if it can."""
-    if backend != "local":
-        return f"not supported on the {backend} backend: only the local backend causes lifecycle events"
+    if backend not in EVENT_BACKENDS:
+        return (
+            f"not supported on the {backend} backend: only the local, compose and containers "
+            "backends cause lifecycle events"
+        )
     if cause == "proxy-reload":
         if topology.direct:
             return f"{NOT_APPLICABLE} direct has no proxy to reload"
@@ -137,6 +143,11 @@ def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"
         if reload.signal is None and not reload.argv and not reload.successor:
             return f"{topology.proxy}: {reload.unsupported} ({reload.how}: {reload.source})"
+        if reload.successor and backend != "local":
+            return (
+                f"not supported on the {backend} backend: {topology.proxy}'s reload is a second process "
+                "that takes over from the first, and the container ends when its first process exits"
+            )
     if cause in REPLACED and grace_of(topology) is None:
         return f"{NOT_APPLICABLE} {topology.name} runs no app instance to stop (no shutdown_grace)"
     if cause == "instance-replacement" and replacement_source(topology) is None:

@@ -22,6 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from .http2 import read_frames, stream_records
 from .records import Closed, Connection, StreamRequest
 
+COMMAND_TIMEOUT = 10.0
+"""Seconds the probe server may take to say a listener it was asked to restart is down."""
+
 ConnectionKey = tuple[str, int]
 """(listener, connection number): how the probe server names a connection."""
 
@@ -236,3 +239,29 @@ class ObservationFeed:
 
     def _views(self, match: Callable[[Observed], bool], cell: str | None = None) -> list[Connection]:
         return [seen.view(cell, self.closings.get(seen.key)) for seen in self.observed if match(seen)]
+
+
+async def command_listener(control: tuple[str, int], command: dict[str, Any], answer: str) -> dict[str, Any]:
+    """Send the probe server whose control channel is at ``control`` a listener command (see
+    wslab.probe.__main__: restart, redeploy, scale_to_zero; the command's first value names the
+    listener) and return its ``answer`` event for that listener (which may hold an ``error``).
+    Every backend whose probe server it can reach causes lab/lifecycle.py's events so."""
+    from .lifecycle import EventFailed
+
+    host, port = control
+    listener = next(iter(command.values()))
+    try:
+        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None, proxy=None) as channel:
+            await channel.send(json.dumps(command))
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                async for message in channel:
+                    event = json.loads(message)
+                    if event.get("event") == answer and event.get("listener") == listener:
+                        return event
+    except TimeoutError:
+        raise EventFailed(
+            f"the probe server did not answer {answer} for {listener} in {COMMAND_TIMEOUT:g} s"
+        ) from None
+    except (OSError, websockets.WebSocketException) as error:
+        raise EventFailed(f"the probe server's control channel failed: {error}") from None
+    raise EventFailed("the probe server closed its control channel")

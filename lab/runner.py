@@ -190,17 +190,28 @@ async def play_cell(
 
 def _no_faults(backend: Backend, deployment: Deployment) -> str | None:
     """Why this cell's fault steps cannot be played here, or None."""
+    if deployment.hops is not None:
+        return None  # in the containers' own namespaces: see lab/backends/container_events.py
     if backend.name != "local" or deployment.upstream is None:
-        return "network faults are put on the local backend's loopback hops only"
+        return (
+            "network faults are put on the local backend's loopback hops, or from the host on the "
+            "compose and containers backends' containers"
+        )
     return faults.unavailable()
 
 
-def _hops(backend: Backend, deployment: Deployment) -> dict[str, int]:
-    """The TCP port of each hop: the proxy's listening port, and its upstream's (through
-    ``direct`` the client talks to the server itself, so both hops are that one port)."""
+def _hops(backend: Backend, deployment: Deployment) -> dict[str, faults.Hop]:
+    """Where each hop is: the backend's own (in containers), else on loopback the proxy's
+    listening port and its upstream's (through ``direct`` the client talks to the server itself,
+    so both hops are that one port)."""
+    if deployment.hops is not None:
+        return deployment.hops
     if deployment.endpoint is None or deployment.upstream is None:
         return {}
-    return {"client-proxy": deployment.endpoint.port, "proxy-server": deployment.upstream[1]}
+    return {
+        "client-proxy": faults.Hop(deployment.endpoint.port),
+        "proxy-server": faults.Hop(deployment.upstream[1]),
+    }
 
 
 def _event_causer(backend: Backend, deployment: Deployment) -> lifecycle.CauseEvent:
@@ -490,8 +501,9 @@ async def run(
             future.cancel()
         if browser is not None:
             await browser.stop()
-        if any(s.uses_faults for s in scenarios) and faults.unavailable() is None:
-            # Cells take their own faults off; this is for a cell cut short between two awaits.
+        if any(s.uses_faults for s in scenarios):
+            # Cells take their own faults off; this is for a cell cut short between two awaits
+            # (and for a stack that stays up after the run, whose containers keep their rules).
             await faults.controller().clear_all()
         await backend.stop()
     order = {s.id: index for index, s in enumerate(scenarios)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 from wslab.backends import StackOptions
 from wslab.backends.containers import ContainersBackend
@@ -11,6 +12,8 @@ from wslab.records import Outcome
 from wslab.runner import RunOptions, run
 from wslab.scenario import load_scenarios
 from wslab.topology import load_topologies
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: None) -> None:
@@ -27,4 +30,29 @@ def test_containers_backend_reproduces_the_seed_and_removes_everything(engine: N
     assert result.cell("varnish-default", "websockets-echo").diagnosis.rule == "proxy-removed-upgrade"
     assert result.cell("direct", "tcp-probe").server[0].bytes_received == 0
     assert result.components.proxies["haproxy"].startswith("2.6")
+    assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before
+
+
+def test_containers_backend_reloads_restarts_and_resets_in_its_containers(engine: None) -> None:
+    """The lifecycle events and a fault reach the containers testcontainers started: HAProxy's
+    old worker keeps the WebSocket over a reload, the server's 1001 comes through, and a TCP
+    reset on the client-proxy hop (in the proxy's container) ends the connection with 1006."""
+    before = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout
+    topologies = [load_topologies()["haproxy-default"]]
+    faults = load_scenarios([ROOT / "scenarios" / "faults.yaml"])
+    scenarios = [
+        *load_scenarios(suites=["lifecycle"]),
+        *(s for s in faults if s.id in ("reset-client-proxy", "bandwidth-client-proxy")),
+    ]
+    result = asyncio.run(run(ContainersBackend(StackOptions()), topologies, scenarios, RunOptions()))
+
+    reload = result.cell("haproxy-default", "proxy-reload")
+    assert reload.outcome == Outcome.PASS, reload.checks
+    restart = result.cell("haproxy-default", "server-restart")
+    assert restart.outcome == Outcome.PASS and restart.client.lifecycle.code == 1001
+    reset = result.cell("haproxy-default", "reset-client-proxy")
+    assert reset.outcome == Outcome.PASS and reset.client.close.code == 1006
+    assert reset.client.faults[0].commands[0].startswith("nsenter --target ")
+    shaped = result.cell("haproxy-default", "bandwidth-client-proxy")
+    assert shaped.outcome == Outcome.NOT_MEASURED and "loopback hops only" in shaped.error
     assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from wslab import faults
-from wslab.faults import Fault, plan
+from wslab.faults import Fault, Hop, plan
 from wslab.records import FaultRecord
 from wslab.reports.timeline import fault_timeline
 from wslab.scenario import load_scenarios
@@ -33,7 +33,7 @@ def _argv(command: list[str]) -> str:
 @pytest.mark.fast
 @pytest.mark.parametrize("kind", ["stall", "reset"])
 def test_stall_and_reset_are_iptables_rules_on_both_directions_removed_one_for_one(kind: str) -> None:
-    planned = plan(Fault(kind, "proxy-server"), 41000, 7)
+    planned = plan(Fault(kind, "proxy-server"), Hop(41000), 7)
     assert not planned.uses_tc
     applied = [_argv(c) for c in planned.apply]
     assert [c.split(" -j ")[0].split(" -m ")[0] for c in applied] == [
@@ -50,7 +50,7 @@ def test_stall_and_reset_are_iptables_rules_on_both_directions_removed_one_for_o
 
 @pytest.mark.fast
 def test_bandwidth_is_an_htb_class_with_a_filter_per_direction() -> None:
-    planned = plan(Fault("bandwidth", "client-proxy", rate_kbit=800), 42000, 26)
+    planned = plan(Fault("bandwidth", "client-proxy", rate_kbit=800), Hop(42000), 26)
     assert planned.uses_tc
     assert [_argv(c) for c in planned.apply] == [
         "tc class add dev lo parent 1: classid 1:1a htb rate 800kbit ceil 800kbit burst 70k cburst 70k",
@@ -66,7 +66,7 @@ def test_bandwidth_is_an_htb_class_with_a_filter_per_direction() -> None:
 
 @pytest.mark.fast
 def test_latency_is_netem_under_an_unshaped_class() -> None:
-    planned = plan(Fault("latency", "proxy-server", delay_ms=250), 43000, 1)
+    planned = plan(Fault("latency", "proxy-server", delay_ms=250), Hop(43000), 1)
     applied = [_argv(c) for c in planned.apply]
     assert "rate 10gbit" in applied[0]
     assert applied[1] == "tc qdisc add dev lo parent 1:1 handle 1: netem delay 250ms"
@@ -76,16 +76,74 @@ def test_latency_is_netem_under_an_unshaped_class() -> None:
 @pytest.mark.fast
 def test_every_planned_command_acts_on_loopback_only() -> None:
     for kind in faults.KINDS:
-        planned = plan(Fault(kind, "client-proxy"), 44000, 3)
+        planned = plan(Fault(kind, "client-proxy"), Hop(44000), 3)
         for command in planned.apply + planned.remove:
             assert command[0] in ("iptables", "tc")
             assert tuple(command[4:6]) == ("-i", "lo") if command[0] == "iptables" else "lo" in command
 
 
+CONTAINER_HOP = Hop(8080, "eth0", 4242, "container wslab-nginx-websocket-1")
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind", ["stall", "reset"])
+def test_in_a_container_each_direction_is_matched_where_it_crosses_the_containers_interface(
+    kind: str,
+) -> None:
+    planned = plan(Fault(kind, "client-proxy"), CONTAINER_HOP, 5)
+    applied = [_argv(c) for c in planned.apply]
+    inside = "nsenter --target 4242 --net "
+    # What reaches the listener comes in on eth0; what it sends leaves by OUTPUT, never INPUT.
+    assert [c.split(" -m ")[0].replace(" ! --tcp-flags RST RST", "") for c in applied] == [
+        inside + "iptables -w -I INPUT -i eth0 -p tcp --dport 8080",
+        inside + "iptables -w -I OUTPUT -o eth0 -p tcp --sport 8080",
+    ]
+    assert all("--comment wslab-fault-5" in c for c in applied)
+    assert [_argv(c) for c in planned.remove] == [c.replace(" -I ", " -D ") for c in reversed(applied)]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind", ["bandwidth", "latency"])
+def test_shaping_a_containers_interface_is_refused_with_the_reason(kind: str) -> None:
+    # tc shapes what leaves a device: on eth0 only one direction of the hop.
+    with pytest.raises(faults.FaultUnavailable, match="loopback hops only.*eth0"):
+        plan(Fault(kind, "proxy-server"), CONTAINER_HOP, 5)
+
+
+@pytest.mark.fast
+def test_a_loopback_hop_in_the_labs_namespace_runs_its_commands_as_they_are() -> None:
+    assert Hop(9000).inside(["tc", "qdisc"]) == ["tc", "qdisc"]
+    assert faults.root_add(Hop(9000)) == ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb"]
+    assert faults.root_del(CONTAINER_HOP)[:5] == ["nsenter", "--target", "4242", "--net", "tc"]
+    assert CONTAINER_HOP.describe() == "port 8080 in container wslab-nginx-websocket-1"
+
+
+@pytest.mark.fast
+def test_a_containers_device_is_its_default_routes() -> None:
+    from wslab.backends.container_events import default_device
+
+    table = (
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth1\t0010A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "eth1\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n"
+    )
+    assert default_device(table) == "eth1"
+    assert default_device(table.splitlines()[0]) is None
+
+
+@pytest.mark.fast
+def test_a_container_hop_needs_no_private_namespace_but_nsenter_failing_is_not_measured() -> None:
+    # Outside the lab's private namespace, a container's hop is still allowed: its rules go into
+    # the container's namespace. A namespace nsenter cannot enter is "not measured", not a failure.
+    gone = Hop(8080, "eth0", 2**22 + 1, "container gone")
+    with pytest.raises(faults.FaultUnavailable, match="cannot run it in the hop's network namespace"):
+        asyncio.run(faults.FaultController().apply(Fault("stall", "client-proxy"), gone))
+
+
 @pytest.mark.fast
 def test_slots_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError):
-        plan(Fault("stall", "client-proxy"), 1, 0x1000)
+        plan(Fault("stall", "client-proxy"), Hop(1), 0x1000)
 
 
 @pytest.mark.fast
@@ -100,7 +158,7 @@ def test_the_controller_refuses_outside_a_private_namespace() -> None:
     # done to the host's network.
     assert faults.isolate() is not None and faults.unavailable() is not None
     with pytest.raises(faults.FaultUnavailable):
-        asyncio.run(faults.FaultController().apply(Fault("stall", "client-proxy"), 45000))
+        asyncio.run(faults.FaultController().apply(Fault("stall", "client-proxy"), Hop(45000)))
 
 
 # Real runs: `wslab run` as a command (contained, so it may make its own network namespace).

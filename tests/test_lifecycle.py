@@ -71,7 +71,10 @@ def test_what_the_lab_can_cause_where() -> None:
     assert "traefik" in (unsupported("proxy-reload", topology(proxy="traefik"), "local") or "")
     assert unsupported("proxy-reload", topology(proxy="caddy"), "local") is None, "caddy reload"
     assert unsupported("server-restart", _direct(), "local") is None
-    assert "compose backend" in (unsupported("server-restart", topology(), "compose") or "")
+    for backend in ("compose", "containers"):
+        assert unsupported("server-restart", topology(), backend) is None
+        assert unsupported("proxy-reload", topology(), backend) is None
+    assert "remote backend" in (unsupported("server-restart", topology(), "remote") or "")
     assert assumption(topology(), "proxy-reload") == ""
     assert assumption(topology(role="platform", platform="Render"), "proxy-reload").startswith(
         "assumption: Render"
@@ -246,7 +249,8 @@ def test_where_redeploys_replacements_and_scale_to_zero_apply() -> None:
         assert (unsupported("scale-to-zero", _platform(name), "local") or "").startswith("not applicable"), (
             name
         )
-    assert "compose backend" in (unsupported("redeploy", _platform("cloudrun"), "compose") or "")
+    assert unsupported("redeploy", _platform("cloudrun"), "compose") is None, "the control channel"
+    assert "remote backend" in (unsupported("redeploy", _platform("cloudrun"), "remote") or "")
 
 
 @pytest.mark.fast

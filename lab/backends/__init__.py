@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..app_log import AppLog, HandshakeGate
 from ..endpoint import Endpoint
+from ..faults import Hop
 from ..observations import Hello
 from ..proxies import REGISTRY
 from ..records import AppRecord, Connection, DeploymentStatus, Fact, Parameter, TopologyRecord
@@ -85,6 +86,11 @@ class Deployment:
     upstream: tuple[str, int] | None = None
     """Where the proxy sends its traffic (the probe listener or tap), when the backend runs it on
     this machine's loopback: the proxy-server hop a fault step may act on. None elsewhere."""
+    container: str | None = None
+    """The proxy's container (compose, containers backends), by id: where an event reloads it."""
+    hops: dict[str, Hop] | None = None
+    """Each hop a fault step may name, in the network namespaces of the containers that listen on
+    it (compose, containers backends); None: loopback hops from ``endpoint`` and ``upstream``."""
 
     @property
     def listener(self) -> str:

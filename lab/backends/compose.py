@@ -49,6 +49,7 @@ from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology, load_topologies
 from . import FAILED, READY, Deployment, StackOptions, ready_by_http
+from .container_events import ContainerEvents, stack_hops
 
 READ_VERSIONS = [
     "python",
@@ -183,8 +184,9 @@ def compose_command() -> list[str]:
     raise LabFailure("neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed")
 
 
-class ComposeBackend:
-    """Runs topologies in the compose stack; :meth:`stop` removes what it started."""
+class ComposeBackend(ContainerEvents):
+    """Runs topologies in the compose stack; :meth:`stop` removes what it started. From the host
+    it causes lifecycle events and puts faults on in the containers (see container_events)."""
 
     name = "compose"
 
@@ -307,6 +309,7 @@ class ComposeBackend:
                 services.append(APP_SERVICE)
             await self._bring_up(services)
         control = (PROBE_SERVICE if self.in_network else "127.0.0.1", CONTROL_PORT)
+        self.control = control
         await self._wait_control(*control)
         await self.feed.start(*control)
         hello = await self.feed.hello()
@@ -320,6 +323,8 @@ class ComposeBackend:
         finally:
             watch.cancel()
         await self._versions([d for d in deployments if d.status == READY and not d.topology.direct])
+        if not self.in_network:
+            await asyncio.to_thread(self._locate, [d for d in deployments if d.status == READY])
         if self.app is not None:
             put_behind(deployments, await self._start_app_log())
         return {d.topology.name: d for d in deployments}
@@ -384,6 +389,23 @@ class ComposeBackend:
                 text = found.stdout + found.stderr
             if text is not None:
                 deployment.version = kind.parse_version(text)
+
+    def _locate(self, deployments: list[Deployment]) -> None:
+        """Give each deployment its proxy's container and its fault hops in the containers'
+        namespaces (from the host only: inside the stack the runner has no Docker socket)."""
+        import docker
+
+        label = f"com.docker.compose.project={self.project}"
+        running = docker.from_env().containers.list(filters={"label": label})
+        by_service = {container.labels.get("com.docker.compose.service"): container for container in running}
+        probe = by_service.get(PROBE_SERVICE)
+        for deployment in deployments:
+            topology = deployment.topology
+            proxy = None if topology.direct else by_service.get(topology.name)
+            if probe is None or (proxy is None and not topology.direct):
+                continue
+            deployment.container = proxy.id if proxy is not None else None
+            deployment.hops = stack_hops(topology, proxy, probe)
 
     async def _wait_control(self, host: str, port: int) -> None:
         try:

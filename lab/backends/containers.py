@@ -42,6 +42,7 @@ from ..proxies import REGISTRY
 from ..records import AppRecord
 from ..topology import Topology
 from . import FAILED, READY, Deployment, StackOptions, ready_by_http
+from .container_events import ContainerEvents, stack_hops
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
@@ -95,8 +96,9 @@ def _container(spec: dict[str, Any], image: str, network: Network, ports: list[i
     return container
 
 
-class ContainersBackend:
-    """Starts topologies as containers through testcontainers."""
+class ContainersBackend(ContainerEvents):
+    """Starts topologies as containers through testcontainers; causes lifecycle events and puts
+    faults on in them (see container_events)."""
 
     name = "containers"
 
@@ -168,6 +170,7 @@ class ContainersBackend:
         probe = started[PROBE_SERVICE]
         control = int(probe.get_exposed_port(CONTROL_PORT))
         await wait_answering(LOOPBACK, control, READY_TIMEOUT, settle=FORWARDED_SETTLE)
+        self.control = (LOOPBACK, control)
         await self.feed.start(LOOPBACK, control)
         hello = await self.feed.hello()
         # Behind taps, the websockets release that matters is the app's, which the lab cannot see.
@@ -177,6 +180,7 @@ class ContainersBackend:
         deployments = await asyncio.gather(
             *(self._deployment(t, started[PROBE_SERVICE if t.direct else t.name]) for t in topologies)
         )
+        await asyncio.to_thread(self._locate, [d for d in deployments if d.status == READY], probe)
         if self.app_log is not None:
             put_behind(deployments, self.app_log)
         return {d.topology.name: d for d in deployments}
@@ -226,6 +230,15 @@ class ContainersBackend:
             arguments=proxy_arguments(topology, self.time_scale),
             handle=container,
         )
+
+    def _locate(self, deployments: list[Deployment], probe: DockerContainer) -> None:
+        """Give each deployment its proxy's container and its fault hops in the containers'
+        namespaces."""
+        for deployment in deployments:
+            direct = deployment.topology.direct
+            proxy = None if direct else deployment.handle.get_wrapped_container()
+            deployment.container = proxy.id if proxy is not None else None
+            deployment.hops = stack_hops(deployment.topology, proxy, probe.get_wrapped_container())
 
     def alive(self, deployment: Deployment) -> bool:
         return True

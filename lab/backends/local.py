@@ -18,15 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-
 from ..app import AppError, AppProcess, AppSpec
 from ..app_log import HandshakeGate
 from ..binary_versions import VersionCache
 from ..endpoint import Endpoint
 from ..errors import LabFailure, TopologyError
 from ..lifecycle import EventFailed
-from ..observations import ObservationFeed
+from ..observations import ObservationFeed, command_listener
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail, port_free, wait_listening_quietly
 from ..proxies import REGISTRY
 from ..records import AppRecord
@@ -434,15 +432,7 @@ class LocalBackend:
         scale_to_zero) and return its ``answer`` event for that listener (or an ``error``)."""
         if self.control is None:
             raise EventFailed("no probe server runs behind this topology (--app, --forward-to)")
-        host, port = self.control
-        listener = next(iter(command.values()))
-        async with connect(f"ws://{host}:{port}/?history=0", ping_interval=None, proxy=None) as control:
-            await control.send(json.dumps(command))
-            async for message in control:
-                event = json.loads(message)
-                if event.get("event") == answer and event.get("listener") == listener:
-                    return event
-        raise EventFailed("the probe server closed its control channel")
+        return await command_listener(self.control, command, answer)
 
     def alive(self, deployment: Deployment) -> bool:
         """False if the topology's proxy has died since it started."""

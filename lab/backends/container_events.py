@@ -1,0 +1,125 @@
+"""Lifecycle events and fault hops on a stack of containers: the compose and containers backends.
+
+A proxy reload reaches the container as the local backend's reaches a process. Its signal goes
+to the container's main process, tini (``init: true`` in the stack), which passes it on to the
+one process it started, the proxy (compose/render.sh exec's it). A reload command (caddy reload)
+is exec'd in the container with the config and run folder the container uses. A server restart
+goes through the probe server's control channel, as locally (:func:`~wslab.observations.command_listener`).
+
+A fault is made in the network namespace of the container that listens on the hop, from the host
+(``nsenter --target PID --net``, see lab/faults.py): the proxy's container for client-proxy, the
+probe server's for proxy-server. Those rules die with the containers when the stack goes down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from ..compose_file import PROXY_PORT, reload_command
+from ..faults import Hop
+from ..lifecycle import EventFailed
+from ..observations import command_listener
+from ..topology import Topology
+from . import Deployment
+
+RELOAD_TIMEOUT = 10.0
+"""How long a reload command (caddy reload) may take before the event is a lab error."""
+DEFAULT_DEVICE = "eth0"
+"""A container's interface on its first network, when its routing table names none."""
+
+
+def default_device(route_table: str) -> str | None:
+    """The device of the default route in a /proc/PID/net/route table, or None."""
+    for line in route_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1 and fields[1] == "00000000":
+            return fields[0]
+    return None
+
+
+def listener_hop(container: Container, port: int) -> Hop:
+    """The hop whose listening side is ``port`` in ``container``: its main process's network
+    namespace, and the device its traffic from other containers and the host crosses there."""
+    container.reload()
+    pid = int(container.attrs["State"]["Pid"])
+    try:
+        device = default_device(Path(f"/proc/{pid}/net/route").read_text())
+    except OSError:
+        device = None
+    return Hop(port, device or DEFAULT_DEVICE, pid, f"container {container.name}")
+
+
+def stack_hops(topology: Topology, proxy: Container | None, probe: Container) -> dict[str, Hop]:
+    """A topology's hops in the stack: the proxy's listening port in its container, and its
+    listener's port in the probe server's (through ``direct`` the client talks to that listener,
+    so both hops are that one)."""
+    server = listener_hop(probe, topology.port)
+    client = server if proxy is None else listener_hop(proxy, PROXY_PORT)
+    return {"client-proxy": client, "proxy-server": server}
+
+
+def docker_container(container_id: str) -> Container:
+    """The Docker SDK's view of a container, by id."""
+    return docker.from_env().containers.get(container_id)
+
+
+class ContainerEvents:
+    """The event calls of lab/lifecycle.py's ``EventBackend`` for a backend whose proxies run in
+    containers (each deployment's ``container``) and whose probe server's control channel is
+    ``control``."""
+
+    control: tuple[str, int] | None = None
+
+    async def signal_proxy(self, deployment: Deployment, signal_name: str) -> None:
+        """Send the proxy's container a signal by name (tini passes it on to the proxy)."""
+        container = await _running(deployment)
+        try:
+            await asyncio.to_thread(container.kill, signal=signal_name)
+        except docker.errors.APIError as error:
+            raise EventFailed(f"{deployment.topology.name}: {error.explanation or error}") from None
+
+    async def reload_by_command(self, deployment: Deployment) -> None:
+        """Run the documented reload command of the proxy's kind in its container."""
+        container = await _running(deployment)
+        argv = reload_command(deployment.topology)
+        try:
+            result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
+        except TimeoutError:
+            raise EventFailed(
+                f"{deployment.topology.name}: the reload command gave no answer in {RELOAD_TIMEOUT:g} s"
+            ) from None
+        if result.exit_code != 0:
+            output = result.output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise EventFailed(f"{deployment.topology.name}: the reload command failed: {output[0][:300]}")
+
+    async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
+        """Have the probe server restart a listener, through its published control channel."""
+        return await self.command_server({"restart": listener, "down": down}, "restarted")
+
+    async def command_server(self, command: dict[str, Any], answer: str) -> dict[str, Any]:
+        """Send the probe server a listener command through its published control channel."""
+        if self.control is None:
+            raise EventFailed("the probe server's control channel cannot be reached from here")
+        return await command_listener(self.control, command, answer)
+
+
+async def _running(deployment: Deployment) -> Container:
+    """The deployment's proxy container, which must be running."""
+    if deployment.container is None:
+        raise EventFailed(
+            f"{deployment.topology.name}: the lab cannot reach its proxy's container from here "
+            "(inside the stack the runner has no Docker socket)"
+        )
+    try:
+        container = await asyncio.to_thread(docker_container, deployment.container)
+    except docker.errors.NotFound:
+        raise EventFailed(f"{deployment.topology.name}: its proxy's container is gone") from None
+    if container.status != "running":
+        raise EventFailed(f"{deployment.topology.name}: its proxy's container is {container.status}")
+    return container
