@@ -394,9 +394,10 @@ async def _play_topology(
     def exclusive_turn(scenario: Scenario) -> bool:
         seen = getattr(backend.feed, "seen", None)
         # Without a report of each connection (a remote target), with the user's app's log to
-        # attribute by time too, or for a fault (a rule on a port hits every connection through
-        # it, quiet ones too), exclusive cells wait for every other cell to end.
-        if seen is None or deployment.app_log is not None or scenario.uses_faults:
+        # attribute by time too, or for a fault or a lifecycle event (a rule on a port, a reload, a
+        # redeploy hits every connection through it, a quiet hold too), exclusive cells wait for
+        # every other cell to end.
+        if seen is None or deployment.app_log is not None or scenario.uses_faults or scenario.events:
             return not waiting and not playing
         return exclusive_may_start(len(waiting), [(s, seen(cell)) for cell, s in playing.items()])
 

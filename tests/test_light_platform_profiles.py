@@ -18,7 +18,7 @@ from wslab.backends.local import LocalBackend
 from wslab.records import Run, header_value
 from wslab.runner import run
 from wslab.scenario import load_scenarios
-from wslab.topology import Topology, load_topologies
+from wslab.topology import INSTANCE_LIMITS, Topology, load_topologies
 
 SCALE = 0.02
 """Time scale of this module's run (as accelerated runs): 55 s → 1.1 s; the 950 s hold lasts 19 s."""
@@ -121,7 +121,8 @@ def test_profiles_name_their_sources(profiles: dict[str, Topology]) -> None:
         assert topology.platform and topology.websocket_fix and topology.behaviours, topology.name
         for text in [p.source for p in topology.parameters] + list(topology.behaviours):
             assert SOURCE_TAG.search(text), f"{topology.name}: no source tag or 'assumption' in {text!r}"
-        names = {p.name for p in topology.parameters}
+        # Limits on a connection, besides how the platform ends an instance (lifecycle suite).
+        names = {p.name for p in topology.parameters if p.limit not in INSTANCE_LIMITS}
         assert names == ({"idle_timeout"} if topology.name in IDLE_PROFILES else {"lifetime"})
 
 

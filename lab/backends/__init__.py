@@ -139,6 +139,11 @@ class Feed(Protocol):
 
     async def unattributed(self, listener: str, start: float) -> list[Connection]: ...
 
+    async def first_report(self, cell: str) -> Connection:
+        """The first connection reported with ``cell``'s id, once there is one (a raw step races
+        it: wslab.client.RELAY_PATIENCE); never returning is allowed."""
+        ...
+
     async def stop(self) -> None: ...
 
 

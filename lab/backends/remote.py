@@ -124,6 +124,13 @@ class RemoteFeed:
         connections = await self._connections({"since": time.time() - start})
         return [connection.model_copy(update={"attributed": False}) for connection in connections]
 
+    async def first_report(self, cell: str) -> Connection:
+        """Never: the report channel is asked after the fact, not followed, and a remote target
+        is not on loopback, where a second without a relayed answer would say enough. A raw step
+        waits its whole timeout."""
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
     async def stop(self) -> None:
         """Nothing to close: every question uses its own connection."""
 
