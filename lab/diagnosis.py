@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from .evidence import Evidence
 from .fixes import PROCESS_REQUEST_FIX, SIGTERM_PROGRAM
-from .lifecycle import grace_of
 from .proxies import REGISTRY
 from .records import Check, ClientKind, Diagnosis, FaultRecord, Hold, Lifecycle, header_tokens
 from .topology import INSTANCE_LIMITS, Topology, cutting_limit
@@ -211,14 +210,6 @@ def _replaced(facts: Evidence) -> Lifecycle | None:
     return _life(facts, "redeploy") or _life(facts, "instance-replacement")
 
 
-def _grace(topology: Topology) -> str:
-    """The topology's grace period between SIGTERM and SIGKILL, with its source."""
-    grace = grace_of(topology)
-    if grace is None:
-        return "the platform's grace period"
-    return f"{grace.seconds:g} s between SIGTERM and SIGKILL ({grace.source})"
-
-
 def _sigterm_cause(facts: Evidence) -> str:
     record = facts.transcript.lifecycle
     assert record is not None
@@ -231,8 +222,9 @@ def _sigterm_cause(facts: Evidence) -> str:
 
 def _sigterm_fix(facts: Evidence, topology: Topology) -> str:
     return (
-        f"Handle SIGTERM in the app and close every connection with 1001 Going Away; the platform "
-        f"gives {_grace(topology)}, then SIGKILL cuts what is left. With websockets:\n\n"
+        "Handle SIGTERM in the app and close every connection with 1001 Going Away before the "
+        "platform's SIGKILL cuts what is left (each cell's event gives that platform's grace period "
+        "and its source). With websockets:\n\n"
         f"{SIGTERM_PROGRAM}\nRun the server itself as the container's command (exec form), not "
         "under a shell that swallows the signal, and make clients reconnect on close "
         "(async for websocket in connect(uri))."
