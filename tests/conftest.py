@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from importlib import resources
@@ -24,7 +26,9 @@ from wslab.topology import Topology, load_topologies
 
 # No test plays its cells on a developer's warm lab (`wslab up`), nor leaves one for them:
 # the session's commands keep their state file here (tests/test_warm_lab.py sets its own).
-os.environ["WSLAB_STATE"] = str(Path(tempfile.mkdtemp(prefix="wslab-tests-")) / "lab.json")
+STATE_DIR = tempfile.mkdtemp(prefix="wslab-tests-")
+os.environ["WSLAB_STATE"] = str(Path(STATE_DIR) / "lab.json")
+atexit.register(shutil.rmtree, STATE_DIR, ignore_errors=True)
 
 SEED_VERSION = "15.0.1"
 RESULTS_SCHEMA = json.loads(resources.files("wslab.schemas").joinpath("results.schema.json").read_text())
