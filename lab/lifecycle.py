@@ -488,3 +488,18 @@ async def _arm_scale_to_zero(backend: EventBackend, deployment: Deployment) -> L
 
 class EventFailed(Exception):
     """The lab could not cause the event it was asked for."""
+
+
+RELOAD_TIMEOUT = 10.0
+"""How long a reload command (caddy reload) or a successor's take-over may take before the event
+is a lab error."""
+
+
+def reload_timed_out(topology: Topology) -> EventFailed:
+    return EventFailed(f"{topology.name}: the reload command gave no answer in {RELOAD_TIMEOUT:g} s")
+
+
+def reload_failed(topology: Topology, output: bytes) -> EventFailed:
+    """The error of a reload command that exited non-zero, with its last line of output."""
+    last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return EventFailed(f"{topology.name}: the reload command failed: {last[0][:300]}")

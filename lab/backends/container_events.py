@@ -23,13 +23,11 @@ from docker.models.containers import Container
 
 from ..compose_file import PROXY_PORT, reload_command
 from ..faults import Hop
-from ..lifecycle import EventFailed
+from ..lifecycle import RELOAD_TIMEOUT, EventFailed, reload_failed, reload_timed_out
 from ..observations import command_listener
 from ..topology import Topology
 from . import Deployment
 
-RELOAD_TIMEOUT = 10.0
-"""How long a reload command (caddy reload) may take before the event is a lab error."""
 DEFAULT_DEVICE = "eth0"
 """A container's interface on its first network, when its routing table names none."""
 
@@ -91,12 +89,9 @@ class ContainerEvents:
         try:
             result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
         except TimeoutError:
-            raise EventFailed(
-                f"{deployment.topology.name}: the reload command gave no answer in {RELOAD_TIMEOUT:g} s"
-            ) from None
+            raise reload_timed_out(deployment.topology) from None
         if result.exit_code != 0:
-            output = result.output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise EventFailed(f"{deployment.topology.name}: the reload command failed: {output[0][:300]}")
+            raise reload_failed(deployment.topology, result.output)
 
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener, through its published control channel."""

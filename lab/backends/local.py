@@ -23,7 +23,7 @@ from ..app_log import HandshakeGate
 from ..binary_versions import VersionCache
 from ..endpoint import Endpoint
 from ..errors import LabFailure, TopologyError
-from ..lifecycle import EventFailed
+from ..lifecycle import RELOAD_TIMEOUT, EventFailed, reload_failed, reload_timed_out
 from ..observations import ObservationFeed, command_listener
 from ..processes import ManagedProcess, ProcessFailed, free_port, log_tail, port_free, wait_listening_quietly
 from ..proxies import REGISTRY
@@ -35,8 +35,6 @@ from . import FAILED, READY, UNAVAILABLE, Deployment, StackOptions, ready_by_htt
 HOST = "127.0.0.1"
 PROBE_STARTUP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 3
-RELOAD_TIMEOUT = 10.0
-"""How long a reload command (caddy reload) may take before the event is a lab error."""
 SLOW_STARTS = {"varnish": 3, "traefik": 2, "envoy": 1}
 """Proxy kinds that take longest from start to ready here (Varnish compiles its VCL with a C
 compiler; Traefik and Envoy load slowly): they are started last."""
@@ -352,22 +350,22 @@ class LocalBackend:
             raise EventFailed(f"{deployment.topology.name}: its proxy is not running")
         process.process.send_signal(signal.Signals[signal_name])
 
-    async def reload_by_command(self, deployment: Deployment) -> None:
-        """Run the documented reload command of the topology's proxy kind (caddy reload) against
-        the running proxy; its output goes to the proxy's log."""
+    def _proxy_files(self, deployment: Deployment) -> tuple[str, Path, Path, int]:
+        """The running proxy's binary, config, run folder and port, as its reload commands are
+        filled (EventFailed if it is not running)."""
         topology = deployment.topology
-        kind = REGISTRY[topology.proxy]
-        binary = kind.locate()
-        if binary is None or deployment.endpoint is None or not self.alive(deployment):
+        binary = REGISTRY[topology.proxy].locate()
+        running = deployment.endpoint is not None and self.alive(deployment)
+        if binary is None or topology.config is None or not running:
             raise EventFailed(f"{topology.name}: its proxy is not running")
         folder = self.run_dir / topology.name
-        argv = kind.reload_command(
-            binary,
-            folder / topology.config.name,
-            folder,
-            HOST,
-            deployment.endpoint.port,  # type: ignore[union-attr]
-        )
+        return binary, folder / topology.config.name, folder, deployment.endpoint.port  # type: ignore[union-attr]
+
+    async def reload_by_command(self, deployment: Deployment) -> None:
+        """Run the documented reload command of the topology's proxy kind (caddy reload) against
+        the running proxy."""
+        binary, config, folder, port = self._proxy_files(deployment)
+        argv = REGISTRY[deployment.topology.proxy].reload_command(binary, config, folder, HOST, port)
         process = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -376,12 +374,9 @@ class LocalBackend:
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise EventFailed(
-                f"{topology.name}: the reload command gave no answer in {RELOAD_TIMEOUT:g} s"
-            ) from None
+            raise reload_timed_out(deployment.topology) from None
         if process.returncode != 0:
-            last = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise EventFailed(f"{topology.name}: the reload command failed: {last[0][:300]}")
+            raise reload_failed(deployment.topology, output)
 
     async def reload_by_successor(self, deployment: Deployment) -> None:
         """Start the process that takes over from the topology's proxy (Envoy's hot restart) and
@@ -389,23 +384,12 @@ class LocalBackend:
         old one drains and exits on its own (or is stopped with the lab)."""
         topology = deployment.topology
         kind = REGISTRY[topology.proxy]
-        reload = kind.reload
-        binary = kind.locate()
         old = deployment.handle
-        if binary is None or deployment.endpoint is None or not isinstance(old, ManagedProcess):
-            raise EventFailed(f"{topology.name}: its proxy is not running")
-        assert reload is not None
-        folder = self.run_dir / topology.name
+        binary, config, folder, port = self._proxy_files(deployment)
+        assert kind.reload is not None and isinstance(old, ManagedProcess)
         epoch = self.epochs.get(topology.name, 0) + 1
         try:
-            argv = kind.successor_command(
-                binary,
-                folder / topology.config.name,
-                folder,
-                HOST,
-                deployment.endpoint.port,
-                epoch,  # type: ignore[union-attr]
-            )
+            argv = kind.successor_command(binary, config, folder, HOST, port, epoch)
         except OSError as error:
             raise EventFailed(f"{topology.name}: no base id to hot-restart from ({error.strerror})") from None
         log_start = old.log_path.stat().st_size if old.log_path.exists() else 0
@@ -413,7 +397,7 @@ class LocalBackend:
         self.processes.append(successor)
         await successor.start()
         deadline = asyncio.get_running_loop().time() + RELOAD_TIMEOUT
-        while reload.ready_line not in _log_since(old.log_path, log_start):
+        while kind.reload.ready_line not in _log_since(old.log_path, log_start):
             if not successor.running or asyncio.get_running_loop().time() > deadline:
                 raise EventFailed(
                     f"{topology.name}: the successor did not take over: {log_tail(old.log_path, 3)}"
