@@ -53,7 +53,10 @@ from .records import (
 )
 from .scenario import ENV_PLACEHOLDER, FAULT_STEPS, OPENING_STEPS
 
-RELAY_PATIENCE = 1.0
+PEER_CLOSE_WAIT = 1.0
+"""Seconds a TCP probe waits for the front end to close its side once it has sent its FIN."""
+READ_CHUNK = 65536
+RELAY_PATIENCE = 0.5
 """Seconds a raw step waits for the proxy to deliver anything once the server has answered its
 request: on loopback a proxy relays a response head in milliseconds, so a second of nothing is a
 response it will not deliver (Apache upgrades the backend connection of an HTTP/1.0 client and
@@ -422,10 +425,28 @@ class Client:
 
     async def _tcp_probe(self, argument: dict[str, Any]) -> str:
         self.transcript.kind = ClientKind.TCP_PROBE
-        _, writer = await self.endpoint.open()
+        reader, writer = await self.endpoint.open()
         self.transcript.connected = True
-        writer.close()
-        return "connected and closed without sending a byte"
+        if not writer.can_write_eof():  # TLS: close_notify, then the FIN
+            writer.close()
+            return "connected and closed without sending a byte"
+        # The FIN a probe's close sends, with the socket left open to read: the front end's own FIN
+        # back says it has dealt with the connection (the runner then need not wait out a window).
+        writer.write_eof()
+        sent = time.monotonic()
+        try:
+            async with asyncio.timeout(PEER_CLOSE_WAIT):
+                while await reader.read(READ_CHUNK):
+                    pass
+        except (TimeoutError, OSError):
+            return f"connected and closed without sending a byte; no close back within {PEER_CLOSE_WAIT:g} s"
+        finally:
+            writer.close()
+        self.transcript.peer_closed_after = round(time.monotonic() - sent, 4)
+        return (
+            "connected and closed without sending a byte; closed back "
+            f"{self.transcript.peer_closed_after:.3f} s later"
+        )
 
     async def _browser_visit(self, argument: dict[str, Any]) -> str:
         scheme = "https" if self.endpoint.tls else "http"
@@ -653,7 +674,7 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
     """Bytes up to the end of a response head, or all there were when the connection closed."""
     data = b""
     while wire.split_head(data) is None:
-        chunk = await reader.read(65536)
+        chunk = await reader.read(READ_CHUNK)
         if not chunk:
             break
         data += chunk

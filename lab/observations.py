@@ -11,6 +11,7 @@ topology's listener to themselves, by listener and time window.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,6 +118,8 @@ class ObservationFeed:
         self._stopping = False
         self.lost: str | None = None
         """Why the channel ended before :meth:`stop`: the probe server is gone."""
+        self._barriers: dict[int, asyncio.Future[bool]] = {}
+        self._barrier_numbers = itertools.count(1)
 
     async def start(self, host: str, port: int, history: bool = True) -> None:
         """Follow the control channel at host:port; without ``history``, only what the probe
@@ -131,8 +134,10 @@ class ObservationFeed:
         assert self._connection is not None
         try:
             async for message in self._connection:
-                event = parse_event(json.loads(message))
-                if event is not None:
+                fields = json.loads(message)
+                if fields.get("event") == "settled":
+                    self._settled(fields)
+                elif (event := parse_event(fields)) is not None:
                     self.add(event)
         except websockets.ConnectionClosed:
             pass
@@ -156,8 +161,34 @@ class ObservationFeed:
             self.closings[event.key] = event.closed
         for subscriber in self.subscribers:
             subscriber(event)
+        self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _settled(self, fields: dict[str, Any]) -> None:
+        barrier = self._barriers.get(fields.get("id"))  # type: ignore[arg-type]
+        if barrier is not None and not barrier.done():
+            barrier.set_result(fields.get("settled") is True)
+            self._notify()
+
+    async def settled(self, listener: str) -> bool:
+        """Whether the probe server has published the record of every connection ``listener``
+        had accepted by now (its ``settle`` barrier). The server publishes a record before it
+        answers the request: once a client has its answer and this says true, every record of
+        that request is in. False when it cannot tell (a tap, an older server, a lost channel)."""
+        if self._connection is None or self.lost is not None:
+            return False
+        number = next(self._barrier_numbers)
+        barrier = self._barriers[number] = asyncio.get_running_loop().create_future()
+        try:
+            await self._connection.send(json.dumps({"settle": listener, "id": number}))
+            return await barrier
+        except websockets.ConnectionClosed:
+            return False
+        finally:
+            del self._barriers[number]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -184,21 +215,33 @@ class ObservationFeed:
                 raise TimeoutError("the probe server sent no greeting")
         return self.hello_event
 
-    async def wait_for_cell(self, cell: str, settle: float, expected: int = 1) -> list[Connection]:
+    async def wait_for_cell(
+        self, cell: str, settle: float, expected: int = 1, listener: str | None = None
+    ) -> list[Connection]:
         """Connections tagged with ``cell``, waiting up to ``settle`` s for them to report.
 
-        Waits for ``expected`` handshakes (a browser page and its favicon are two), then for
-        the close of every upgraded one.
+        Waits for ``expected`` handshakes (a browser page and its favicon are two), or, given the
+        ``listener`` the cell's requests went to, for the server to say it has published every
+        record (:meth:`settled`: a request a proxy refused itself never reached it), then for
+        the close of every upgraded one. Call it once the client has its answers.
         """
         deadline = asyncio.get_running_loop().time() + settle
-        while True:
-            connections = [
-                seen.view(cell, self.closings.get(seen.key)) for seen in self.by_cell.get(cell, [])
-            ]
-            if len(connections) >= expected and all(c.closed or not c.upgraded for c in connections):
-                return connections
-            if not await self._wait_change(deadline):
-                return connections
+        barrier = asyncio.ensure_future(self.settled(listener)) if listener is not None else None
+        try:
+            while True:
+                connections = [
+                    seen.view(cell, self.closings.get(seen.key)) for seen in self.by_cell.get(cell, [])
+                ]
+                complete = len(connections) >= expected or (
+                    barrier is not None and barrier.done() and barrier.result()
+                )
+                if complete and all(c.closed or not c.upgraded for c in connections):
+                    return connections
+                if not await self._wait_change(deadline):
+                    return connections
+        finally:
+            if barrier is not None:
+                barrier.cancel()
 
     async def first_report(self, cell: str) -> Connection:
         """The first connection reported with ``cell``'s correlation id, once there is one (no
@@ -213,10 +256,18 @@ class ObservationFeed:
         """Whether a connection carrying ``cell``'s correlation id has been reported."""
         return cell in self.by_cell
 
-    async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]:
+    async def in_window(
+        self, listener: str, start: float, settle: float, closed_back: bool = False
+    ) -> list[Connection]:
         """Connections opened on ``listener`` since ``start`` that carried no correlation id, once
-        ``settle`` s have passed (one that carried an id is that cell's, whenever it opened)."""
-        await asyncio.sleep(settle)
+        ``settle`` s have passed (one that carried an id is that cell's, whenever it opened).
+
+        ``closed_back``: the front end has closed the cell's only connection (a TCP probe's), so
+        anything it opened to the server for it was opened before, and the server accepts it no
+        later than it reads the barrier it is then sent: once :meth:`settled` says true, the
+        window is complete."""
+        if not (closed_back and await self.settled(listener)):
+            await asyncio.sleep(settle)
         return self._views(
             lambda seen: (
                 seen.connection.listener == listener and seen.connection.opened_at >= start and not seen.cells

@@ -432,6 +432,9 @@ class Transcript(Record):
     sent: RequestHead | None = Field(None, description="the request as written on the wire")
     received: ResponseHead | None = Field(None, description="the response head that came back")
     connected: bool = False
+    peer_closed_after: float | None = Field(
+        None, description="a TCP probe: seconds from its FIN until the front end closed its side too"
+    )
     upgraded: bool = False
     subprotocol: str | None = None
     error: str | None = Field(None, description="the first failing step's error")

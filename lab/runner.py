@@ -160,11 +160,14 @@ async def play_cell(
             return _lab_error(deployment, scenario, f"cell did not finish in {budget:g} s")
     played()
     if cell_id is None:
-        connections = await backend.feed.in_window(deployment.listener, started, options.settle)
+        closed_back = transcript.peer_closed_after is not None
+        connections = await backend.feed.in_window(deployment.listener, started, options.settle, closed_back)
     else:
         # A browser page brings its own follow-ups (/favicon.ico): wait for each that got an answer.
         answered = [r for r in transcript.browser.requests if r.received] if transcript.browser else []
-        connections = await backend.feed.wait_for_cell(cell_id, options.settle, max(1, len(answered)))
+        connections = await backend.feed.wait_for_cell(
+            cell_id, options.settle, max(1, len(answered)), deployment.listener
+        )
         if not connections:
             connections = await backend.feed.unattributed(deployment.listener, started)
     # Evidence gathered while a part of the lab was dying is not evidence about the topology.

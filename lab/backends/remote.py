@@ -111,12 +111,16 @@ class RemoteFeed:
     async def hello(self, timeout: float = 10.0) -> Hello:
         return Hello(str((await self._ask({"since": 0}))["websockets"]))
 
-    async def wait_for_cell(self, cell: str, settle: float, expected: int = 1) -> list[Connection]:
+    async def wait_for_cell(
+        self, cell: str, settle: float, expected: int = 1, listener: str | None = None
+    ) -> list[Connection]:
         # The server records a handshake before answering it; a short wait lets closes land.
         await asyncio.sleep(min(settle, 0.3))
         return await self._connections({"cell": cell})
 
-    async def in_window(self, listener: str, start: float, settle: float) -> list[Connection]:
+    async def in_window(
+        self, listener: str, start: float, settle: float, closed_back: bool = False
+    ) -> list[Connection]:
         await asyncio.sleep(settle)
         return await self._connections({"since": time.time() - start})
 

@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markdown import Markdown
 
 from ..app import AppSpec
 from ..backends import Backend, StackOptions
-from ..backends.compose import ComposeBackend
-from ..backends.local import LocalBackend
 from ..backends.remote import RemoteBackend, parse_target
 from ..errors import LabFailure, UsageError
 from ..records import Run
@@ -159,7 +156,10 @@ def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
             args.target, token, probe_options(args), insecure=args.insecure, ca_file=args.ca_file
         )
     app = app_spec(args)
+    # Each backend's module on demand: a warm run needs none, and the compose one loads docker.
     if args.backend == "compose":
+        from ..backends.compose import ComposeBackend
+
         return ComposeBackend(
             probe_options(args),
             in_network=args.in_network,
@@ -172,6 +172,8 @@ def backend_for(args: argparse.Namespace, run_dir: Path) -> Backend:
         from ..backends.containers import ContainersBackend
 
         return ContainersBackend(probe_options(args), offline=args.offline, app=app, run_dir=run_dir)
+    from ..backends.local import LocalBackend
+
     return LocalBackend(run_dir, probe_options(args), app)
 
 
@@ -250,6 +252,8 @@ async def run_with_progress(
 def show_page(page: str, args: argparse.Namespace, console: Console) -> None:
     """A Markdown answer on the terminal, and in ``--markdown PATH`` if asked."""
     said = write_outputs({"markdown": (args.markdown, page)}) if args.markdown else []
+    from rich.markdown import Markdown
+
     console.print(Markdown(page))
     for line in said or []:
         console.print(line, markup=False, highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -15,9 +16,6 @@ from ..backends.remote import RemoteBackend
 from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
 from ..records import Outcome, Run
 from ..reports import terminal
-from ..reports.html import render_html
-from ..reports.junit import render_junit
-from ..reports.markdown import render_markdown
 from ..reports.safe_text import printable, terminal_text
 from ..run_diff import changes, regressions
 from ..runner import RunOptions
@@ -71,7 +69,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
     result.options.warm_lab = kept is not None
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
-    chosen = {name: (path, RENDERERS[name](result)) for name, path in outputs.items() if path}
+    chosen = {name: (path, render(name, result)) for name, path in outputs.items() if path}
     written = write_outputs(chosen)
     # With --json - the results own standard output; the matrix goes to standard error.
     screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
@@ -103,11 +101,18 @@ def _warm_lab(args: argparse.Namespace, topologies: list[Topology]) -> LabState 
 
 
 RENDERERS = {
-    "json": results.dump,
-    "html": render_html,
-    "markdown": render_markdown,
-    "junit": render_junit,
+    "json": "wslab.results:dump",
+    "html": "wslab.reports.html:render_html",
+    "markdown": "wslab.reports.markdown:render_markdown",
+    "junit": "wslab.reports.junit:render_junit",
 }
+"""Each output format's renderer, as module:function: a run imports only the ones it writes."""
+
+
+def render(name: str, result: Run) -> str:
+    """``result`` in output format ``name`` (a key of RENDERERS)."""
+    module, function = RENDERERS[name].split(":")
+    return str(getattr(importlib.import_module(module), function)(result))
 
 
 def _verdict(result: Run, baseline: Run | None, console: Console) -> int:
@@ -139,7 +144,7 @@ def report_command(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     output = args.output or STDOUT
     check_output_paths({args.format: output})
-    said = write_outputs({args.format: (output, RENDERERS[args.format](result))})
+    said = write_outputs({args.format: (output, render(args.format, result))})
     for line in said or []:
         console.print(line, markup=False, highlight=False)
     return EXIT_OK if said is not None else EXIT_LAB

@@ -28,6 +28,11 @@ app, numbered from 1 and named in the ``X-Wslab-Instance`` header of every upgra
   seconds, then gets "SIGTERM": an app that handles it closes them with 1001, one that does not
   keeps them until ``grace`` more seconds pass, when "SIGKILL" aborts them (no close frame);
   answered at once: ``{"event": "redeployed", "at": T, "old": N, "new": N + 1, "open": K}``.
+- ``{"settle": NAME, "id": N}``: a barrier. Once every connection NAME had accepted when it
+  arrived has published its record, answered ``{"event": "settled", "id": N, "settled": true}``,
+  after every record published before (a record is published before the response leaves, so
+  a client that has its response and then this answer has every record of its request); false
+  for a tap or after :data:`SETTLE_LIMIT` s.
 - ``{"scale_to_zero": NAME, "idle": S}``: from now on, once the current instance has had no open
   connection for S seconds it is removed and the next one listens (a cold start awaits the next
   client); an open WebSocket is a request in progress and keeps it; answered at once:
@@ -179,6 +184,10 @@ class ControlChannel:
     async def _obey(self, client: ServerConnection, message: str | bytes) -> None:
         """Answer a listener command; anything else a client sends is ignored, as it always was."""
         command = json_object(message)
+        if command is not None and "settle" in command:
+            # In a task: a barrier that waits must not hold up this client's next ones.
+            asyncio.ensure_future(self._settle(client, command))
+            return
         verb = next((verb for verb in ANSWERS if command and verb in command), None)
         if command is None or verb is None:
             return
@@ -193,7 +202,21 @@ class ControlChannel:
                 answer = {"error": f"no websockets listener named {name}"}
         await client.send(json.dumps({"event": ANSWERS[verb], "listener": name, **answer}))
 
+    async def _settle(self, client: ServerConnection, command: dict[str, Any]) -> None:
+        settled = False
+        if self.commands is not None:
+            with contextlib.suppress(TimeoutError):
+                settled = await self.commands.settle(str(command["settle"]))
+        answer = {"event": "settled", "id": command.get("id"), "settled": settled}
+        # Sent as records are, in a task of its own: the tasks run in order, so every record
+        # published before this answer leaves before it on this client's connection.
+        asyncio.ensure_future(self._send(client, json.dumps(answer)))
 
+
+SETTLE_LIMIT = 2.0
+"""Seconds a ``settle`` barrier waits for a connection's record before it answers false."""
+SETTLE_POLL = 0.002
+"""Seconds between two looks at a ``settle`` barrier's connections."""
 MAX_DOWN = 60.0
 """The longest a restarted listener stays down, in seconds."""
 MAX_SECONDS = 3600.0
@@ -236,6 +259,8 @@ class Commands(Protocol):
 
     async def scale_to_zero(self, name: str, idle: float) -> dict[str, Any]: ...
 
+    async def settle(self, name: str) -> bool: ...
+
 
 class Listeners:
     """The websockets listeners by name, which can be restarted in place (same port)."""
@@ -247,6 +272,8 @@ class Listeners:
         self.restartable: set[str] = set()
         self.instances: dict[str, int] = {}
         """The number of each listener's current instance (1 at start, one more at each listen)."""
+        self.unrecorded: dict[str, set[Any]] = {}
+        """Each websockets listener's connections whose record is not published yet."""
         self._back: dict[str, asyncio.Future[None]] = {}
         self._retiring: set[asyncio.Future[None]] = set()
 
@@ -264,9 +291,21 @@ class Listeners:
             time_scale=args.time_scale,
             redact=args.redact,
             instance=self.instances[name],
+            unrecorded=self.unrecorded.setdefault(name, set()),
         )
         self.restartable.add(name)
         return self.servers[name]
+
+    async def settle(self, name: str) -> bool:
+        """Wait until every connection NAME had accepted by now has published its record; False
+        if NAME is no websockets listener (a tap) or one stays unrecorded SETTLE_LIMIT s."""
+        if name not in self.unrecorded:
+            return False
+        pending = set(self.unrecorded[name])
+        async with asyncio.timeout(SETTLE_LIMIT):
+            while pending & self.unrecorded[name]:
+                await asyncio.sleep(SETTLE_POLL)
+        return True
 
     async def restart(self, name: str, down: float) -> dict[str, Any]:
         """Stop listener ``name`` as a SIGTERM'd websockets server stops (close() closes every

@@ -86,10 +86,14 @@ class ObservingConnection(ServerConnection):
     the next one on the same port (wslab.probe.__main__)."""
     publish: Publish = staticmethod(lambda event: None)
     redact: bool = True
+    unrecorded: set[ObservingConnection] = set()
+    """The listener's connections whose record is not published yet (the ``settle`` barrier of
+    wslab.probe.__main__ waits for them): one set per listener, kept across its instances."""
     _serial = itertools.count(1)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.unrecorded.add(self)
         self.serial = next(self._serial)
         self.opened_at = time.time()
         self.raw_head = b""
@@ -124,6 +128,7 @@ class ObservingConnection(ServerConnection):
         the server runs with --no-redact), then let go of the raw head: an open connection
         keeps only its correlation id and its parsed request (for the ``handshake`` command).
         The lab's own readiness check is never published."""
+        self.unrecorded.discard(self)
         if is_readiness_check(self.raw_head):
             self.observed = {"recorded": False}
             self.raw_head = b""
@@ -333,14 +338,16 @@ def make_handler(
 
 
 def connection_class(
-    listener: str, publish: Publish, redact: bool = True, instance: int = 1
+    listener: str,
+    publish: Publish,
+    redact: bool = True,
+    instance: int = 1,
+    unrecorded: set[ObservingConnection] | None = None,
 ) -> type[ObservingConnection]:
     """A connection class bound to one named listener and one instance of it."""
-    return type(
-        "ObservingConnection",
-        (ObservingConnection,),
-        {"listener": listener, "publish": staticmethod(publish), "redact": redact, "instance": instance},
-    )
+    attributes = {"listener": listener, "publish": staticmethod(publish), "redact": redact}
+    attributes |= {"instance": instance, "unrecorded": set() if unrecorded is None else unrecorded}
+    return type("ObservingConnection", (ObservingConnection,), attributes)
 
 
 async def serve_listener(
@@ -354,14 +361,16 @@ async def serve_listener(
     time_scale: float = 1.0,
     redact: bool = True,
     instance: int = 1,
+    unrecorded: set[ObservingConnection] | None = None,
 ) -> Any:
-    """Start one observing server (``instance``: which instance of the app it stands for);
+    """Start one observing server (``instance``: which instance of the app it stands for;
+    ``unrecorded``: the listener's set of connections not recorded yet, shared by its instances);
     returns websockets' Server object."""
     return await serve(
         make_handler(publish, time_scale),
         host,
         port,
-        create_connection=connection_class(listener, publish, redact, instance),
+        create_connection=connection_class(listener, publish, redact, instance, unrecorded),
         process_request=answer_plain_http if plain_http_ok else answer_readiness,
         process_response=record_before_answering,
         subprotocols=SUBPROTOCOLS,
