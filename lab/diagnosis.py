@@ -252,6 +252,15 @@ def _quiet_cut_fix(facts: Evidence, topology: Topology) -> str:
     )
 
 
+def _against_documentation(record: Lifecycle) -> str:
+    """What the topology file says of open WebSockets at this event, and whether this run agrees."""
+    if record.as_documented is None:
+        return ""
+    if record.as_documented:
+        return f" That is what its topology file says: {record.event.documented}."
+    return f" Its topology file says otherwise: {record.event.documented}; this run is the evidence."
+
+
 LIFECYCLE_RULES: list[Rule] = [
     Rule(
         "reload-closed-websocket",
@@ -259,7 +268,7 @@ LIFECYCLE_RULES: list[Rule] = [
         lambda f: (
             f"The proxy's reload ({f.transcript.lifecycle.event.how}) closed the open WebSocket "
             f"{_how_closed(f.transcript.lifecycle)} instead of letting it finish."
-            f"{_lost(f.transcript.lifecycle)}"
+            f"{_lost(f.transcript.lifecycle)}{_against_documentation(f.transcript.lifecycle)}"
         ),
         lambda f, t: (
             (f"Its documentation: {drains}. " if (drains := _reload_directive(t, "drains")) else "")

@@ -179,6 +179,8 @@ def assumption(topology: Topology, cause: str) -> str:
     causes whose timing is the topology's own parameters: their sources say how they are known)."""
     if topology.role != "platform" or cause in (*REPLACED, "scale-to-zero"):
         return ""
+    if cause == "proxy-reload" and topology.reload is not None and topology.reload.status == "assumed":
+        return topology.reload.source
     what = "redeploy or edge config change" if cause == "proxy-reload" else "app instance restart"
     return (
         f"assumption: {topology.platform or topology.name}'s {what} behaves like this emulation's "
@@ -278,10 +280,11 @@ def lifecycle_record(
         closed_by = "abnormal" if closed else None
     else:
         closed_by = "client" if protocol.close_rcvd_then_sent is False else "peer"
+    survived = not closed and bool(after & traffic.echoed.keys())
     return Lifecycle(
         event=event,
         watched=round(watched, 3),
-        survived=not closed and bool(after & traffic.echoed.keys()),
+        survived=survived,
         closed_after=round(closed_at - event_at, 3) if closed_at is not None else None,
         code=websocket.close_code if closed else None,
         reason=websocket.close_reason if closed else None,
@@ -295,6 +298,7 @@ def lifecycle_record(
         echoed_after_event=len(after & traffic.echoed.keys()),
         messages=messages[-KEPT_MESSAGES:],
         instance_before=instance_of(websocket),
+        as_documented=None if event.documented_kept is None else event.documented_kept == survived,
     )
 
 
@@ -393,8 +397,15 @@ async def cause_on(
             await backend.reload_by_successor(deployment)
         else:
             await backend.reload_by_command(deployment)
+        documented = topology.reload
         return LifecycleEvent(
-            cause="proxy-reload", at=at, how=reload.how, source=reload.source, assumption=emulated
+            cause="proxy-reload",
+            at=at,
+            how=reload.how,
+            source=reload.source,
+            assumption=emulated,
+            documented=documented.describe() if documented else "",
+            documented_kept=documented.kept if documented else None,
         )
     if cause in REPLACED:
         return await _replace(backend, deployment, cause, bool(argument.get("handles_sigterm", True)))

@@ -339,6 +339,14 @@ class LifecycleEvent(Record):
         description="seconds of this run from the event until the old instance is surely gone (a redeploy's "
         "drain and grace; a scale to zero's idle time); null: at once",
     )
+    documented: str = Field(
+        "",
+        description="what the topology file says becomes of open WebSockets at this event, how that is "
+        "known and its source ('kept (documented: [DOC] https://...)'); empty: it says nothing",
+    )
+    documented_kept: bool | None = Field(
+        None, description="whether that says open WebSockets are kept; null: it says nothing"
+    )
 
 
 class Sequenced(Record):
@@ -399,6 +407,11 @@ class Lifecycle(Record):
     )
     instance_after: int | None = Field(
         None, description="the instance the new client, or else the reconnection, landed on after the event"
+    )
+    as_documented: bool | None = Field(
+        None,
+        description="whether what became of the connection (kept or closed) is what the topology file says "
+        "(event.documented); null: it says nothing",
     )
 
 

@@ -115,6 +115,35 @@ class Fact:
     """Whether the statement its name makes holds (None: it does not apply)."""
 
 
+RELOAD_OUTCOMES = ("kept", "closed")
+"""What a topology's documentation (or assumption) says becomes of open WebSockets at a reload."""
+
+
+@dataclass(frozen=True)
+class DocumentedReload:
+    """What becomes of an open WebSocket when this topology's proxy reloads its config, as the
+    proxy's documentation says for this config (topology.yaml ``reload:``), or as assumed for a
+    platform whose front end documents nothing: the lifecycle suite's proxy-reload cell is
+    compared with it."""
+
+    open_websockets: str
+    """One of :data:`RELOAD_OUTCOMES`."""
+    source: str
+
+    @property
+    def kept(self) -> bool:
+        return self.open_websockets == "kept"
+
+    @property
+    def status(self) -> str:
+        """documented, inferred or assumed (:func:`source_status`)."""
+        return source_status(self.source)
+
+    def describe(self) -> str:
+        """'kept (documented: [DOC] https://...)'."""
+        return f"{self.open_websockets} ({self.status}: {self.source})"
+
+
 class Limit(Protocol):
     """A time limit as a topology declares it or a run records it (``wslab.records.Parameter``)."""
 
@@ -176,6 +205,8 @@ class Topology:
     """What the config is: a distribution's default, or a project's documented recipe."""
     facts: tuple[Fact, ...] = ()
     """What the option is like beyond its time limits, each with how it is known."""
+    reload: DocumentedReload | None = None
+    """What its documentation says a config reload does to open WebSockets (None: direct)."""
 
     def placeholders(self, scale: float) -> dict[str, str]:
         """Values of every ``${WSLAB_P_*}`` placeholder at a time scale (1.0: faithful). How the
@@ -281,6 +312,15 @@ def load_topology(folder: Path) -> Topology:
                 f"fact {fact.name} is {fact.status}, but its source's first tag makes it {said} ([DOC]: "
                 "documented; [DOC, older revision], [INFERRED], [3P]...: inferred; 'assumption': assumed)",
             )
+    reload = None
+    if (spec := meta.get("reload")) is not None:
+        reload = DocumentedReload(spec["open_websockets"], " ".join(spec["source"].split()))
+        if SOURCE_TAG.search(reload.source) is None:
+            raise TopologyError(
+                meta_path,
+                document.line_of(("reload", "source")),
+                "reload names no evidence: tag its source ([DOC], [3P], [INFERRED]...) or say 'assumption'",
+            )
     return Topology(
         name=meta["name"],
         title=meta["title"],
@@ -298,6 +338,7 @@ def load_topology(folder: Path) -> Topology:
         arguments=tuple(meta.get("arguments", [])),
         basis=" ".join(meta.get("basis", "").split()),
         facts=facts,
+        reload=reload,
     )
 
 

@@ -353,3 +353,73 @@ def test_the_timeline_marks_when_a_redeployed_instance_is_gone() -> None:
     record.new_connection.instance = 3
     marks = {mark["kind"]: mark["label"] for mark in timeline(record)["marks"]}
     assert marks["gone"].startswith("the old instance's SIGKILL") and marks["new"].endswith("on instance 3")
+
+
+@pytest.mark.fast
+def test_every_topology_with_a_proxy_says_what_a_reload_does_to_open_websockets() -> None:
+    from wslab.topology import load_topologies
+
+    for option in load_topologies().values():
+        if option.direct:
+            assert option.reload is None
+            continue
+        documented = option.reload
+        assert documented is not None, f"{option.name}: no reload: block in its topology.yaml"
+        if option.role == "platform":
+            # Platforms document nothing of their front ends' config pushes: an assumption, named.
+            assert documented.status == "assumed" and option.platform.split()[0] in documented.source
+        elif option.proxy != "traefik":
+            assert documented.status == "documented" and "https://" in documented.source, option.name
+    # Caddy closes upgraded connections when the config that proxied them is unloaded, unless
+    # stream_close_delay defers it: the two Caddy topologies say so apart.
+    assert _platform("caddy-default").reload.open_websockets == "closed"  # type: ignore[union-attr]
+    assert _platform("caddy-websocket").reload.open_websockets == "kept"  # type: ignore[union-attr]
+
+
+@pytest.mark.fast
+def test_a_reload_statement_without_evidence_is_refused_with_its_line(tmp_path: Path) -> None:
+    from wslab.errors import TopologyError
+    from wslab.topology import load_topology
+
+    folder = tmp_path / "nginx-websocket"
+    folder.mkdir()
+    original = (ROOT / "compose" / "nginx-websocket" / "topology.yaml").read_text()
+    (folder / "nginx.conf").write_text((ROOT / "compose" / "nginx-websocket" / "nginx.conf").read_text())
+    (folder / "topology.yaml").write_text(
+        original.replace(
+            "    [DOC] https://nginx.org/en/docs/control", "    see https://nginx.org/en/docs/control"
+        )
+    )
+    with pytest.raises(TopologyError, match="reload names no evidence") as raised:
+        load_topology(folder)
+    line = next(
+        n
+        for n, text in enumerate(original.splitlines(), 1)
+        if text.startswith("  source:") and n > original.splitlines().index("reload:")
+    )
+    assert f":{line}" in str(raised.value)
+
+
+def test_every_reload_the_lab_can_cause_agrees_with_what_the_topology_file_says(tmp_path: Path) -> None:
+    """The whole proxy-reload row through real proxies: where a WebSocket was open at the reload,
+    kept or closed is what the topology's reload: block says (its documentation, or for a platform
+    the assumption it names)."""
+    out = tmp_path / "reload.json"
+    argv = [sys.executable, "-m", "wslab", "run", "--suite", "lifecycle", "--scenario", "proxy-reload"]
+    subprocess.run([*argv, "--json", str(out)], cwd=ROOT, capture_output=True, timeout=240)
+    cells = {c["topology"]: c for c in json.loads(out.read_text())["cells"]}
+    compared = {}
+    for name, cell in cells.items():
+        life = (cell["client"] or {}).get("lifecycle")
+        if life is not None:
+            assert life["event"]["documented"], name
+            compared[name] = life["as_documented"]
+    assert compared and all(compared.values()), {n: ok for n, ok in compared.items() if not ok}
+    # Every self-hosted kind the lab reloads and every platform whose emulation upgrades is compared.
+    self_hosted = ["nginx-websocket", "haproxy-default", "apache-websocket", "lighttpd-websocket"]
+    self_hosted += ["caddy-default", "caddy-websocket", "envoy-websocket", "varnish-websocket"]
+    for name in [*self_hosted, "cloudrun", "replit-autoscale", "replit-dev", "replit-reserved-vm", "fly"]:
+        assert name in compared, (name, cells[name]["summary"], cells[name]["error"])
+    assert cells["caddy-default"]["client"]["lifecycle"]["code"] == 1001
+    said = cells["caddy-default"]["diagnosis"]["cause"]
+    assert "That is what its topology file says: closed (documented: [DOC]" in said, said

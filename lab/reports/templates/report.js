@@ -261,6 +261,10 @@
         "event ▮ echoed ● lost ✕ close ▲ new client ◆ back ▼ (hover for each)"),
       kv([
         ["how", event.how], ["source", event.source], ["assumption", event.assumption], ["detail", event.detail],
+        ["documented", event.documented || null],
+        ["as documented", life.as_documented === null || life.as_documented === undefined ? null :
+          (life.as_documented ? "yes" : "no: the documentation says " + (event.documented_kept ? "kept" : "closed") +
+            ", this run saw it " + (life.survived ? "kept" : "closed"))],
         ["outcome", life.survived ? "kept open " + life.watched + " s after the event" :
           "closed " + life.closed_after + " s after the event: code " + life.code + " " + show(life.reason || "") +
           ", by " + life.closed_by + ", close frame " + (life.close_frame_received ? "received" : "not received")],
