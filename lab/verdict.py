@@ -66,10 +66,34 @@ class CauseGroup:
 
 
 @dataclass
+class EventVerdict:
+    """What one lifecycle scenario's event did to the open WebSockets, topology by topology."""
+
+    title: str
+    kept: list[str]
+    closed: list[tuple[str, int | None]]
+    """Each topology where the connection closed, with the close code its client saw."""
+
+    def sentence(self) -> str:
+        """'Proxy config reload ...: kept (2): a, b; closed (1): c 1001.'"""
+        parts = []
+        if self.kept:
+            parts.append(f"kept ({len(self.kept)}): {', '.join(self.kept)}")
+        if self.closed:
+            named = ", ".join(
+                f"{name} {code if code is not None else '(no code)'}" for name, code in self.closed
+            )
+            parts.append(f"closed ({len(self.closed)}): {named}")
+        return f"{self.title[:1].upper()}{self.title[1:]}: {'; '.join(parts)}."
+
+
+@dataclass
 class Verdict:
     topologies: list[TopologyVerdict]
     causes: list[CauseGroup]
     lab_errors: list[CauseGroup]
+    events: list[EventVerdict] = field(default_factory=list)
+    """The lifecycle suite's events, in run order (none if it did not run)."""
 
     def carrying(self) -> list[str]:
         return [t.name for t in self.topologies if t.carries]
@@ -102,7 +126,27 @@ class Verdict:
         if plain:
             lines.append("Plain HTTP (browser tabs, preview panes, health checks) makes the server log")
             lines += [f"  '{error}' through {', '.join(names)}" for error, names in plain.items()]
+        lines += [event.sentence() for event in self.events]
         return lines
+
+
+def _event_verdicts(run: Run) -> list[EventVerdict]:
+    """Per lifecycle scenario that ran, where its event kept and where it closed the connection
+    (cells whose WebSocket never opened, or that were not played, say nothing here)."""
+    titles = {scenario.id: scenario.title for scenario in run.scenarios}
+    events: dict[str, EventVerdict] = {}
+    for cell in run.cells:
+        life = cell.client.lifecycle if cell.client is not None else None
+        if life is None or cell.outcome == Outcome.ERROR:
+            continue
+        event = events.setdefault(
+            cell.scenario, EventVerdict(titles.get(cell.scenario, cell.scenario), [], [])
+        )
+        if life.survived:
+            event.kept.append(cell.topology)
+        elif life.closed_after is not None:
+            event.closed.append((cell.topology, life.code))
+    return list(events.values())
 
 
 def _client_cells(cells: list[Cell]) -> list[Cell]:
@@ -170,4 +214,5 @@ def judge_run(run: Run) -> Verdict:
         topologies=topologies,
         causes=_by_weight(list(causes.values())),
         lab_errors=list(lab_errors.values()),
+        events=_event_verdicts(run),
     )

@@ -676,3 +676,32 @@ def test_band_says_so_when_no_websocket_client_ran() -> None:
     html = render_html(run_of([], ["t"], [ScenarioRecord(id="hold", suite="timeouts")]))
     assert "No topology was judged" in html and "0 of 0" not in html
     assert "No cell failed." in html
+
+
+@pytest.mark.fast
+def test_a_lifecycle_run_says_where_each_event_kept_or_closed_the_websocket() -> None:
+    from builders import lived_through
+
+    def lived(topology: str, closed_after: float | None, code: int | None = None) -> Cell:
+        evidence = lived_through(closed_after=closed_after, code=code)
+        return Cell(
+            topology=topology,
+            scenario="proxy-reload",
+            suite="lifecycle",
+            outcome=Outcome.PASS if closed_after is None else Outcome.FAIL,
+            summary="kept",
+            client=evidence.transcript,
+        )
+
+    scenario = ScenarioRecord(id="proxy-reload", suite="lifecycle", title="proxy config reload")
+    cells = [lived("nginx", None), lived("caddy", 0.1, 1001), lived("haproxy", None)]
+    cells.append(
+        Cell(
+            topology="envoy", scenario="proxy-reload", suite="lifecycle", outcome=Outcome.FAIL, summary="403"
+        )
+    )
+    run = run_of(cells, ["nginx", "caddy", "haproxy", "envoy"], [scenario])
+    said = "Proxy config reload: kept (2): nginx, haproxy; closed (1): caddy 1001."
+    assert judge_run(run).sentences() == [said]
+    html = render_html(run)
+    assert said in html and "No topology was judged" not in html

@@ -454,6 +454,7 @@ def render_html(result: Run, recommendation: str | list[str] | tuple[str, ...] |
             topologies=topologies,
             not_running=[topology for topology in topologies if topology["status"] != "ready"],
             band=band,
+            events=[event.sentence() for event in verdict.events],
             client_suite=CLIENT_SUITE,
             recommendation=_recommendation(recommendation),
             columns=layout["columns"],
