@@ -423,3 +423,45 @@ def test_every_reload_the_lab_can_cause_agrees_with_what_the_topology_file_says(
     assert cells["caddy-default"]["client"]["lifecycle"]["code"] == 1001
     said = cells["caddy-default"]["diagnosis"]["cause"]
     assert "That is what its topology file says: closed (documented: [DOC]" in said, said
+
+
+@pytest.mark.slow
+def test_faithful_redeploys_agree_with_accelerated_ones(tmp_path: Path) -> None:
+    """The two platforms with the shortest grace periods (Fly 5 s, Railway 3 s) in real seconds
+    and at x0.02: the same outcomes and close codes, and the SIGKILL's cut at the grace period
+    of each mode's clock."""
+    scenarios = ["redeploy", "redeploy-no-sigterm", "instance-replacement"]
+    seen = {}
+    for mode in ("--accelerated", "--faithful"):
+        out = tmp_path / f"{mode}.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "wslab",
+            "run",
+            "--suite",
+            "lifecycle",
+            "-t",
+            "fly",
+            "-t",
+            "railway",
+            mode,
+        ]
+        for scenario in scenarios:
+            argv += ["--scenario", scenario]
+        subprocess.run([*argv, "--json", str(out)], cwd=ROOT, capture_output=True, timeout=240)
+        seen[mode] = {(c["topology"], c["scenario"]): c for c in json.loads(out.read_text())["cells"]}
+    assert set(seen["--faithful"]) == set(seen["--accelerated"]) and len(seen["--faithful"]) == 6
+    for key, faithful in seen["--faithful"].items():
+        accelerated = seen["--accelerated"][key]
+        slow, quick = faithful["client"]["lifecycle"], accelerated["client"]["lifecycle"]
+        assert faithful["outcome"] == accelerated["outcome"], key
+        assert (slow["code"], slow["closed_by"]) == (quick["code"], quick["closed_by"]), key
+        assert slow["event"]["ends_after"] == pytest.approx(quick["event"]["ends_after"] / 0.02), key
+        if key[1] == "redeploy-no-sigterm":  # cut at the SIGKILL, at the end of the grace period
+            for life, slack in ((slow, 0.5), (quick, 0.2)):
+                assert (
+                    life["event"]["ends_after"] <= life["closed_after"] <= life["event"]["ends_after"] + slack
+                )
+        else:  # SIGTERM at once: 1001 at once
+            assert slow["closed_after"] < 0.5 and quick["closed_after"] < 0.5, key
