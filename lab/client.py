@@ -552,8 +552,9 @@ class Client:
 
     async def _event(self, argument: dict[str, Any]) -> str:
         """Keep numbered messages crossing, have the lab cause the event after ``after`` seconds,
-        watch the connection ``watch`` seconds (and until a redeployed instance is gone), and time
-        a reconnection if it closed. A scale to zero is watched in silence (:meth:`_quiet_event`)."""
+        watch the connection ``watch`` seconds once the event is done (and until a redeployed
+        instance is gone), and time a reconnection if it closed. A scale to zero is watched in
+        silence (:meth:`_quiet_event`)."""
         websocket = self._open
         if self.cause_event is None:
             raise StepFailed("this run cannot cause lifecycle events")
@@ -564,11 +565,15 @@ class Client:
         await asyncio.sleep(float(argument.get("after", 1)))
         event_at = time.monotonic()
         event = await self._cause(argument, traffic)
+        # The watch starts once the event is done: a reload the proxy applies later than it was
+        # asked for (Traefik throttles its file provider) is watched as long as any other.
+        done = time.monotonic()
         watch = float(argument.get("watch", 3))
         url, tls = self._url()
         # Halfway through the base watch: a redeployed old instance still holds its connections.
-        second = asyncio.ensure_future(new_connection(url, event_at, watch / 2, watch / 2, **tls))
-        await traffic.wait_closed(event_at + watch + (event.ends_after or 0) - time.monotonic())
+        halfway = done - event_at + watch / 2
+        second = asyncio.ensure_future(new_connection(url, event_at, halfway, watch / 2, **tls))
+        await traffic.wait_closed(done + watch + (event.ends_after or 0) - time.monotonic())
         await traffic.stop(drain=self.step_timeout / 5)
         closed_at = traffic.closed_at
         if closed_at is None and websocket.close_code is not None:  # closed while draining
