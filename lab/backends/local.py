@@ -266,13 +266,18 @@ class LocalBackend:
         folder = self.run_dir / topology.name
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)
+        config = kind.config_path(folder, topology.config.name)  # type: ignore[union-attr]
+        config.parent.mkdir(exist_ok=True)
+        if kind.reload is not None and kind.reload.change_file:
+            # A change an earlier reload left there (a warm lab's restarted topology) is no part of
+            # the config this start renders.
+            (config.parent / kind.reload.change_file).unlink(missing_ok=True)
         log_path = folder / f"{topology.proxy}.log"
         # A free port can be taken between the check and the bind: retry then.
         if self.fixed_ports and not port_free(HOST, topology.port):
             return Deployment(topology, FAILED, detail=f"port {topology.port} is in use (--ports)")
         for _attempt in range(1 if self.fixed_ports else BIND_ATTEMPTS):
             port = topology.port if self.fixed_ports else self._free_port()
-            config = folder / topology.config.name  # type: ignore[union-attr]
             values = {
                 "WSLAB_LISTEN_HOST": HOST,
                 "WSLAB_LISTEN_PORT": str(port),
@@ -359,7 +364,8 @@ class LocalBackend:
         if binary is None or topology.config is None or not running:
             raise EventFailed(f"{topology.name}: its proxy is not running")
         folder = self.run_dir / topology.name
-        return binary, folder / topology.config.name, folder, deployment.endpoint.port  # type: ignore[union-attr]
+        config = REGISTRY[topology.proxy].config_path(folder, topology.config.name)
+        return binary, config, folder, deployment.endpoint.port  # type: ignore[union-attr]
 
     async def reload_by_command(self, deployment: Deployment) -> None:
         """Run the documented reload command of the topology's proxy kind (caddy reload) against
@@ -405,6 +411,16 @@ class LocalBackend:
             await asyncio.sleep(0.05)
         self.epochs[topology.name] = epoch
         deployment.handle = successor
+
+    async def write_reload_change(self, deployment: Deployment, text: str) -> None:
+        """Put ``text`` where the topology's proxy watches for a changed file (beside its config),
+        whole at once: written aside in the run folder, then renamed into the watched folder."""
+        _binary, config, folder, _port = self._proxy_files(deployment)
+        reload = REGISTRY[deployment.topology.proxy].reload
+        assert reload is not None and reload.change_file
+        aside = folder / f".{reload.change_file}.tmp"
+        aside.write_text(text)
+        aside.replace(config.parent / reload.change_file)
 
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener (see wslab.probe.__main__): its answer,
