@@ -76,7 +76,7 @@ KERNEL_PARTS = {"netem": "tc netem", "ifb": "the ifb device", "clsact": "tc clsa
 DEFAULT_RATE_KBIT = 1000
 DEFAULT_DELAY_MS = 100
 LATENCY_CEILING = "10gbit"
-"""The htb rate of a latency fault's class: far above what loopback tests send, so only netem shapes."""
+"""The htb rate of a latency fault's class: far above what a hop carries in a test, so only netem shapes."""
 COMMAND_TIMEOUT = 10.0
 
 _CLONE_NEWNET = 0x40000000
