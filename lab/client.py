@@ -278,7 +278,7 @@ class Client:
             record.error = str(failed)
             raise StepFailed(str(failed)) from None
         record.applied_at = time.time()
-        record.commands = [shown(command) for command in active.applied]
+        record.commands = [shown(command) for command in active.prepared + active.applied]
         self.faults.append((active, record))
         return f"{fault.describe()} ({hop.describe()})"
 

@@ -16,24 +16,33 @@ Everything here runs on real kernel facilities:
     iptables REJECT --reject-with tcp-reset: each side that sends on the hop
     gets a TCP RST back.
 ``bandwidth``
-    a tc htb class at ``rate_kbit`` with u32 filters on the port, both ways.
+    a tc htb class at ``rate_kbit`` with u32 filters on the port, both directions together.
 ``latency``
     a tc netem qdisc (``delay_ms``) under an htb class. Kernels without
     sch_netem refuse it; the cell is then "not measured", never faked.
 
-tc shapes what leaves a device: on loopback that is both directions of a hop,
-on a container's interface only one, so bandwidth and latency are planned on
-loopback hops only (elsewhere "not measured", with that reason).
+tc shapes what leaves a device. On loopback both directions of a hop leave ``lo``,
+so the class is there. A container's interface sends only one direction of the hop
+out (what the listener sends); what it receives comes in. So in the container's
+namespace the lab adds an ifb device of its own (``wslab-eth0``) and redirects both
+directions to it (a clsact qdisc on the interface, a u32 filter on the port with
+``action mirred egress redirect`` on its ingress and on its egress): both leave
+the ifb device, where the class is, as they leave ``lo`` locally, and the ifb device
+passes them on as they were. Other traffic is not redirected. A kernel without the
+ifb device (or clsact, or mirred) refuses it; the cell is then "not measured".
 
 Where the rules live is what makes them safe. Locally, :func:`isolate` moves
 the lab into a private network namespace (with its own loopback) before
 anything starts, so every rule is made there, never in the host's namespace.
 The lab's containment (lab/containment.py) makes every process of the lab die
 with it, even on SIGKILL; the namespace dies with its last process, and its
-rules with it. A container's rules are in the container's namespace, which dies
-with the container when the stack is taken down. On the ordinary exit paths
+rules with it. A container's rules, qdiscs and ifb device are in the container's
+namespace, which dies with the container when the stack is taken down: the kernel
+deletes a dying namespace's virtual devices (only physical ones go back to the
+host's), so the ifb device goes with it. On the ordinary exit paths
 :class:`FaultController` also removes each rule itself (a ``finally`` in the
-client and in :meth:`FaultController.clear_all`).
+client and in :meth:`FaultController.clear_all`), and the ifb device with the last
+tc fault on its namespace's device.
 
 Planning (:func:`plan`) is pure: it turns a fault into the commands that put
 it on and the commands that take it off, so tests can read them.
@@ -60,15 +69,14 @@ DEVICE = "lo"
 """The device of a hop in the lab's own namespace."""
 MARK = "wslab-fault"
 """The iptables comment on every rule the lab adds: a test (or a person) can grep for it."""
-NETEM_MISSING = "tc netem is not available in this kernel"
-LOOPBACK_SHAPING = (
-    "bandwidth and latency are shaped on loopback hops only (tc shapes what leaves a device: on a "
-    "container's {device} only one direction of the hop)"
-)
+IFB_PREFIX = "wslab-"
+"""The start of the name of the ifb device the lab adds in a container's namespace."""
+KERNEL_PARTS = {"netem": "tc netem", "ifb": "the ifb device", "clsact": "tc clsact", "mirred": "tc mirred"}
+"""What a command naming each word needs of the kernel: the cell's reason when it lacks it."""
 DEFAULT_RATE_KBIT = 1000
 DEFAULT_DELAY_MS = 100
 LATENCY_CEILING = "10gbit"
-"""The htb rate of a latency fault's class: far above what loopback tests send, so only netem shapes."""
+"""The htb rate of a latency fault's class: far above what a hop carries in a test, so only netem shapes."""
 COMMAND_TIMEOUT = 10.0
 
 _CLONE_NEWNET = 0x40000000
@@ -141,8 +149,10 @@ class Plan:
     """The commands that put one fault on, each paired with the command that undoes it."""
 
     steps: list[tuple[list[str], list[str]]]
-    uses_tc: bool = False
-    """Needs the shared htb root on the device (the controller adds it first, removes it last)."""
+    shared: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    """What every tc fault on the hop's device shares (:func:`shared`), each paired with its
+    undoing: the controller puts it on before the first such fault and takes it off after the
+    last. Empty for iptables faults."""
 
     @property
     def apply(self) -> list[list[str]]:
@@ -167,25 +177,74 @@ def _iptables(action: str, direction: str, hop: Hop, slot: int, target: list[str
     ])  # fmt: skip
 
 
+def shaper(hop: Hop) -> str:
+    """The device whose htb qdisc shapes the hop, which both its directions leave: loopback
+    itself, else the ifb device the lab adds in the hop's namespace (named after the hop's
+    device, within the kernel's 15 characters)."""
+    return hop.device if hop.device == DEVICE else (IFB_PREFIX + hop.device)[:15]
+
+
 def _classid(slot: int) -> str:
     return f"1:{slot:x}"  # tc reads class minors as hexadecimal
 
 
-def _filter(action: str, selector: str, hop: Hop, slot: int) -> list[str]:
+def _prio(selector: str, slot: int) -> str:
     # Each direction has a priority of its own, so that each is removed by exactly one command.
-    prio = str(2 * slot + (selector == "sport"))
-    command = ["tc", "filter", action, "dev", hop.device, "parent", "1:", "protocol", "ip", "prio", prio]
+    return str(2 * slot + (selector == "sport"))
+
+
+def _classify(action: str, selector: str, hop: Hop, slot: int) -> list[str]:
+    """A filter on the shaping device that sends one direction of the hop to the fault's class."""
+    prio = _prio(selector, slot)
+    command = ["tc", "filter", action, "dev", shaper(hop), "parent", "1:", "protocol", "ip", "prio", prio]
     if action == "add":
         command += ["u32", "match", "ip", selector, str(hop.port), "0xffff", "flowid", _classid(slot)]
     return hop.inside(command)
+
+
+def _redirect(action: str, selector: str, hop: Hop, slot: int) -> list[str]:
+    """A filter on the hop's device that sends one direction of the hop to the ifb device:
+    what reaches the listener (its port as destination) where it comes in, what it sends where
+    that goes out."""
+    way, prio = "ingress" if selector == "dport" else "egress", _prio(selector, slot)
+    command = ["tc", "filter", action, "dev", hop.device, way, "protocol", "ip", "prio", prio]
+    if action == "add":
+        command += ["u32", "match", "ip", selector, str(hop.port), "0xffff",
+                    "action", "mirred", "egress", "redirect", "dev", shaper(hop)]  # fmt: skip
+    return hop.inside(command)
+
+
+def shared(hop: Hop) -> list[tuple[list[str], list[str]]]:
+    """What the tc faults on the hop's device share, each with its undoing: the htb root of the
+    shaping device, where unclassified traffic (every other hop) passes unshaped; off loopback
+    also the ifb device itself, up, and the clsact qdisc on the hop's device that the
+    redirecting filters hang on."""
+    device = shaper(hop)
+    root = (
+        hop.inside(["tc", "qdisc", "add", "dev", device, "root", "handle", "1:", "htb"]),
+        hop.inside(["tc", "qdisc", "del", "dev", device, "root"]),
+    )
+    if device == hop.device:
+        return [root]
+    return [
+        (
+            hop.inside(["ip", "link", "add", device, "up", "type", "ifb"]),
+            hop.inside(["ip", "link", "del", device]),
+        ),
+        root,
+        (
+            hop.inside(["tc", "qdisc", "add", "dev", hop.device, "clsact"]),
+            hop.inside(["tc", "qdisc", "del", "dev", hop.device, "clsact"]),
+        ),
+    ]
 
 
 def plan(fault: Fault, hop: Hop, slot: int) -> Plan:
     """The commands for ``fault`` on ``hop``.
 
     ``slot`` (1 to 4095) keeps faults apart that are on at the same time on other
-    topologies: it names their iptables comment, tc class and filter priorities.
-    Raises FaultUnavailable for a fault this hop cannot carry (tc off loopback).
+    topologies: it names their iptables comment, tc class, netem handle and filter
+    priorities.
     """
     if not 1 <= slot <= 0xFFF:
         raise ValueError(f"slot {slot} is out of range")
@@ -199,12 +258,11 @@ def plan(fault: Fault, hop: Hop, slot: int) -> Plan:
         )
     if fault.kind not in KINDS:
         raise ValueError(f"unknown fault kind {fault.kind!r}")
-    if hop.device != DEVICE:
-        raise FaultUnavailable(LOOPBACK_SHAPING.format(device=hop.device))
-    device = hop.device
+    device = shaper(hop)
     classid = _classid(slot)
     rate = f"{fault.rate_kbit}kbit" if fault.kind == "bandwidth" else LATENCY_CEILING
-    # A burst of at least one loopback segment (64 KiB MTU), or htb could not send one at all.
+    # A burst of at least one segment as the stack hands it to the device (64 KiB, loopback's
+    # MTU or a veth's GSO size), or htb could not send one at all.
     steps = [
         (
             hop.inside(["tc", "class", "add", "dev", device, "parent", "1:", "classid", classid, "htb",
@@ -220,19 +278,24 @@ def plan(fault: Fault, hop: Hop, slot: int) -> Plan:
                 hop.inside(["tc", "qdisc", "del", "dev", device, "parent", classid, "handle", f"{slot:x}:"]),
             )
         )  # fmt: skip
-    steps += [(_filter("add", s, hop, slot), _filter("del", s, hop, slot)) for s in ("dport", "sport")]
-    return Plan(steps, uses_tc=True)
+    steps += [(_classify("add", s, hop, slot), _classify("del", s, hop, slot)) for s in ("dport", "sport")]
+    if device != hop.device:
+        # Last on, first off: nothing reaches the ifb device before its class and filters are there.
+        steps += [
+            (_redirect("add", d, hop, slot), _redirect("del", d, hop, slot)) for d in ("dport", "sport")
+        ]
+    return Plan(steps, shared(hop))
 
 
-def root_add(hop: Hop) -> list[str]:
-    """The htb root that the tc faults on the hop's device share: unclassified traffic (every
-    other hop) passes unshaped."""
-    return hop.inside(["tc", "qdisc", "add", "dev", hop.device, "root", "handle", "1:", "htb"])
-
-
-def root_del(hop: Hop) -> list[str]:
-    """The removal of :func:`root_add`'s root."""
-    return hop.inside(["tc", "qdisc", "del", "dev", hop.device, "root"])
+def _lacking(command: list[str], stderr: str) -> str | None:
+    """Why the kernel cannot do what ``command`` asked, when its error says it lacks a part."""
+    said = stderr.lower()
+    if "unknown" not in said and "failed to load" not in said:
+        return None
+    for word, part in KERNEL_PARTS.items():
+        if word in command:
+            return f"{part} is not available in this kernel"
+    return None
 
 
 def shown(command: list[str]) -> str:
@@ -308,6 +371,9 @@ class Active:
     plan: Plan
     applied: list[list[str]] = field(default_factory=list)
     """The commands that succeeded, whose undoing is due."""
+    prepared: list[list[str]] = field(default_factory=list)
+    """What the tc faults on its device share, when this one was the first to need it (the last
+    of them takes it off): part of how this fault was put on, for the evidence."""
 
 
 async def _execute(command: list[str]) -> tuple[int, str]:
@@ -332,15 +398,15 @@ class FaultController:
     """Puts faults on and takes them off, in the lab's private network namespace or a container's.
 
     One per process (:func:`controller`). Faults on different topologies may be on
-    at once (different ports, different slots); the htb root that tc faults on one
-    device share is added with the first and removed with the last.
+    at once (different ports, different slots); what tc faults on one device share
+    (:func:`shared`) is put on with the first and taken off with the last.
     """
 
     def __init__(self) -> None:
         self.active: list[Active] = []
         self._slots = 0
         self._tc_users: dict[tuple[int | None, str], int] = {}
-        """How many faults on each (namespace, device) use its htb root."""
+        """How many faults on each (namespace, device) use what tc faults there share."""
         self._lock = asyncio.Lock()
 
     async def apply(self, fault: Fault, hop: Hop) -> Active:
@@ -352,10 +418,10 @@ class FaultController:
         async with self._lock:
             self._slots = self._slots % 0xFFF + 1
             active = Active(fault, hop, self._slots, plan(fault, hop, self._slots))
-            if active.plan.uses_tc:
+            if active.plan.shared:
                 users = self._tc_users.get((hop.namespace, hop.device), 0)
                 if users == 0:
-                    await self._run_or_raise(root_add(hop), fault)
+                    await self._share(active)
                 self._tc_users[hop.namespace, hop.device] = users + 1
             self.active.append(active)
             try:
@@ -367,12 +433,26 @@ class FaultController:
                 raise
         return active
 
+    async def _share(self, active: Active) -> None:
+        """Put on what the tc faults on the hop's device share, all of it or (undone) none."""
+        done: list[list[str]] = []
+        try:
+            for put, undo in active.plan.shared:
+                await self._run_or_raise(put, active.fault)
+                active.prepared.append(put)
+                done.append(undo)
+        except BaseException:
+            for undo in reversed(done):
+                await _execute(undo)
+            raise
+
     async def _run_or_raise(self, command: list[str], fault: Fault) -> None:
         status, stderr = await _execute(command)
         if status == 0:
             return
-        if fault.kind == "latency" and "netem" in command and "unknown" in stderr.lower():
-            raise FaultUnavailable(NETEM_MISSING)
+        lacking = _lacking(command, stderr)
+        if lacking is not None:
+            raise FaultUnavailable(lacking)
         if command[0] == "nsenter" and stderr.startswith("nsenter:"):
             # nsenter's own failure (it or the tool is missing, the container is gone, this is not
             # root): nothing was done.
@@ -393,18 +473,16 @@ class FaultController:
         failed = []
         # Only what was done is undone, latest first, each by the command that mirrors it.
         undo = dict((shown(put), remove) for put, remove in active.plan.steps)
-        for command in reversed(active.applied):
-            status, stderr = await _execute(undo[shown(command)])
-            if status != 0:
-                failed.append(f"{shown(undo[shown(command)])}: {stderr or f'exit status {status}'}")
-        if active.plan.uses_tc:
+        removals = [undo[shown(command)] for command in reversed(active.applied)]
+        if active.plan.shared:
             key = (active.hop.namespace, active.hop.device)
             self._tc_users[key] -= 1
             if self._tc_users[key] == 0:
-                removal = root_del(active.hop)
-                status, stderr = await _execute(removal)
-                if status != 0:
-                    failed.append(f"{shown(removal)}: {stderr or f'exit status {status}'}")
+                removals += [remove for _, remove in reversed(active.plan.shared)]
+        for removal in removals:
+            status, stderr = await _execute(removal)
+            if status != 0:
+                failed.append(f"{shown(removal)}: {stderr or f'exit status {status}'}")
         return failed
 
     async def clear_all(self) -> list[str]:

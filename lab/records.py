@@ -306,7 +306,10 @@ class FaultRecord(Record):
     applied_at: float | None = Field(description="UNIX time the fault was on; null if it never was")
     cleared_at: float | None = Field(None, description="UNIX time it was taken off")
     commands: list[str] = Field(
-        default_factory=list, description="the iptables and tc commands that put it on"
+        default_factory=list,
+        description="the commands that put it on: iptables or tc, and before them what tc faults on the "
+        "device share, if this one was the first to need it (an htb root; in a container an ifb device, "
+        "a clsact qdisc)",
     )
     not_measured: str | None = Field(
         None, description="why the fault could not be put on here (then the cell is not measured)"

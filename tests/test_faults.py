@@ -34,7 +34,7 @@ def _argv(command: list[str]) -> str:
 @pytest.mark.parametrize("kind", ["stall", "reset"])
 def test_stall_and_reset_are_iptables_rules_on_both_directions_removed_one_for_one(kind: str) -> None:
     planned = plan(Fault(kind, "proxy-server"), Hop(41000), 7)
-    assert not planned.uses_tc
+    assert not planned.shared
     applied = [_argv(c) for c in planned.apply]
     assert [c.split(" -j ")[0].split(" -m ")[0] for c in applied] == [
         "iptables -w -I INPUT -i lo -p tcp --dport 41000"
@@ -51,7 +51,10 @@ def test_stall_and_reset_are_iptables_rules_on_both_directions_removed_one_for_o
 @pytest.mark.fast
 def test_bandwidth_is_an_htb_class_with_a_filter_per_direction() -> None:
     planned = plan(Fault("bandwidth", "client-proxy", rate_kbit=800), Hop(42000), 26)
-    assert planned.uses_tc
+    # Both directions leave lo: one class there, shared with nothing else.
+    assert [(_argv(put), _argv(undo)) for put, undo in planned.shared] == [
+        ("tc qdisc add dev lo root handle 1: htb", "tc qdisc del dev lo root")
+    ]
     assert [_argv(c) for c in planned.apply] == [
         "tc class add dev lo parent 1: classid 1:1a htb rate 800kbit ceil 800kbit burst 70k cburst 70k",
         "tc filter add dev lo parent 1: protocol ip prio 52 u32 match ip dport 42000 0xffff flowid 1:1a",
@@ -77,7 +80,7 @@ def test_latency_is_netem_under_an_unshaped_class() -> None:
 def test_every_planned_command_acts_on_loopback_only() -> None:
     for kind in faults.KINDS:
         planned = plan(Fault(kind, "client-proxy"), Hop(44000), 3)
-        for command in planned.apply + planned.remove:
+        for command in planned.apply + planned.remove + [c for pair in planned.shared for c in pair]:
             assert command[0] in ("iptables", "tc")
             assert tuple(command[4:6]) == ("-i", "lo") if command[0] == "iptables" else "lo" in command
 
@@ -102,19 +105,136 @@ def test_in_a_container_each_direction_is_matched_where_it_crosses_the_container
     assert [_argv(c) for c in planned.remove] == [c.replace(" -I ", " -D ") for c in reversed(applied)]
 
 
+INSIDE = "nsenter --target 4242 --net "
+
+
 @pytest.mark.fast
-@pytest.mark.parametrize("kind", ["bandwidth", "latency"])
-def test_shaping_a_containers_interface_is_refused_with_the_reason(kind: str) -> None:
-    # tc shapes what leaves a device: on eth0 only one direction of the hop.
-    with pytest.raises(faults.FaultUnavailable, match="loopback hops only.*eth0"):
-        plan(Fault(kind, "proxy-server"), CONTAINER_HOP, 5)
+def test_in_a_container_bandwidth_is_shaped_on_an_ifb_device_both_directions_are_redirected_to() -> None:
+    planned = plan(Fault("bandwidth", "client-proxy", rate_kbit=800), CONTAINER_HOP, 26)
+    # eth0 sends only what the listener sends: both directions go to the lab's ifb device, which
+    # both leave, with the class and its filters as on lo; the redirections go on last.
+    assert [_argv(c).removeprefix(INSIDE) for c in planned.apply] == [
+        "tc class add dev wslab-eth0 parent 1: classid 1:1a"
+        " htb rate 800kbit ceil 800kbit burst 70k cburst 70k",
+        "tc filter add dev wslab-eth0 parent 1: protocol ip prio 52"
+        " u32 match ip dport 8080 0xffff flowid 1:1a",
+        "tc filter add dev wslab-eth0 parent 1: protocol ip prio 53"
+        " u32 match ip sport 8080 0xffff flowid 1:1a",
+        "tc filter add dev eth0 ingress protocol ip prio 52 u32 match ip dport 8080 0xffff"
+        " action mirred egress redirect dev wslab-eth0",
+        "tc filter add dev eth0 egress protocol ip prio 53 u32 match ip sport 8080 0xffff"
+        " action mirred egress redirect dev wslab-eth0",
+    ]
+    assert [_argv(c).removeprefix(INSIDE) for c in planned.remove] == [
+        "tc filter del dev eth0 egress protocol ip prio 53",
+        "tc filter del dev eth0 ingress protocol ip prio 52",
+        "tc filter del dev wslab-eth0 parent 1: protocol ip prio 53",
+        "tc filter del dev wslab-eth0 parent 1: protocol ip prio 52",
+        "tc class del dev wslab-eth0 classid 1:1a",
+    ]
+    assert all(_argv(c).startswith(INSIDE) for c in planned.apply + planned.remove)
+
+
+@pytest.mark.fast
+def test_in_a_container_the_ifb_device_and_the_qdiscs_are_shared_and_go_in_reverse() -> None:
+    planned = plan(Fault("bandwidth", "proxy-server"), CONTAINER_HOP, 5)
+    assert [
+        (_argv(put).removeprefix(INSIDE), _argv(undo).removeprefix(INSIDE)) for put, undo in planned.shared
+    ] == [
+        ("ip link add wslab-eth0 up type ifb", "ip link del wslab-eth0"),
+        ("tc qdisc add dev wslab-eth0 root handle 1: htb", "tc qdisc del dev wslab-eth0 root"),
+        ("tc qdisc add dev eth0 clsact", "tc qdisc del dev eth0 clsact"),
+    ]
+    # The same for every tc fault in that namespace, whichever took it off last.
+    assert plan(Fault("latency", "client-proxy"), CONTAINER_HOP, 9).shared == planned.shared
+    assert faults.shaper(Hop(1, "enp0s31f6long", 1)) == "wslab-enp0s31f6"  # the kernel's 15 characters
+
+
+@pytest.mark.fast
+def test_in_a_container_latency_is_netem_on_the_ifb_device_which_each_direction_crosses_once() -> None:
+    planned = plan(Fault("latency", "proxy-server", delay_ms=250), CONTAINER_HOP, 1)
+    applied = [_argv(c).removeprefix(INSIDE) for c in planned.apply]
+    assert applied[1] == "tc qdisc add dev wslab-eth0 parent 1:1 handle 1: netem delay 250ms"
+    assert [c.split(" prio ")[0] for c in applied[-2:]] == [
+        "tc filter add dev eth0 ingress protocol ip",
+        "tc filter add dev eth0 egress protocol ip",
+    ]
+
+
+class Kernel:
+    """Stands in for faults._execute: records every command, fails those naming ``lacks`` as a
+    kernel without that part does."""
+
+    def __init__(self, lacks: str | None = None) -> None:
+        self.ran: list[str] = []
+        self.lacks = lacks
+
+    async def __call__(self, command: list[str]) -> tuple[int, str]:
+        self.ran.append(_argv(command).removeprefix(INSIDE))
+        if self.lacks in command:
+            return 2, "Error: Specified qdisc kind is unknown."
+        return 0, ""
+
+
+@pytest.mark.fast
+def test_the_ifb_device_comes_with_the_first_tc_fault_in_a_namespace_and_goes_with_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel = Kernel()
+    monkeypatch.setattr(faults, "_execute", kernel)
+    other_port = Hop(9090, "eth0", 4242, "container wslab-probe-1")
+
+    async def two_faults() -> list[list[str]]:
+        control = faults.FaultController()
+        first = await control.apply(Fault("bandwidth", "client-proxy"), CONTAINER_HOP)
+        second = await control.apply(Fault("bandwidth", "proxy-server"), other_port)
+        # The evidence of the first says how the ifb device came; the second found it there.
+        assert first.prepared == [put for put, _ in faults.shared(CONTAINER_HOP)] and second.prepared == []
+        marks = [len(kernel.ran)]
+        assert await control.clear(first) == []
+        marks.append(len(kernel.ran))
+        assert await control.clear_all() == []
+        return [kernel.ran[: marks[0]], kernel.ran[marks[0] : marks[1]], kernel.ran[marks[1] :]]
+
+    put_on, first_off, last_off = asyncio.run(two_faults())
+    shared = [
+        (_argv(a).removeprefix(INSIDE), _argv(b).removeprefix(INSIDE)) for a, b in faults.shared(other_port)
+    ]
+    assert put_on[:3] == [put for put, _ in shared] and len(put_on) == 3 + 2 * 5
+    assert not any(c.startswith("ip link") or "qdisc" in c for c in first_off)
+    assert last_off[-3:] == [undo for _, undo in reversed(shared)]
+    assert last_off[:2] == [
+        "tc filter del dev eth0 egress protocol ip prio 5",
+        "tc filter del dev eth0 ingress protocol ip prio 4",
+    ]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("lacks", "reason"),
+    [("clsact", "tc clsact is not available"), ("netem", "tc netem is not available")],
+)
+def test_a_kernel_part_missing_is_not_measured_and_what_was_put_on_is_taken_off(
+    monkeypatch: pytest.MonkeyPatch, lacks: str, reason: str
+) -> None:
+    kernel = Kernel(lacks)
+    monkeypatch.setattr(faults, "_execute", kernel)
+    control = faults.FaultController()
+    with pytest.raises(faults.FaultUnavailable, match=reason):
+        asyncio.run(control.apply(Fault("latency", "proxy-server"), CONTAINER_HOP))
+    # Every command that put something on is followed, in reverse, by the one that takes it off.
+    steps = [*faults.shared(CONTAINER_HOP), *plan(Fault("latency", "proxy-server"), CONTAINER_HOP, 1).steps]
+    undo = {_argv(put).removeprefix(INSIDE): _argv(off).removeprefix(INSIDE) for put, off in steps}
+    done = [c for c in kernel.ran if " add " in c and lacks not in c.split()]
+    assert done and kernel.ran[len(done) + 1 :] == [undo[c] for c in reversed(done)]
+    assert control.active == []
 
 
 @pytest.mark.fast
 def test_a_loopback_hop_in_the_labs_namespace_runs_its_commands_as_they_are() -> None:
     assert Hop(9000).inside(["tc", "qdisc"]) == ["tc", "qdisc"]
-    assert faults.root_add(Hop(9000)) == ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb"]
-    assert faults.root_del(CONTAINER_HOP)[:5] == ["nsenter", "--target", "4242", "--net", "tc"]
+    assert _argv(faults.shared(Hop(9000))[0][0]) == "tc qdisc add dev lo root handle 1: htb"
+    assert faults.shared(CONTAINER_HOP)[0][1][:5] == ["nsenter", "--target", "4242", "--net", "ip"]
     assert CONTAINER_HOP.describe() == "port 8080 in container wslab-nginx-websocket-1"
 
 

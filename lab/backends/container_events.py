@@ -10,7 +10,9 @@ shell, aside and then renamed, as the local backend does in the run folder.
 
 A fault is made in the network namespace of the container that listens on the hop, from the host
 (``nsenter --target PID --net``, see lab/faults.py): the proxy's container for client-proxy, the
-probe server's for proxy-server. Those rules die with the containers when the stack goes down.
+probe server's for proxy-server. A bandwidth or latency fault adds an ifb device there too, to
+which both directions of the hop are redirected. Those rules, qdiscs and ifb devices die with the
+containers when the stack goes down.
 """
 
 from __future__ import annotations
