@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import lived_through
 
 from wslab import browser
 from wslab.backends import StackOptions
@@ -129,6 +130,76 @@ def test_only_an_event_step_may_follow_browser_connect(tmp_path: Path) -> None:
         load_suite(file)
 
 
+def _chromium(again_client: str = "chromium", instance: int = 3, clean: bool = False) -> object:
+    """A redeploy cut without a close frame, reconnected by a Chromium page's loop."""
+    from wslab.records import PageAttempt, Reconnect
+
+    cut = lived_through("redeploy", closed_after=1.8, code=1006, frame=False, instances=(3, 4))
+    record = cut.transcript.lifecycle
+    assert record is not None
+    record.reconnect = Reconnect(
+        back_after=0.26,
+        attempts=2,
+        error=REFUSED,
+        instance=instance,
+        client=again_client,
+        policy=Retry().describe(),
+        sockets=[
+            PageAttempt(started=-0.5, opened=-0.49, closed=1.8, code=1006, clean=clean, instance=3),
+            PageAttempt(started=2.05, opened=None, closed=2.06, code=1006, clean=False, error=REFUSED),
+            PageAttempt(started=2.3, opened=2.31, closed=None, instance=instance),
+        ],
+    )
+    return cut
+
+
+@pytest.mark.fast
+def test_the_timeline_marks_the_pages_attempts_and_its_return() -> None:
+    from wslab.reports.timeline import timeline
+
+    cut = _chromium()
+    line = timeline(cut.transcript.lifecycle)
+    marks = [(m["kind"], m["label"]) for m in line["marks"]]
+    retries = [label for kind, label in marks if kind == "retry"]
+    assert retries == [f"the page's attempt at +2.05 s did not open: {REFUSED}"]
+    back = next(label for kind, label in marks if kind == "back")
+    assert back == "the Chromium page's loop reconnected 0.26 s after the close on instance 3"
+    websockets = lived_through("server-restart", closed_after=0.5, code=1001).transcript.lifecycle
+    labels = [m["label"] for m in timeline(websockets)["marks"] if m["kind"] == "back"]
+    assert labels == ["websockets' connect() reconnected 0.50 s after the close"]
+
+
+@pytest.mark.fast
+def test_the_diagnosis_says_what_the_page_saw_and_keeps_one_fix() -> None:
+    from wslab.diagnosis import diagnose
+    from wslab.topology import load_topologies
+
+    cloudrun = load_topologies()["cloudrun"]
+    page = diagnose(_chromium(instance=4), cloudrun, [])
+    assert page.rule == "redeploy-cut-without-close"
+    assert "the page's close event said code 1006, wasClean false" in page.cause
+    assert "cannot tell this from a lost network" in page.cause
+    assert "was back 0.26 s later on instance 4 (2 attempts)" in page.cause
+    websockets = diagnose(lived_through("redeploy", closed_after=1.8, code=1006, frame=False), cloudrun, [])
+    assert "In the browser" not in websockets.cause
+    assert page.fix == websockets.fix and "close handler" in page.fix, "one fix: printed once"
+
+
+@pytest.mark.fast
+def test_a_tab_that_reconnects_keeps_a_scale_to_zero_instance() -> None:
+    from wslab.diagnosis import diagnose
+    from wslab.topology import load_topologies
+
+    quiet = _chromium(instance=3)
+    record = quiet.transcript.lifecycle
+    record.event.cause = "scale-to-zero"
+    record.event.ends_after = 18.0
+    found = diagnose(quiet, load_topologies()["cloudrun"], [])
+    assert found.rule == "scale-to-zero-closed-quiet-connection"
+    assert "on instance 3, the same one" in found.cause
+    assert "keeps its instance from ever scaling to zero" in found.cause
+
+
 def _cells(result: dict) -> dict[tuple[str, str], dict]:
     return {(c["topology"], c["scenario"]): c for c in result["cells"]}
 
@@ -191,6 +262,7 @@ def test_a_pages_reconnect_loop_is_timed_through_real_proxies(tmp_path: Path) ->
         again = cut["client"]["lifecycle"]["reconnect"]
         assert cut["outcome"] == "fail" and cut["diagnosis"]["rule"] == "redeploy-cut-without-close"
         assert again["sockets"][0]["code"] == 1006 and again["sockets"][0]["clean"] is False
+        assert "wasClean false" in cut["diagnosis"]["cause"]
         assert again["instance"] == cut["client"]["lifecycle"]["instance_before"] + 1
 
 
@@ -203,3 +275,22 @@ def test_without_chromium_the_browser_lifecycle_cells_are_unavailable(
     result = asyncio.run(run(backend, [load_topologies()["direct"]], scenarios))
     (cell,) = result.cells
     assert cell.outcome == Outcome.UNAVAILABLE and "apt-get install -y chromium" in (cell.error or "")
+
+
+@pytest.mark.fast
+def test_html_pairs_each_server_connection_with_the_pages_socket_by_its_key() -> None:
+    from wslab.records import BrowserReport, BrowserRequest, RequestHead, Transcript
+    from wslab.reports.html import _exchange_for
+
+    def head(key: str) -> RequestHead:
+        return RequestHead(
+            method="GET", target="/lifecycle", path="/lifecycle", version="HTTP/1.1",
+            headers=[("Sec-WebSocket-Key", key)],
+        )  # fmt: skip
+
+    sockets = [
+        BrowserRequest(url=URL, type="WebSocket", sent=head(key), received=None, error=None) for key in "ab"
+    ]
+    client = Transcript(sent=head("a"), browser=BrowserReport(product="HeadlessChrome/1", requests=sockets))
+    assert _exchange_for(client, head("b")) is sockets[1]
+    assert _exchange_for(client, head("a")) is sockets[0]
