@@ -466,7 +466,7 @@ async def open_websocket(
     failure = next(iter(tab.named("Network.webSocketFrameError")), None)
     if response is not None:
         exchange.received = response_record(response["response"])
-    elif failure is not None and (status := _refused_status(failure["errorMessage"])) is not None:
+    elif failure is not None and (status := refused_status(failure["errorMessage"])) is not None:
         exchange.received = response_record({"status": status})
     if log["code"] is not None:
         exchange.close = Close(code=log["code"], reason=log["reason"] or "")
@@ -480,7 +480,7 @@ async def open_websocket(
     return exchange
 
 
-def _refused_status(message: str) -> int | None:
+def refused_status(message: str) -> int | None:
     """The status in Chromium's 'Unexpected response code: 403', the only place a page sees it."""
     prefix = "Unexpected response code: "
     if prefix not in message:

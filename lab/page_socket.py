@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .browser import Chromium, Tab, named, request_record, response_record, target_of
+from .browser import Chromium, Tab, named, refused_status, request_record, response_record, target_of
 from .lifecycle import INSTANCE_HEADER, SEQ_PREFIX, CloseSeen, fate
 from .records import (
     BrowserRequest,
@@ -150,21 +150,20 @@ class Handshake:
         return int(value) if value is not None and value.isdigit() else None
 
 
-def handshakes(events: list[dict[str, Any]], url: str) -> list[Handshake]:
-    """Each WebSocket the page created for ``url``, in order (DevTools' Network events)."""
+def handshakes(events: list[dict[str, Any]]) -> list[Handshake]:
+    """Each WebSocket a tab created, in order (DevTools' Network events): the page's tab opens
+    no other, and Chromium may write its URL otherwise than the lab did (a default port)."""
     by_id: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
     for event in events:
         params = event.get("params", {})
         method = event.get("method", "")
-        if method == "Network.webSocketCreated" and params.get("url") == url:
-            order.append(params["requestId"])
-            by_id[params["requestId"]] = {}
+        if method == "Network.webSocketCreated":
+            by_id[params["requestId"]] = {method: params}
         elif method.startswith("Network.webSocket") and params.get("requestId") in by_id:
             by_id[params["requestId"]].setdefault(method, params)
     found = []
-    for number in order:
-        seen = by_id[number]
+    for seen in by_id.values():
+        url = seen["Network.webSocketCreated"]["url"]
         request = seen.get("Network.webSocketWillSendHandshakeRequest")
         response = seen.get("Network.webSocketHandshakeResponseReceived")
         failure = seen.get("Network.webSocketFrameError")
@@ -173,11 +172,20 @@ def handshakes(events: list[dict[str, Any]], url: str) -> list[Handshake]:
                 sent=request_record("GET", target_of(url), request["request"]["headers"])
                 if request
                 else None,
-                received=response_record(response["response"]) if response else None,
+                received=_received(response, failure),
                 error=failure["errorMessage"] if failure else None,
             )
         )
     return found
+
+
+def _received(response: dict[str, Any] | None, failure: dict[str, Any] | None) -> ResponseHead | None:
+    """The response head DevTools reported; for a refused upgrade, whose head it does not report,
+    the status in Chromium's error (the only place it says it)."""
+    if response is not None:
+        return response_record(response["response"])
+    status = refused_status(failure["errorMessage"]) if failure is not None else None
+    return response_record({"status": status}) if status is not None else None
 
 
 @dataclass
@@ -378,7 +386,7 @@ class PageSocket:
         return page_ms / 1000 + self.offset if page_ms is not None else None
 
     def _handshakes(self) -> list[Handshake]:
-        return handshakes(self.tab.events, self.url)
+        return handshakes(self.tab.events)
 
     # The Watched protocol.
 

@@ -87,22 +87,28 @@ def test_a_page_cut_without_a_close_frame_and_not_back() -> None:
 
 
 @pytest.mark.fast
-def test_devtools_names_each_socket_of_the_page_in_order() -> None:
+def test_devtools_names_each_socket_of_the_tab_in_order() -> None:
     def event(method: str, number: str, **params: object) -> dict:
         return {"method": f"Network.{method}", "params": {"requestId": number, **params}}
 
     headers = {"Upgrade": "websocket", "X-Wslab-Instance": "4"}
     events = [
         event("webSocketCreated", "1", url=URL),
-        event("webSocketCreated", "other", url="ws://elsewhere/"),
         event(
             "webSocketWillSendHandshakeRequest", "1", request={"headers": {"Origin": "http://127.0.0.1:1"}}
         ),
         event("webSocketHandshakeResponseReceived", "1", response={"status": 101, "headers": headers}),
         event("webSocketCreated", "2", url=URL),
         event("webSocketFrameError", "2", errorMessage=REFUSED),
+        event("webSocketCreated", "3", url=URL),
+        event(
+            "webSocketFrameError",
+            "3",
+            errorMessage="Error during WebSocket handshake: Unexpected response code: 426",
+        ),
     ]
-    first, second = handshakes(events, URL)
+    first, second, third = handshakes(events)
+    assert third.received is not None and third.received.status == 426, "a refused upgrade's status"
     assert first.instance == 4 and first.sent is not None and first.sent.target == "/lifecycle?wslab-ping=off"
     assert header_value(first.sent.headers, "Origin") == "http://127.0.0.1:1"
     assert second.instance is None and second.error == REFUSED
