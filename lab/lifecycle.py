@@ -2,7 +2,9 @@
 
 The ``event`` step (scenarios/lifecycle.yaml) keeps sequence-numbered messages crossing an open
 WebSocket, causes an event at a chosen moment, watches the connection for a while, and, if it
-closed, times how long websockets' reconnecting ``connect`` iterator takes to be back. Causes:
+closed, times how long the client takes to be back from the moment it saw the close: websockets'
+reconnecting ``connect`` iterator (:class:`ClientWatch`), or a Chromium page's own reconnect loop
+(wslab.page_socket). Causes:
 
 - ``proxy-reload``: the proxy reloads its config the way its documentation says (the signal and
   URL are in its :data:`wslab.proxies.REGISTRY` entry); a kind the lab cannot reload as it runs
