@@ -183,7 +183,7 @@ class Tab:
         return result["result"].get("value")
 
     def named(self, method: str) -> list[dict[str, Any]]:
-        return _named(self.events, method)
+        return named(self.events, method)
 
 
 class Chromium:
@@ -327,7 +327,7 @@ class Exchange:
     detail: str = ""
 
 
-def _named(events: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+def named(events: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
     return [event["params"] for event in events if event.get("method") == method]
 
 
@@ -336,26 +336,26 @@ def _loaded(events: list[dict[str, Any]], kind: str, suffix: str = "") -> bool:
     ended = {
         params["requestId"]
         for method in ("Network.loadingFinished", "Network.loadingFailed")
-        for params in _named(events, method)
+        for params in named(events, method)
     }
     return any(
         params["requestId"] in ended
-        for params in _named(events, "Network.requestWillBeSent")
+        for params in named(events, "Network.requestWillBeSent")
         if params.get("type") == kind and params["request"]["url"].endswith(suffix)
     )
 
 
 def _headers_reported(events: list[dict[str, Any]]) -> bool:
     """Whether every HTTP request has its requestWillBeSentExtraInfo (the headers as written)."""
-    reported = {params["requestId"] for params in _named(events, "Network.requestWillBeSentExtraInfo")}
+    reported = {params["requestId"] for params in named(events, "Network.requestWillBeSentExtraInfo")}
     return all(
         params["requestId"] in reported
-        for params in _named(events, "Network.requestWillBeSent")
+        for params in named(events, "Network.requestWillBeSent")
         if params["request"]["url"].startswith(("http:", "https:"))
     )
 
 
-def _target(url: str) -> str:
+def target_of(url: str) -> str:
     """The request target of a URL: its path and query."""
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -379,7 +379,7 @@ def _page_requests(tab: Tab) -> list[BrowserRequest]:
             BrowserRequest(
                 url=url,
                 type=sent.get("type", ""),
-                sent=request_record(sent["request"]["method"], _target(url), headers),
+                sent=request_record(sent["request"]["method"], target_of(url), headers),
                 received=response_record(response, raw_heads.get(number)) if response else None,
                 error=failures.get(number),
             )
@@ -449,7 +449,7 @@ async def open_websocket(
     to come back, then close with 1000."""
     async with browser.tab() as tab:
         await tab.call("Page.navigate", {"url": browser.page_url})
-        await tab.wait_for(lambda events: bool(_named(events, "Page.loadEventFired")), timeout)
+        await tab.wait_for(lambda events: bool(named(events, "Page.loadEventFired")), timeout)
         script = WEBSOCKET_SCRIPT % {
             "url": json.dumps(url),
             "protocols": json.dumps(subprotocols),
@@ -457,16 +457,16 @@ async def open_websocket(
             "milliseconds": int(timeout * 1000),
         }
         log = await tab.evaluate(script)
-        await tab.wait_for(lambda events: bool(_named(events, "Network.webSocketClosed")), 1.0)
+        await tab.wait_for(lambda events: bool(named(events, "Network.webSocketClosed")), 1.0)
     exchange = Exchange(upgraded=bool(log["opened"]), subprotocol=log["protocol"] or None)
     request = next(iter(tab.named("Network.webSocketWillSendHandshakeRequest")), None)
     if request is not None:
-        exchange.sent = request_record("GET", _target(url), request["request"]["headers"])
+        exchange.sent = request_record("GET", target_of(url), request["request"]["headers"])
     response = next(iter(tab.named("Network.webSocketHandshakeResponseReceived")), None)
     failure = next(iter(tab.named("Network.webSocketFrameError")), None)
     if response is not None:
         exchange.received = response_record(response["response"])
-    elif failure is not None and (status := _refused_status(failure["errorMessage"])) is not None:
+    elif failure is not None and (status := refused_status(failure["errorMessage"])) is not None:
         exchange.received = response_record({"status": status})
     if log["code"] is not None:
         exchange.close = Close(code=log["code"], reason=log["reason"] or "")
@@ -480,7 +480,7 @@ async def open_websocket(
     return exchange
 
 
-def _refused_status(message: str) -> int | None:
+def refused_status(message: str) -> int | None:
     """The status in Chromium's 'Unexpected response code: 403', the only place a page sees it."""
     prefix = "Unexpected response code: "
     if prefix not in message:

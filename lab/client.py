@@ -29,13 +29,13 @@ from .endpoint import Endpoint
 from .faults import Active, Fault, FaultFailed, FaultUnavailable, Hop, controller, shown
 from .lifecycle import (
     CauseEvent,
+    ClientWatch,
     EventFailed,
-    Traffic,
+    Watched,
     event_seconds,
-    lifecycle_record,
     new_connection,
-    reconnect,
 )
+from .page_socket import PageSocket, Retry, open_page_socket
 from .probe import wire
 from .records import (
     BrowserReport,
@@ -46,6 +46,7 @@ from .records import (
     Hold,
     Lifecycle,
     LifecycleEvent,
+    Reconnect,
     RequestHead,
     ResponseHead,
     Step,
@@ -117,16 +118,6 @@ def _landed(record: Lifecycle) -> int | None:
     return again.instance if again is not None else None
 
 
-async def _closed_within(websocket: ClientConnection, seconds: float) -> float | None:
-    """Wait up to ``seconds`` for the connection to close: when it did (``time.monotonic()``),
-    or None if it is still open."""
-    try:
-        await asyncio.wait_for(websocket.wait_closed(), max(0.0, seconds))
-    except TimeoutError:
-        return None
-    return time.monotonic()
-
-
 def _new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
@@ -185,6 +176,9 @@ class Client:
         """Scenario durations (idle, hold, pings) are faithful seconds, multiplied by this."""
         self.transcript = Transcript()
         self.websocket: RecordingConnection | None = None
+        self.page: PageSocket | None = None
+        """The page a ``browser_connect`` step opened its WebSocket from, kept until the end."""
+        self._pages = contextlib.AsyncExitStack()
 
     def _target(self, path: str) -> str:
         path = _expand(path, self.environment)
@@ -307,6 +301,16 @@ class Client:
         return errors
 
     async def _finish(self) -> None:
+        if self.page is not None:
+            if self.transcript.browser is not None:
+                # Each socket's own handshake, to pair with the connection the server saw for it.
+                self.transcript.browser.requests = self.page.requests()
+            try:
+                if self.transcript.close is None and self.transcript.upgraded:
+                    with contextlib.suppress(OSError):
+                        self.transcript.close = await self.page.close()
+            finally:
+                await self._pages.aclose()
         if self.websocket is None:
             return
         if self.transcript.close is None:
@@ -330,10 +334,7 @@ class Client:
             opened.append(RecordingConnection(*args, **kwargs))
             return opened[-1]
 
-        path = self.connect_path = argument.get("path", "/")
-        if "server_ping" in argument:
-            server_ping = argument["server_ping"]
-            path += f"{'&' if '?' in path else '?'}wslab-ping={server_ping if server_ping else 'off'}"
+        path = self._connect_path(argument)
         ping = argument.get("ping")
         try:
             self.websocket = await connect(
@@ -453,6 +454,39 @@ class Client:
         url = f"{scheme}://{self.endpoint.authority}{self._target(argument.get('path', '/'))}"
         return await self._record_browser(visit(self._chromium, url, self.step_timeout))
 
+    def _connect_path(self, argument: dict[str, Any]) -> str:
+        """The path a connect step opens: its ``path``, where a reconnecting client goes back to,
+        with the probe server's ping setting if it gives one."""
+        path = self.connect_path = argument.get("path", "/")
+        if "server_ping" in argument:
+            server_ping = argument["server_ping"]
+            path += f"{'&' if '?' in path else '?'}wslab-ping={server_ping if server_ping else 'off'}"
+        return path
+
+    async def _browser_connect(self, argument: dict[str, Any]) -> str:
+        """``new WebSocket(url)`` from a page, left open; the page's own loop reopens it on close
+        (:mod:`wslab.page_socket`)."""
+        url = self.endpoint.ws_url(self._target(self._connect_path(argument)))
+        retry = Retry.from_step(argument.get("retry"))
+        transcript = self.transcript
+        transcript.kind = ClientKind.BROWSER
+        self.page = await self._pages.enter_async_context(
+            open_page_socket(self._chromium, url, retry, self.step_timeout)
+        )
+        handshake = await self.page.begin(self.step_timeout)
+        first = self.page.first
+        transcript.connected = handshake.sent is not None
+        transcript.sent, transcript.received = handshake.sent, handshake.received
+        transcript.upgraded = first is not None and first.get("opened") is not None
+        transcript.browser = BrowserReport(product=self._chromium.version, requests=[])
+        if first is None:
+            raise StepFailed(f"Chromium: the page's WebSocket did not open within {self.step_timeout:g} s")
+        if not transcript.upgraded:
+            transcript.close = Close(code=first.get("code"), reason=first.get("reason") or "")
+            why = handshake.error or f"closed with {first.get('code')} before opening"
+            raise StepFailed(f"Chromium: {why}")
+        return f"opened; {retry.describe()}"
+
     async def _browser_websocket(self, argument: dict[str, Any]) -> str:
         url = self.endpoint.ws_url(self._target(argument.get("path", "/")))
         subprotocols = [_expand(p, self.environment) for p in argument.get("subprotocols", [])]
@@ -554,17 +588,17 @@ class Client:
         """Keep numbered messages crossing, have the lab cause the event after ``after`` seconds,
         watch the connection ``watch`` seconds once the event is done (and until a redeployed
         instance is gone), and time a reconnection if it closed. A scale to zero is watched in
-        silence (:meth:`_quiet_event`)."""
-        websocket = self._open
+        silence (:meth:`_quiet_event`). The watched connection is websockets' client's
+        (``connect``), or a Chromium page's (``browser_connect``), which reconnects by its own loop."""
+        watched = self._watched()
         if self.cause_event is None:
             raise StepFailed("this run cannot cause lifecycle events")
         if argument["cause"] == "scale-to-zero":
-            return await self._quiet_event(argument)
-        traffic = Traffic(websocket, float(argument.get("every", 0.1)))
-        traffic.start()
+            return await self._quiet_event(argument, watched)
+        await watched.start(float(argument.get("every", 0.1)))
         await asyncio.sleep(float(argument.get("after", 1)))
         event_at = time.monotonic()
-        event = await self._cause(argument, traffic)
+        event = await self._cause(argument, watched)
         # The watch starts once the event is done: a reload the proxy applies later than it was
         # asked for (Traefik throttles its file provider) is watched as long as any other.
         done = time.monotonic()
@@ -573,21 +607,26 @@ class Client:
         # Halfway through the base watch: a redeployed old instance still holds its connections.
         halfway = done - event_at + watch / 2
         second = asyncio.ensure_future(new_connection(url, event_at, halfway, watch / 2, **tls))
-        await traffic.wait_closed(done + watch + (event.ends_after or 0) - time.monotonic())
-        await traffic.stop(drain=self.step_timeout / 5)
-        closed_at = traffic.closed_at
-        if closed_at is None and websocket.close_code is not None:  # closed while draining
-            closed_at = time.monotonic()
-        record = lifecycle_record(event, traffic, websocket, event_at, time.monotonic() - event_at, closed_at)
-        record.new_connection = await second
-        if closed_at is not None:
-            self.transcript.close = self._close_record()
-            if argument.get("reconnect"):
-                budget = float(argument.get("reconnect_within", 10))
-                since_close = time.monotonic() - closed_at
-                record.reconnect = await reconnect(url, budget, **tls)
-                if record.reconnect.back_after is not None:  # counted from the close, not the retry
-                    record.reconnect.back_after = round(record.reconnect.back_after + since_close, 3)
+        budget = float(argument.get("reconnect_within", 10)) if argument.get("reconnect") else None
+        again: asyncio.Future[Reconnect] | None = None
+        try:
+            # A reconnecting client goes back as soon as it sees the close, whatever the lab still
+            # watches: started later, its time to be back would be the lab's, not the client's.
+            if await watched.wait_closed(done + watch + (event.ends_after or 0) - time.monotonic()):
+                again = self._reconnecting(watched, event_at, budget)
+            await watched.stop(drain=self.step_timeout / 5)
+            if again is None and watched.closed_at is not None:  # closed while draining
+                again = self._reconnecting(watched, event_at, budget)
+            record = await watched.record(event, event_at)
+            record.new_connection = await second
+            if again is not None:
+                record.reconnect = await again
+        finally:
+            for task in (second, again):
+                if task is not None:
+                    task.cancel()
+        if watched.closed_at is not None:
+            self.transcript.close = watched.close_seen()
         record.instance_after = _landed(record)
         self.transcript.lifecycle = record
         if record.survived:
@@ -595,18 +634,30 @@ class Client:
             return f"{event.cause}: still open after {record.watched:.1f} s, {echoes} echoes since"
         return f"{event.cause}: closed {record.closed_after} s after it, code {record.code}"
 
-    async def _cause(self, argument: dict[str, Any], traffic: Traffic | None) -> LifecycleEvent:
+    def _watched(self) -> Watched:
+        """The connection an event step watches: the page's, if a browser_connect opened one."""
+        if self.page is not None:
+            return self.page
+        url, tls = self._url()
+        return ClientWatch(self._open, url, tls)
+
+    @staticmethod
+    def _reconnecting(
+        watched: Watched, event_at: float, budget: float | None
+    ) -> asyncio.Future[Reconnect] | None:
+        """The reconnection's timing under way, if the step asks for one."""
+        return asyncio.ensure_future(watched.reconnect(event_at, budget)) if budget is not None else None
+
+    async def _cause(self, argument: dict[str, Any], watched: Watched) -> LifecycleEvent:
         """Have the lab cause the step's event; a failure stops the traffic and fails the step."""
         assert self.cause_event is not None
         try:
             return await self.cause_event(argument["cause"], argument)
         except EventFailed as error:
-            if traffic is not None:
-                await traffic.stop(0)
+            await watched.stop(0)
             raise StepFailed(str(error)) from None
         except BaseException:
-            if traffic is not None:
-                await traffic.stop(0)
+            await watched.stop(0)
             raise
 
     def _url(self) -> tuple[str, dict[str, Any]]:
@@ -614,27 +665,26 @@ class Client:
         url = self.endpoint.ws_url(self._target(self.connect_path))
         return url, {"ssl": self.endpoint.tls} if self.endpoint.tls else {}
 
-    async def _quiet_event(self, argument: dict[str, Any]) -> str:
+    async def _quiet_event(self, argument: dict[str, Any], watched: Watched) -> str:
         """Scale to zero: keep the WebSocket quiet past the idle time, then see whether it still
         echoes; close it, let the idle time pass again, and open a new one: a cold start lands
-        on a new instance."""
-        websocket = self._open
+        on a new instance. A Chromium page that reconnected meanwhile is timed, then closed too."""
         await asyncio.sleep(float(argument.get("after", 1)))
         event_at = time.monotonic()
-        event = await self._cause(argument, None)
+        event = await self._cause(argument, watched)
         idle = event.ends_after or 0
         past = idle + max(0.5, idle / 10)  # the autoscaler looks every idle/20 s, at most 0.1 s
-        closed_at = await _closed_within(websocket, event_at + past - time.monotonic())
-        traffic = Traffic(websocket, float(argument.get("watch", 3)))
-        traffic.start()
-        await traffic.wait_closed(float(argument.get("watch", 3)))
-        await traffic.stop(drain=self.step_timeout / 5)
-        closed_at = closed_at or traffic.closed_at
-        record = lifecycle_record(event, traffic, websocket, event_at, time.monotonic() - event_at, closed_at)
-        if closed_at is None:
-            await websocket.close()
-        else:
-            self.transcript.close = self._close_record()
+        await watched.wait_closed(event_at + past - time.monotonic())
+        await watched.start(float(argument.get("watch", 3)))
+        await watched.wait_closed(float(argument.get("watch", 3)))
+        await watched.stop(drain=self.step_timeout / 5)
+        record = await watched.record(event, event_at)
+        if watched.closed_at is not None:
+            self.transcript.close = watched.close_seen()
+            if argument.get("reconnect"):
+                budget = float(argument.get("reconnect_within", 10))
+                record.reconnect = await watched.reconnect(event_at, budget)
+        await watched.close()
         url, tls = self._url()
         delay = time.monotonic() - event_at + past
         record.new_connection = await new_connection(

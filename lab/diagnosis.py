@@ -200,6 +200,36 @@ def _lost(record: Lifecycle) -> str:
     return f" {len(record.lost)} numbered messages in flight were lost." if record.lost else ""
 
 
+def _page_close(record: Lifecycle) -> str:
+    """What a Chromium page's close event said of the watched socket ('' when the watched
+    connection was websockets' client's: the cause already says all it saw)."""
+    again = record.reconnect
+    if again is None or again.client != "chromium" or not again.sockets:
+        return ""
+    watched = again.sockets[0]
+    return (
+        f" In the browser, the page's close event said code {watched.code}, wasClean "
+        f"{str(watched.clean).lower()}"
+        + (": its close handler cannot tell this from a lost network" if watched.code == 1006 else "")
+    )
+
+
+def _page_saw(record: Lifecycle) -> str:
+    """:func:`_page_close`, and how the page's reconnect loop came back."""
+    seen, again = _page_close(record), record.reconnect
+    if not seen or again is None:
+        return ""
+    if again.back_after is None:
+        return f"{seen}; its reconnect loop was not back ({again.attempts} attempts; last: {again.error})."
+    where = f" on instance {again.instance}" if again.instance is not None else ""
+    if again.instance is not None and again.instance == record.instance_before:
+        where += ", the same one"
+    return (
+        f"{seen}; its reconnect loop was back {again.back_after:g} s later{where} "
+        f"({again.attempts} attempt{'s' if again.attempts != 1 else ''})."
+    )
+
+
 def _reload_directive(topology: Topology, field: str) -> str:
     reload = REGISTRY[topology.proxy].reload if not topology.direct else None
     return getattr(reload, field) if reload is not None else ""
@@ -216,7 +246,7 @@ def _sigterm_cause(facts: Evidence) -> str:
     return (
         f"The {record.event.cause} ended the connection's instance ({record.event.how}); the "
         f"connection ended {_how_closed(record)}. The app did not close it on SIGTERM, so it lived "
-        f"until the SIGKILL.{_lost(record)}"
+        f"until the SIGKILL.{_lost(record)}{_page_saw(record)}"
     )
 
 
@@ -227,7 +257,7 @@ def _sigterm_fix(facts: Evidence, topology: Topology) -> str:
         "and its source). With websockets:\n\n"
         f"{SIGTERM_PROGRAM}\nRun the server itself as the container's command (exec form), not "
         "under a shell that swallows the signal, and make clients reconnect on close "
-        "(async for websocket in connect(uri))."
+        "(async for websocket in connect(uri); in a page, a new WebSocket from the close handler)."
     )
 
 
@@ -238,8 +268,19 @@ def _quiet_cut_cause(facts: Evidence) -> str:
         f"The quiet WebSocket was closed {_how_closed(record)}, before the instance could scale to "
         f"zero ({record.event.ends_after} s with no request in progress, in this run): an open "
         "WebSocket is a request in progress and keeps its instance, so the scale to zero did not "
-        "close it."
+        f"close it.{_page_saw(record)}{_kept_warm(record)}"
     )
+
+
+def _kept_warm(record: Lifecycle) -> str:
+    """A page whose loop reopened its WebSocket on the instance it had: while the tab is open, the
+    instance always has a request in progress."""
+    again = record.reconnect
+    if again is None or again.client != "chromium" or again.instance is None:
+        return ""
+    if again.instance != record.instance_before:
+        return ""
+    return " A tab left open so keeps its instance from ever scaling to zero (and billed)."
 
 
 def _quiet_cut_fix(facts: Evidence, topology: Topology) -> str:
@@ -268,13 +309,15 @@ LIFECYCLE_RULES: list[Rule] = [
         lambda f: (
             f"The proxy's reload ({f.transcript.lifecycle.event.how}) closed the open WebSocket "
             f"{_how_closed(f.transcript.lifecycle)} instead of letting it finish."
-            f"{_lost(f.transcript.lifecycle)}{_against_documentation(f.transcript.lifecycle)}"
+            f"{_lost(f.transcript.lifecycle)}{_page_saw(f.transcript.lifecycle)}"
+            f"{_against_documentation(f.transcript.lifecycle)}"
         ),
         lambda f, t: (
             (f"Its documentation: {drains}. " if (drains := _reload_directive(t, "drains")) else "")
             + "Give old connections time to finish after a reload: "
             + (_reload_directive(t, "directive") or "the proxy's shutdown timeout for old workers")
-            + ". And make clients reconnect on close (websockets: async for websocket in connect(uri))."
+            + ". And make clients reconnect on close (websockets: async for websocket in connect(uri); "
+            "a page: a new WebSocket from the close handler, after a delay)."
         ),
     ),
     Rule(
@@ -308,7 +351,7 @@ LIFECYCLE_RULES: list[Rule] = [
         lambda f: (
             "The server closed with 1001 Going Away as it stopped, but the client got no close frame: "
             f"the connection ended {_how_closed(f.transcript.lifecycle)}. The proxy did not pass the "
-            f"server's close frame on.{_lost(f.transcript.lifecycle)}"
+            f"server's close frame on.{_lost(f.transcript.lifecycle)}{_page_saw(f.transcript.lifecycle)}"
         ),
         lambda f, t: (
             "Treat 1006 like 1001 in clients: reconnect with backoff (websockets' connect() iterator "
@@ -326,6 +369,7 @@ LIFECYCLE_RULES: list[Rule] = [
             f"After the server restart the reconnecting client was not back within its budget "
             f"({f.transcript.lifecycle.reconnect.attempts} attempts; last: "
             f"{f.transcript.lifecycle.reconnect.error})."
+            + (f"{seen}." if (seen := _page_close(f.transcript.lifecycle)) else "")
         ),
         lambda f, t: (
             "Read the proxy's log: it may mark the server down after failed attempts and wait its "

@@ -2,7 +2,9 @@
 
 The ``event`` step (scenarios/lifecycle.yaml) keeps sequence-numbered messages crossing an open
 WebSocket, causes an event at a chosen moment, watches the connection for a while, and, if it
-closed, times how long websockets' reconnecting ``connect`` iterator takes to be back. Causes:
+closed, times how long the client takes to be back from the moment it saw the close: websockets'
+reconnecting ``connect`` iterator (:class:`ClientWatch`), or a Chromium page's own reconnect loop
+(wslab.page_socket). Causes:
 
 - ``proxy-reload``: the proxy reloads its config the way its documentation says (the signal,
   command, successor process or watched file, and the URL, are in its
@@ -36,6 +38,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import websockets
@@ -43,7 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect, process_excepti
 
 from .probe.wire import READINESS_REQUEST, parse_response_head, split_head
 from .proxies import CHANGE_HEADER, REGISTRY, Reload
-from .records import Lifecycle, LifecycleEvent, NewConnection, Reconnect, Sequenced
+from .records import Close, Lifecycle, LifecycleEvent, NewConnection, Reconnect, Sequenced
 from .topology import Parameter, Topology
 
 if TYPE_CHECKING:
@@ -261,50 +264,176 @@ def instance_of(websocket: ClientConnection) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def lifecycle_record(
+@dataclass(frozen=True)
+class CloseSeen:
+    """How the watched connection's close looked to its client."""
+
+    code: int | None
+    reason: str | None
+    closed_by: str | None
+    """client, peer, or abnormal (TCP closed, no close frame)."""
+    frame_received: bool
+    frame_sent: bool
+
+
+def fate(
     event: LifecycleEvent,
-    traffic: Traffic,
-    websocket: ClientConnection,
+    sent: dict[int, float],
+    echoed: dict[int, float],
     event_at: float,
     watched: float,
     closed_at: float | None,
+    close: CloseSeen,
+    instance: int | None,
 ) -> Lifecycle:
-    """The connection's fate from the traffic and its close (times are ``time.monotonic()``)."""
-    protocol = websocket.protocol
+    """The watched connection's record from its numbered messages (sequence number -> when sent,
+    when echoed) and its close, whichever client held it (times are ``time.monotonic()``)."""
     closed = closed_at is not None
-    after = {seq for seq, at in traffic.sent.items() if at >= event_at}
+    after = {seq for seq, at in sent.items() if at >= event_at}
     messages = [
         Sequenced(
             seq=seq,
             sent=round(at - event_at, 3),
-            echoed=round(traffic.echoed[seq] - event_at, 3) if seq in traffic.echoed else None,
+            echoed=round(echoed[seq] - event_at, 3) if seq in echoed else None,
         )
-        for seq, at in sorted(traffic.sent.items())
+        for seq, at in sorted(sent.items())
     ]
-    if protocol.close_rcvd is None:
-        closed_by = "abnormal" if closed else None
-    else:
-        closed_by = "client" if protocol.close_rcvd_then_sent is False else "peer"
-    survived = not closed and bool(after & traffic.echoed.keys())
+    survived = not closed and bool(after & echoed.keys())
     return Lifecycle(
         event=event,
         watched=round(watched, 3),
         survived=survived,
         closed_after=round(closed_at - event_at, 3) if closed_at is not None else None,
-        code=websocket.close_code if closed else None,
-        reason=websocket.close_reason if closed else None,
-        closed_by=closed_by,
-        close_frame_received=protocol.close_rcvd is not None,
-        close_frame_sent=protocol.close_sent is not None,
-        sent=len(traffic.sent),
-        echoed=len(traffic.echoed),
-        lost=sorted(traffic.sent.keys() - traffic.echoed.keys()),
+        code=close.code if closed else None,
+        reason=close.reason if closed else None,
+        closed_by=close.closed_by if closed else None,
+        close_frame_received=close.frame_received,
+        close_frame_sent=close.frame_sent,
+        sent=len(sent),
+        echoed=len(echoed),
+        lost=sorted(sent.keys() - echoed.keys()),
         sent_after_event=len(after),
-        echoed_after_event=len(after & traffic.echoed.keys()),
+        echoed_after_event=len(after & echoed.keys()),
         messages=messages[-KEPT_MESSAGES:],
-        instance_before=instance_of(websocket),
+        instance_before=instance,
         as_documented=None if event.documented_kept is None else event.documented_kept == survived,
     )
+
+
+def lifecycle_record(
+    event: LifecycleEvent,
+    traffic: Traffic | None,
+    websocket: ClientConnection,
+    event_at: float,
+    watched: float,
+    closed_at: float | None,
+) -> Lifecycle:
+    """The fate of a connection websockets' client held, from its traffic (None: it sent none)
+    and its close (times are ``time.monotonic()``)."""
+    protocol = websocket.protocol
+    closed = closed_at is not None
+    if protocol.close_rcvd is None:
+        closed_by = "abnormal" if closed else None
+    else:
+        closed_by = "client" if protocol.close_rcvd_then_sent is False else "peer"
+    close = CloseSeen(
+        code=websocket.close_code,
+        reason=websocket.close_reason,
+        closed_by=closed_by,
+        frame_received=protocol.close_rcvd is not None,
+        frame_sent=protocol.close_sent is not None,
+    )
+    sent, echoed = (traffic.sent, traffic.echoed) if traffic is not None else ({}, {})
+    return fate(event, sent, echoed, event_at, watched, closed_at, close, instance_of(websocket))
+
+
+class Watched(Protocol):
+    """The open WebSocket an event step watches, whichever client opened it: websockets' client
+    (:class:`ClientWatch`) or a Chromium page's (wslab.page_socket.PageSocket)."""
+
+    @property
+    def closed_at(self) -> float | None:
+        """When the client saw the close (``time.monotonic()``); None while open."""
+        ...
+
+    async def start(self, every: float) -> None:
+        """Send a numbered message every ``every`` seconds, and time their echoes."""
+
+    async def wait_closed(self, seconds: float) -> float | None:
+        """Wait up to ``seconds`` for the close; :attr:`closed_at`."""
+        ...
+
+    async def stop(self, drain: float) -> None:
+        """Stop sending; give the echoes on their way up to ``drain`` seconds."""
+
+    async def record(self, event: LifecycleEvent, event_at: float) -> Lifecycle:
+        """The connection's fate, watched from ``event_at`` (``time.monotonic()``) until now."""
+        ...
+
+    async def reconnect(self, event_at: float, budget: float) -> Reconnect:
+        """How the client came back after the close, within ``budget`` seconds of it (the
+        event's time, ``time.monotonic()``, for the times a record gives from it)."""
+        ...
+
+    async def close(self) -> Close:
+        """End the connection (and any reconnecting); its close as the transcript keeps it."""
+        ...
+
+    def close_seen(self) -> Close:
+        """The watched connection's close, for the transcript."""
+        ...
+
+
+class ClientWatch:
+    """The event step's watched connection when websockets' client opened it (``connect``); a
+    reconnection is websockets' reconnecting iterator on the same URL."""
+
+    def __init__(self, websocket: ClientConnection, url: str, options: dict[str, Any]) -> None:
+        self.websocket = websocket
+        self.url = url
+        self.options = options
+        self.traffic: Traffic | None = None
+        self._closed_at: float | None = None
+
+    @property
+    def closed_at(self) -> float | None:
+        return self._closed_at
+
+    async def start(self, every: float) -> None:
+        self.traffic = Traffic(self.websocket, every)
+        self.traffic.start()
+
+    async def wait_closed(self, seconds: float) -> float | None:
+        if self._closed_at is None:
+            if self.traffic is not None:
+                self._closed_at = await self.traffic.wait_closed(seconds)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.websocket.wait_closed(), max(0.0, seconds))
+                    self._closed_at = time.monotonic()
+        return self._closed_at
+
+    async def stop(self, drain: float) -> None:
+        if self.traffic is not None:
+            await self.traffic.stop(drain)
+            self._closed_at = self._closed_at or self.traffic.closed_at
+        if self._closed_at is None and self.websocket.close_code is not None:  # closed while draining
+            self._closed_at = time.monotonic()
+
+    async def record(self, event: LifecycleEvent, event_at: float) -> Lifecycle:
+        watched = time.monotonic() - event_at
+        return lifecycle_record(event, self.traffic, self.websocket, event_at, watched, self._closed_at)
+
+    async def reconnect(self, event_at: float, budget: float) -> Reconnect:
+        assert self._closed_at is not None
+        return await reconnect(self.url, self._closed_at, budget, **self.options)
+
+    async def close(self) -> Close:
+        await self.websocket.close()
+        return self.close_seen()
+
+    def close_seen(self) -> Close:
+        return Close(code=self.websocket.close_code, reason=self.websocket.close_reason or "")
 
 
 async def new_connection(
@@ -333,10 +462,10 @@ async def new_connection(
     )
 
 
-async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
+async def reconnect(url: str, since: float, budget: float, **options: Any) -> Reconnect:
     """How long websockets' reconnecting iterator (``async for ws in connect(url)``, with its own
-    backoff) takes to open a connection again, within ``budget`` seconds."""
-    started = time.monotonic()
+    backoff) takes to open a connection again, counted from ``since`` (the close, as
+    ``time.monotonic()``: a client reconnects as soon as it sees it), within ``budget`` seconds."""
     attempts = 0
     last_error: list[str] = []
     landed: list[int | None] = [None]
@@ -363,7 +492,7 @@ async def reconnect(url: str, budget: float, **options: Any) -> Reconnect:
         error = last_error[0] if last_error else str(exc) or type(exc).__name__
         return Reconnect(back_after=None, attempts=attempts, error=error)
     return Reconnect(
-        back_after=round(time.monotonic() - started, 3),
+        back_after=round(time.monotonic() - since, 3),
         attempts=attempts,
         error=last_error[0] if last_error else None,
         instance=landed[0],

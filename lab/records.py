@@ -360,15 +360,45 @@ class Sequenced(Record):
     echoed: float | None = Field(description="seconds from the event its echo came back; null: lost")
 
 
+class PageAttempt(Record):
+    """One WebSocket a Chromium page opened (the watched one, then each of its reconnect loop's),
+    as the page saw it: its events' times, and its CloseEvent."""
+
+    started: float = Field(description="seconds from the event to new WebSocket() (negative: before it)")
+    opened: float | None = Field(description="seconds from the event to its open event; null: never opened")
+    closed: float | None = Field(description="seconds from the event to its close event; null: still open")
+    code: int | None = Field(None, description="CloseEvent.code (1006: no close frame came)")
+    reason: str = Field("", description="CloseEvent.reason")
+    clean: bool | None = Field(None, description="CloseEvent.wasClean: the closing handshake completed")
+    instance: int | None = Field(
+        None,
+        description="the app instance in the handshake response's X-Wslab-Instance, as Chromium reported "
+        "it over DevTools (the page's script cannot read response headers)",
+    )
+    error: str | None = Field(None, description="Chromium's error for it over DevTools, if any")
+
+
 class Reconnect(Record):
-    """How a client using websockets' reconnecting ``connect`` iterator came back after the close."""
+    """How a reconnecting client came back after the close: websockets' ``connect`` iterator, or a
+    Chromium page's reconnect loop (``new WebSocket()`` again from its close handler)."""
 
     back_after: float | None = Field(
-        description="seconds from the close to the new connection's opening handshake; null: not back"
+        description="seconds from the close (as the client saw it) to the new connection's opening "
+        "handshake; null: not back"
     )
     attempts: int = Field(description="connection attempts, the successful one included")
     error: str | None = Field(None, description="the last failed attempt's error")
     instance: int | None = Field(None, description="the app instance it landed on (X-Wslab-Instance)")
+    client: Literal["websockets", "chromium"] = Field(
+        "websockets",
+        description="websockets: `async for websocket in connect(uri)` with its own backoff; chromium: "
+        "a page's `new WebSocket(url)`, reopened from its close handler as `policy` says",
+    )
+    policy: str = Field("", description="chromium: how long the page's loop waits before each attempt")
+    sockets: list[PageAttempt] = Field(
+        default_factory=list,
+        description="chromium: every socket of the page from the watched one on, in order",
+    )
 
 
 class NewConnection(Record):
@@ -430,7 +460,10 @@ class BrowserRequest(Record):
 
 class BrowserReport(Record):
     product: str = Field(description="Chromium's version")
-    requests: list[BrowserRequest] = Field(description="the document, then Chromium's own follow-ups")
+    requests: list[BrowserRequest] = Field(
+        description="the document, then Chromium's own follow-ups; for a page's WebSocket kept open "
+        "(browser_connect), the handshake of each socket its reconnect loop opened"
+    )
 
 
 class ClientKind(StrEnum):

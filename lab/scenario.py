@@ -21,8 +21,12 @@ from .paths import SCENARIO_DIR
 from .safe_yaml import Document, YamlInputError, load_yaml
 from .validation import check_against, where_in
 
-OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket")
-"""Steps that open the cell's connection; only after ``connect`` is a WebSocket left open."""
+OPENING_STEPS = ("connect", "raw", "tcp_probe", "browser_visit", "browser_websocket", "browser_connect")
+"""Steps that open the cell's connection; after ``connect`` a WebSocket is left open for every
+WebSocket step, after ``browser_connect`` a page's for an ``event`` step."""
+PAGE_STEPS = ("event",)
+"""The steps that can act on a page's WebSocket (``browser_connect``): the lab has no hand in
+what the page sends but the event step's numbered messages."""
 FAULT_STEPS = ("fault", "clear_fault")
 """Steps that act on the network, not on a connection: allowed before any opening step."""
 ENV_PLACEHOLDER = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -64,7 +68,8 @@ class Scenario:
 
     @property
     def uses_browser(self) -> bool:
-        """True if a step drives real Chromium (``browser_visit``, ``browser_websocket``)."""
+        """True if a step drives real Chromium (``browser_visit``, ``browser_websocket``,
+        ``browser_connect``)."""
         return any(action.startswith("browser_") for step in self.steps for action in step)
 
     @property
@@ -229,7 +234,14 @@ def _check_step_order(document: Document, index: int, steps: list[dict]) -> None
             open_kind = action
         elif action in FAULT_STEPS:
             continue
-        elif open_kind != "connect":
+        elif open_kind == "browser_connect" and action not in PAGE_STEPS:
+            raise ScenarioError(
+                document.path,
+                document.line_of(where),
+                f"{where_in(where)}: '{action}' needs the lab's own WebSocket client; after "
+                "'browser_connect' only an 'event' step acts on the page's WebSocket",
+            )
+        elif open_kind not in ("connect", "browser_connect"):
             raise ScenarioError(
                 document.path,
                 document.line_of(where),

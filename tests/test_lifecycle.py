@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.fast
 def test_the_lifecycle_suite_loads_and_is_not_a_default_suite() -> None:
     scenarios = load_scenarios(suites=["lifecycle"])
-    assert {s.id: s.events for s in scenarios} == {
+    events = {
         "proxy-reload": ["proxy-reload"],
         "server-restart": ["server-restart"],
         "redeploy": ["redeploy"],
@@ -34,6 +34,12 @@ def test_the_lifecycle_suite_loads_and_is_not_a_default_suite() -> None:
         "instance-replacement": ["instance-replacement"],
         "scale-to-zero": ["scale-to-zero"],
     }
+    # Each event again with a Chromium page's WebSocket, with the same expectations.
+    assert {s.id: s.events for s in scenarios} == events | {f"chromium-{k}": v for k, v in events.items()}
+    by_id = {s.id: s for s in scenarios}
+    for scenario in events:
+        assert by_id[f"chromium-{scenario}"].expect == by_id[scenario].expect, scenario
+        assert by_id[f"chromium-{scenario}"].uses_browser and not by_id[scenario].uses_browser
     assert all(s.exclusive and s.needs_probe_server for s in scenarios)
     assert "lifecycle" not in {s.suite for s in load_scenarios()}
 
@@ -102,11 +108,24 @@ def test_the_checks_read_the_event_record() -> None:
     assert restart.summary() == "1001 ↻0.5s"
 
 
-def _run(tmp_path: Path, *topologies: str) -> dict:
+WEBSOCKETS_CLIENT = [
+    "proxy-reload",
+    "server-restart",
+    "redeploy",
+    "redeploy-no-sigterm",
+    "instance-replacement",
+    "scale-to-zero",
+]
+"""The scenarios whose watched connection is websockets' client's (the others are Chromium's)."""
+
+
+def _run(tmp_path: Path, *topologies: str, scenarios: list[str] = WEBSOCKETS_CLIENT) -> dict:
     out = tmp_path / "life.json"
     argv = [sys.executable, "-m", "wslab", "run", "--suite", "lifecycle", "--json", str(out)]
     for name in topologies:
         argv += ["-t", name]
+    for scenario in scenarios:
+        argv += ["--scenario", scenario]
     subprocess.run(argv, cwd=ROOT, env=dict(os.environ), capture_output=True, timeout=240)
     return json.loads(out.read_text())
 

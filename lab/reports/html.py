@@ -121,8 +121,14 @@ def _show(value: Any) -> str:
 
 def _exchange_for(client: Transcript, request: RequestHead | None) -> Transcript | BrowserRequest:
     """The client's side of this connection (``sent``, ``received``): a browser page makes
-    several requests (the page, its /favicon.ico), matched by path; other clients make one."""
-    for exchange in client.browser.requests if client.browser else []:
+    several requests (the page, its /favicon.ico; each socket of a reconnect loop), matched by
+    their WebSocket key, else by path; other clients make one."""
+    exchanges = client.browser.requests if client.browser else []
+    key = request.header("Sec-WebSocket-Key") if request else None
+    for exchange in exchanges:
+        if key and exchange.sent.header("Sec-WebSocket-Key") == key:
+            return exchange
+    for exchange in exchanges:
         if request and exchange.sent.path == request.path:
             return exchange
     return client

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import FaultRecord, Lifecycle
+from ..records import FaultRecord, Lifecycle, Reconnect
 
 
 def timeline(record: Lifecycle) -> dict[str, Any]:
     """Marks at ``x`` percent of an axis from the first message to the last thing seen (seconds from
     the event): ``event``, ``echoed`` and ``lost`` messages, ``close``, ``new`` (a second client),
-    ``back`` (reconnected) and ``gone`` (a redeployed instance killed, or the idle time to zero
-    over), each with its label (the app instance each client reached, where the server said); and
+    ``retry`` (an attempt of a Chromium page's loop that did not open), ``back`` (reconnected)
+    and ``gone`` (a redeployed instance killed, or the idle time to zero over), each with its
+    label (the app instance each client reached, where the server said); and
     the axis's ``start`` and ``end`` in seconds."""
     times: list[tuple[str, float, str]] = [("event", 0.0, f"{record.event.cause}: {record.event.how}")]
     if record.event.ends_after:
@@ -45,17 +46,35 @@ def timeline(record: Lifecycle) -> dict[str, Any]:
                 f"closed {record.closed_after:+.2f} s: code {record.code}, {frame}, by {record.closed_by}",
             )
         )
-        back = record.reconnect.back_after if record.reconnect else None
-        if back is not None:
-            where = _on(record.reconnect.instance if record.reconnect else None)
-            times.append(
-                ("back", record.closed_after + back, f"reconnected {back:.2f} s after the close{where}")
-            )
+        again = record.reconnect
+        if again is not None:
+            times += _attempts(again)
+            if again.back_after is not None:
+                said = f"{RECONNECTING[again.client]} reconnected {again.back_after:.2f} s after the close"
+                times.append(("back", record.closed_after + again.back_after, said + _on(again.instance)))
     fresh = record.new_connection
     if fresh is not None:
         said = f"opened{_on(fresh.instance)}" if fresh.opened else f"refused: {fresh.error}"
         times.append(("new", fresh.at, f"a new client at {fresh.at:+.2f} s: {said}"))
     return _axis(times, record.watched)
+
+
+RECONNECTING = {"websockets": "websockets' connect()", "chromium": "the Chromium page's loop"}
+"""Who reconnected, in a mark's label."""
+
+
+def _attempts(again: Reconnect) -> list[tuple[str, float, str]]:
+    """A ``retry`` mark for each attempt of a Chromium page's loop that did not open."""
+    return [
+        (
+            "retry",
+            socket.started,
+            f"the page's attempt at {socket.started:+.2f} s did not open: "
+            + (socket.error or f"closed with {socket.code}, wasClean {str(socket.clean).lower()}"),
+        )
+        for socket in again.sockets[1:]
+        if socket.opened is None
+    ]
 
 
 def _on(instance: int | None) -> str:

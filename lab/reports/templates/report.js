@@ -258,7 +258,7 @@
     var event = life.event, again = life.reconnect, fresh = life.new_connection;
     return section("Lifecycle · " + event.cause, bar,
       h("div", { class: "muted tl-axis" }, line.start.toFixed(2) + " s … " + line.end.toFixed(2) + " s from the event · " +
-        "event ▮ echoed ● lost ✕ close ▲ new client ◆ back ▼ (hover for each)"),
+        "event ▮ echoed ● lost ✕ close ▲ new client ◆ retry ○ back ▼ (hover for each)"),
       kv([
         ["how", event.how], ["source", event.source], ["assumption", event.assumption], ["detail", event.detail],
         ["documented", event.documented || null],
@@ -270,8 +270,24 @@
           ", by " + life.closed_by + ", close frame " + (life.close_frame_received ? "received" : "not received")],
         ["messages", life.sent + " sent, " + life.echoed + " echoed, lost: " + (life.lost.length ? life.lost.join(", ") : "none")],
         ["new client", fresh ? (fresh.opened ? "opened " : "refused (" + fresh.error + ") ") + fresh.at + " s after the event" : null],
-        ["reconnected", again ? (again.back_after !== null ? again.back_after + " s after the close, " + again.attempts + " attempts" : "not back: " + again.error) : null]
+        ["reconnected", again ? reconnected(again) : null],
+        ["reconnect loop", again && again.policy ? again.policy : null],
+        ["page sockets", again && again.sockets && again.sockets.length ? pre(again.sockets.map(pageSocket).join("\n")) : null]
       ]));
+  }
+
+  function reconnected(again) {
+    var who = again.client === "chromium" ? "the Chromium page's loop: " : "websockets' connect(): ";
+    return who + (again.back_after !== null ? again.back_after + " s after the close, " + again.attempts + " attempts" +
+      (again.instance !== null ? ", on instance " + again.instance : "") : "not back: " + again.error);
+  }
+
+  function pageSocket(socket, number) {
+    var text = "#" + number + " new WebSocket() at " + socket.started + " s";
+    if (socket.opened !== null) text += ", opened " + socket.opened + " s" + (socket.instance !== null ? " on instance " + socket.instance : "");
+    if (socket.closed !== null) text += ", closed " + socket.closed + " s: code " + socket.code + (socket.reason ? " '" + socket.reason + "'" : "") + ", wasClean " + socket.clean;
+    if (socket.error) text += " (" + socket.error + ")";
+    return text;
   }
 
   function faultSection(cell) {
