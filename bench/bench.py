@@ -141,6 +141,7 @@ def local_figures(repeat: int) -> None:
         f"  warm vs cold         {cold.wall / warm.wall:5.1f}x faster, {cold.cpu / warm.cpu:5.1f}x less CPU"
     )
     print(f"  cold vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / cold.wall:5.2f}x faster")
+    print(f"  warm vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / warm.wall:5.2f}x faster")
     print(f"  concurrent vs one at a time {one.wall / cold.wall:5.1f}x faster")
     print(f"one topology (-t nginx-websocket), {cold_one.cells} cells: the edit-and-re-run loop")
     for label, timed in (("cold (--fresh)", cold_one), ("warm (on wslab up)", warm_one)):
