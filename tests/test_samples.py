@@ -44,3 +44,5 @@ def test_samples_alike_up_to_measured_jitter_but_not_to_other_changes() -> None:
     assert not _alike("29 topologies", "31 topologies"), "a count is not a measured duration"
     assert not _alike("cut 60s", "cut 40s")
     assert not _alike("open 150s", "cut 150s")
+    assert _alike("1006 ↻0.0s", "1006 ↻0.1s"), "a time to be back in real seconds, under load"
+    assert not _alike("1006 ↻0.0s", "1006 ↻2.0s")
