@@ -75,15 +75,14 @@ class EventVerdict:
     """Each topology where the connection closed, with the close code its client saw."""
 
     def sentence(self) -> str:
-        """'Proxy config reload ...: kept (2): a, b; closed (1): c 1001.'"""
-        parts = []
-        if self.kept:
-            parts.append(f"kept ({len(self.kept)}): {', '.join(self.kept)}")
-        if self.closed:
-            named = ", ".join(
-                f"{name} {code if code is not None else '(no code)'}" for name, code in self.closed
-            )
-            parts.append(f"closed ({len(self.closed)}): {named}")
+        """'Proxy config reload ...: kept (2): a, b; closed with 1001 (1): c.'"""
+        parts = [f"kept ({len(self.kept)}): {', '.join(self.kept)}"] if self.kept else []
+        codes: dict[int | None, list[str]] = defaultdict(list)
+        for name, code in self.closed:
+            codes[code].append(name)
+        for code, names in codes.items():
+            how = f"with {code}" if code is not None else "without a code"
+            parts.append(f"closed {how} ({len(names)}): {', '.join(names)}")
         return f"{self.title[:1].upper()}{self.title[1:]}: {'; '.join(parts)}."
 
 

@@ -701,7 +701,7 @@ def test_a_lifecycle_run_says_where_each_event_kept_or_closed_the_websocket() ->
         )
     )
     run = run_of(cells, ["nginx", "caddy", "haproxy", "envoy"], [scenario])
-    said = "Proxy config reload: kept (2): nginx, haproxy; closed (1): caddy 1001."
+    said = "Proxy config reload: kept (2): nginx, haproxy; closed with 1001 (1): caddy."
     assert judge_run(run).sentences() == [said]
     html = render_html(run)
     assert said in html and "No topology was judged" not in html
