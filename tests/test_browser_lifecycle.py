@@ -300,3 +300,22 @@ def test_html_pairs_each_server_connection_with_the_pages_socket_by_its_key() ->
     client = Transcript(sent=head("a"), browser=BrowserReport(product="HeadlessChrome/1", requests=sockets))
     assert _exchange_for(client, head("b")) is sockets[1]
     assert _exchange_for(client, head("a")) is sockets[0]
+
+
+@pytest.mark.fast
+def test_html_marks_nothing_against_another_client_of_a_websockets_lifecycle_cell() -> None:
+    """websockets' client keeps only its first request: the halfway new client's and the
+    reconnection's connections (other keys) are not diffed against it."""
+    from wslab.records import RequestHead, Transcript
+    from wslab.reports.html import _exchange_for
+
+    def head(key: str) -> RequestHead:
+        return RequestHead(
+            method="GET", target="/lifecycle", path="/lifecycle", version="HTTP/1.1",
+            headers=[("Sec-WebSocket-Key", key)],
+        )  # fmt: skip
+
+    client = Transcript(sent=head("first"))
+    assert _exchange_for(client, head("first")) is client
+    assert _exchange_for(client, head("second")) is None
+    assert _exchange_for(Transcript(sent=None), head("second")).sent is None  # type: ignore[union-attr]

@@ -119,10 +119,12 @@ def _show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _exchange_for(client: Transcript, request: RequestHead | None) -> Transcript | BrowserRequest:
+def _exchange_for(client: Transcript, request: RequestHead | None) -> Transcript | BrowserRequest | None:
     """The client's side of this connection (``sent``, ``received``): a browser page makes
     several requests (the page, its /favicon.ico; each socket of a reconnect loop), matched by
-    their WebSocket key, else by path; other clients make one."""
+    their WebSocket key, else by path; other clients make one. None: a connection of another
+    client of the cell (a lifecycle's halfway new client or websockets' reconnection, whose
+    requests the transcript does not keep), told apart by its WebSocket key."""
     exchanges = client.browser.requests if client.browser else []
     key = request.header("Sec-WebSocket-Key") if request else None
     for exchange in exchanges:
@@ -131,6 +133,9 @@ def _exchange_for(client: Transcript, request: RequestHead | None) -> Transcript
     for exchange in exchanges:
         if request and exchange.sent.path == request.path:
             return exchange
+    own = client.sent.header("Sec-WebSocket-Key") if client.sent and not exchanges else None
+    if key and own and key != own:
+        return None
     return client
 
 
@@ -141,13 +146,15 @@ def _cell_data(cell: Cell) -> dict[str, Any]:
         # Over h2c the request is a stream inside the connection, not its first line.
         request = conn.request_seen
         exchange = _exchange_for(client, request)
-        sent = exchange.sent
+        sent = exchange.sent if exchange is not None else None
+        received = exchange.received if exchange is not None else None
         server.append(
             {
                 **conn.model_dump(mode="json"),
                 "request": request.model_dump(mode="json") if request else None,
+                "other_client": exchange is None,
                 "client_sent": sent.model_dump(mode="json") if sent else None,
-                "client_received": exchange.received.model_dump(mode="json") if exchange.received else None,
+                "client_received": received.model_dump(mode="json") if received else None,
                 "header_diff": header_diff(sent.headers, request.headers) if sent and request else None,
                 "line_diff": request_line_diff(sent, request),
             }

@@ -177,6 +177,10 @@
     return table;
   }
 
+  function notKept() {
+    return h("div", { class: "wire" }, h("div", { class: "none" }, "not kept: another client of this cell"));
+  }
+
   function connection(conn, index, count, sent, received, sentHint) {
     var title = "connection " + (count > 1 ? (index + 1) + " of " + count + " " : "") + "#" + conn.conn +
       (conn.peer ? " from " + conn.peer.join(":") : "");
@@ -186,14 +190,14 @@
       count > 1 || index ? h("h4", { class: "conn-title" }, title) : h("div", { class: "difflegend" }, title),
       h("div", { class: "pair" },
         h("div", null, h("h4", null, "Client sent ", h("span", { class: "hint" }, sentHint)),
-          requestHead(sent, null, null, lostOnTheWay(conn.header_diff))),
+          conn.other_client ? notKept() : requestHead(sent, null, null, lostOnTheWay(conn.header_diff))),
         h("div", null, h("h4", null, (conn.tap ? "Your app received " : "Server received "), h("span", { class: "hint" }, "marked against what the client sent")),
           diffLegend(conn.header_diff, conn.line_diff), requestHead(conn.request, conn.header_diff, conn.line_diff))),
       h("div", { class: "pair", style: "margin-top:10px" },
         h("div", null, h("h4", null, (conn.tap ? "Your app answered " : "Server answered "), h("span", { class: "hint" }, conn.tap ? "through the recording tap" : "websockets' response")),
           responseHead(conn.response, "the server closed without answering")),
         h("div", null, h("h4", null, "Client received ", h("span", { class: "hint" }, "the response head that came back")),
-          responseHead(received, "no response came back"))),
+          conn.other_client ? notKept() : responseHead(received, "no response came back"))),
       h("div", { class: "conn-meta" }, kv([
         ["server error", conn.error ? (conn.error.type + ": " + conn.error.text + (conn.error.cause ? " (" + conn.error.cause + ")" : "") +
           (conn.error.source === "app log" ? " (from your app's log)" : "")) : "none"],
@@ -226,7 +230,9 @@
     var hint = client.kind === "browser" ?
       "as Chromium reported it (its header order, not the wire's)" : "request as written on the wire";
     cell.server.forEach(function (conn, i) {
-      add(s, connection(conn, i, cell.server.length, conn.client_sent, conn.client_received, hint));
+      add(s, connection(conn, i, cell.server.length, conn.client_sent, conn.client_received,
+        conn.other_client ? "another client of this cell (the halfway new client or the reconnection): " +
+          "its request was not kept, so nothing is marked against it" : hint));
     });
     return s;
   }
