@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -173,3 +174,26 @@ def comparable(result: Run) -> dict:
         )
         for cell in result.cells
     }
+
+
+def namespace_gone(namespace: str, timeout: float = 10.0) -> bool:
+    """Whether no process is left in the network namespace ``namespace`` (a /proc/PID/ns/net
+    link's text) within ``timeout`` s: the kernel removes a namespace, and the rules in it, with
+    its last process."""
+    deadline = time.monotonic() + timeout
+    while _namespace_in_use(namespace):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _namespace_in_use(namespace: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") == namespace:
+                    return True
+            except OSError:
+                continue
+    return False

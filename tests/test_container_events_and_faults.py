@@ -19,13 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
-from conftest import compose_down, docker_state, offline_image
+from conftest import compose_down, docker_state, namespace_gone, offline_image
 from docker.models.containers import Container
 
 from wslab import faults
@@ -110,15 +110,18 @@ def test_reloads_and_restarts_on_compose_do_what_they_do_locally(engine: None, t
     assert _lab_rules() == rules
 
 
-def test_stalls_and_resets_in_the_stack_match_local_and_leave_no_rule(engine: None, tmp_path: Path) -> None:
-    before, rules = docker_state(), _lab_rules()
-    chosen = [arg for scenario in FAULTS for arg in ("--scenario", scenario)]
-    scenarios = ["--scenarios", str(ROOT / "scenarios" / "faults.yaml"), *chosen]
+def _local_and_kept_stack(
+    tmp_path: Path, chosen: Iterable[str], inspect: Callable[[str, int], None]
+) -> tuple[dict, dict]:
+    """faults.yaml's ``chosen`` scenarios run locally, then on a compose stack kept up so that each
+    container's own network namespace can be read (``inspect(container, pid)``) before it is
+    taken down: what the cells put there must be gone because they took it off, not because the
+    container went. Both runs' cells, by (topology, scenario)."""
+    scenarios = ["--scenarios", str(ROOT / "scenarios" / "faults.yaml")]
+    scenarios += [arg for scenario in chosen for arg in ("--scenario", scenario)]
     local = _run(tmp_path, "local", *scenarios)
     compose = [*compose_command(), "-p", project(), "-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
     try:
-        # Kept up, so that each container's own namespace can be read after the run: its rules
-        # must be gone because the cells took them off, not because the container went.
         stack = _run(tmp_path, "compose", *scenarios, "--backend", "compose", "--offline", "--keep")
         listed = subprocess.run([*compose, "ps", "-q"], cwd=ROOT, capture_output=True, text=True)
         containers = listed.stdout.split()
@@ -127,11 +130,21 @@ def test_stalls_and_resets_in_the_stack_match_local_and_leave_no_rule(engine: No
             pid = subprocess.run(
                 ["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True
             ).stdout.strip()
-            assert _lab_rules(int(pid)) == [], container
+            inspect(container, int(pid))
     finally:
         down = compose_down([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT)
     assert down.returncode == 0, down.stderr
     assert stack.keys() == local.keys()
+    return local, stack
+
+
+def test_stalls_and_resets_in_the_stack_match_local_and_leave_no_rule(engine: None, tmp_path: Path) -> None:
+    before, rules = docker_state(), _lab_rules()
+
+    def no_rule_left(container: str, pid: int) -> None:
+        assert _lab_rules(pid) == [], container
+
+    local, stack = _local_and_kept_stack(tmp_path, FAULTS, no_rule_left)
     for key, cell in stack.items():
         reference = local[key]
         assert cell["outcome"] == reference["outcome"], (key, cell["checks"], cell["error"])
@@ -161,27 +174,13 @@ def test_bandwidth_in_the_stack_is_measured_as_locally_and_leaves_nothing(
     engine: None, tmp_path: Path
 ) -> None:
     before, host = docker_state(), _lab_network()
-    chosen = [arg for scenario in SHAPED for arg in ("--scenario", scenario)]
-    scenarios = ["--scenarios", str(ROOT / "scenarios" / "faults.yaml"), *chosen]
-    local = _run(tmp_path, "local", *scenarios)
-    compose = [*compose_command(), "-p", project(), "-f", COMPOSE_FILE, "-f", OFFLINE_FILE]
-    try:
-        # Kept up: each container's namespace must be as it was because the cells took their
-        # ifb device, qdiscs and filters off, not because the container went.
-        stack = _run(tmp_path, "compose", *scenarios, "--backend", "compose", "--offline", "--keep")
-        containers = subprocess.run([*compose, "ps", "-q"], cwd=ROOT, capture_output=True, text=True).stdout
-        assert len(containers.split()) == 3  # the probe server, nginx and HAProxy
-        for container in containers.split():
-            pid = subprocess.run(
-                ["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True
-            ).stdout.strip()
-            rules, devices, qdiscs = _lab_network(int(pid))
-            assert (rules, qdiscs) == ([], []), container
-            assert not any(d.startswith(faults.IFB_PREFIX) for d in devices), (container, devices)
-    finally:
-        down = compose_down([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT)
-    assert down.returncode == 0, down.stderr
-    assert stack.keys() == local.keys()
+
+    def nothing_shaped_left(container: str, pid: int) -> None:
+        rules, devices, qdiscs = _lab_network(pid)
+        assert (rules, qdiscs) == ([], []), container
+        assert not any(d.startswith(faults.IFB_PREFIX) for d in devices), (container, devices)
+
+    local, stack = _local_and_kept_stack(tmp_path, SHAPED, nothing_shaped_left)
     for topology in TOPOLOGIES:
         shaped, reference = (
             stack[topology, "bandwidth-client-proxy"],
@@ -306,19 +305,5 @@ def test_an_ifb_device_dies_with_its_container_and_nothing_reaches_the_host(
     assert faults.shaper(hop) in _lab_network(hop.namespace)[1]
     namespace = os.readlink(f"/proc/{hop.namespace}/ns/net")
     echo_container.remove(force=True)
-    deadline = time.monotonic() + 10
-    while _namespace_in_use(namespace) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _namespace_in_use(namespace)
+    assert namespace_gone(namespace)
     assert _lab_network() == host_network
-
-
-def _namespace_in_use(namespace: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "net") == namespace:
-                    return True
-            except OSError:
-                continue
-    return False

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import namespace_gone
 
 from wslab import faults
 from wslab.faults import Fault, Hop, plan
@@ -378,17 +379,6 @@ def _private_namespace_with_a_fault(root: int) -> tuple[str, int] | None:
     return None
 
 
-def _namespace_in_use(namespace: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "net") == namespace:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 @needs_root_tools
 @pytest.mark.skipif(not shutil.which("nsenter"), reason="needs nsenter")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
@@ -423,10 +413,7 @@ def test_a_run_killed_mid_fault_leaves_no_rule_anywhere(signum: int) -> None:
             lab.kill()
             lab.wait()
     namespace, _ = found
-    deadline = time.monotonic() + 10
-    while _namespace_in_use(namespace) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _namespace_in_use(namespace), "a process of the lab outlived it in its namespace"
+    assert namespace_gone(namespace), "a process of the lab outlived it in its namespace"
     assert _host_network() == before
 
 

@@ -90,13 +90,7 @@ class ContainerEvents:
     async def reload_by_command(self, deployment: Deployment) -> None:
         """Run the documented reload command of the proxy's kind in its container."""
         container = await _running(deployment)
-        argv = reload_command(deployment.topology)
-        try:
-            result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
-        except TimeoutError:
-            raise reload_timed_out(deployment.topology) from None
-        if result.exit_code != 0:
-            raise reload_failed(deployment.topology, result.output)
+        await _exec_reload(deployment, container, reload_command(deployment.topology))
 
     async def write_reload_change(self, deployment: Deployment, text: str) -> None:
         """Put ``text`` where the proxy watches for a changed file in its container, whole at once."""
@@ -107,12 +101,7 @@ class ContainerEvents:
         target = str(container_config(deployment.topology).parent / reload.change_file)
         # The text is an argument, not part of the script: nothing in it is the shell's to read.
         argv = ["sh", "-c", 'printf %s "$1" > "$2" && mv "$2" "$3"', "sh", text, aside, target]
-        try:
-            result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
-        except TimeoutError:
-            raise reload_timed_out(deployment.topology) from None
-        if result.exit_code != 0:
-            raise reload_failed(deployment.topology, result.output)
+        await _exec_reload(deployment, container, argv)
 
     async def restart_server(self, listener: str, down: float) -> dict[str, Any]:
         """Have the probe server restart a listener, through its published control channel."""
@@ -123,6 +112,17 @@ class ContainerEvents:
         if self.control is None:
             raise EventFailed("the probe server's control channel cannot be reached from here")
         return await command_listener(self.control, command, answer)
+
+
+async def _exec_reload(deployment: Deployment, container: Container, argv: list[str]) -> None:
+    """Run one step of a reload in the proxy's container, bounded by RELOAD_TIMEOUT; a failure
+    says what the container printed."""
+    try:
+        result: Any = await asyncio.wait_for(asyncio.to_thread(container.exec_run, argv), RELOAD_TIMEOUT)
+    except TimeoutError:
+        raise reload_timed_out(deployment.topology) from None
+    if result.exit_code != 0:
+        raise reload_failed(deployment.topology, result.output)
 
 
 async def _running(deployment: Deployment) -> Container:
