@@ -686,6 +686,14 @@ class Run(Record):
         None, description="the user's app, when the run put one behind the topologies"
     )
 
+    def size(self) -> str:
+        """``29 topologies × 13 scenarios`` (``1 topology × 1 scenario``)."""
+        topologies, scenarios = len(self.topologies), len(self.scenarios)
+        return (
+            f"{topologies} topolog{'y' if topologies == 1 else 'ies'} × "
+            f"{scenarios} scenario{'' if scenarios == 1 else 's'}"
+        )
+
     def server_description(self) -> str:
         """What stood behind the topologies: 'websockets 17.4 (server)', or the user's app."""
         app = self.app

@@ -21,7 +21,7 @@ def render_markdown(result: Run) -> str:
     verdict = judge_run(result)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
     about = (
-        f"{len(result.topologies)} topologies × {len(result.scenarios)} scenarios, {result.backend} backend, "
+        f"{result.size()}, {result.backend} backend, "
         f"{result.started_at}, {result.duration:.1f} s. {result.server_description()}; "
         f"{components.tool_versions()}."
     )
