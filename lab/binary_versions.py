@@ -17,8 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .paths import CACHE
 from .proxies import ProxyKind
-from .websockets_release import CACHE
 
 VERSIONS_FILE = CACHE / "proxy-versions.json"
 """Where versions are remembered between runs (under $WSLAB_CACHE, default ~/.cache/wslab)."""

@@ -23,3 +23,11 @@ SCENARIO_DIR = _data_folder("scenarios", "scenarios")
 COMPOSE_DIR = _data_folder("compose", "topologies")
 PROJECT_ROOT = COMPOSE_DIR.parent
 """The checkout (or WSLAB_HOME): where docker-compose.yml lives, for the compose backend."""
+
+CACHE = Path(os.environ.get("WSLAB_CACHE", Path.home() / ".cache" / "wslab"))
+"""The lab's cache: websockets releases, proxy versions, a warm lab's state file."""
+
+
+def state_path() -> Path:
+    """Where a running ``wslab up`` describes itself (lab/warm.py)."""
+    return Path(os.environ.get("WSLAB_STATE") or CACHE / "lab.json")

@@ -11,10 +11,11 @@ backend is stopped before :func:`run` returns or raises.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import platform
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
 from .client import Client
 from .diagnosis import diagnose
+from .durations import key
 from .evidence import Evidence
 from .expectations import evaluate
 from .processes import log_tail
@@ -69,6 +71,8 @@ class RunOptions:
     environment: dict[str, str] = field(default_factory=dict)
     """Values for the scenarios' ``{env:NAME}`` placeholders (scenario.environment_values);
     secrets wherever they appear, unless ``redact`` is off."""
+    expected: Mapping[str, float] = field(default_factory=dict)
+    """Seconds each cell (wslab.durations.key) took last time: long ones are played first."""
 
     @property
     def known_secrets(self) -> set[str]:
@@ -334,24 +338,74 @@ def exclusive_may_start(waiting: int, playing: list[tuple[Scenario, bool]]) -> b
     return waiting == 0 and all(seen and quiet_once_seen(scenario) for scenario, seen in playing)
 
 
-class _Slot:
-    """One of the run's ``concurrency`` places, held while a cell's client plays: waiting for the
-    server's report of a connection (up to ``settle`` s, often for one that never comes) needs
-    none, so the next cell need not wait for it."""
+LONG_CELL = 0.25
+"""Seconds from which a cell counts as long (it waited out a patience or a limit)."""
 
-    def __init__(self, bound: asyncio.Semaphore) -> None:
-        self.bound = bound
+
+class Places:
+    """The run's ``concurrency`` places to play a cell in, in the order asked, but for two kinds
+    of cells. A long one (it took LONG_CELL s or more last time: lab/durations.py) goes first,
+    longest first, so that the run's slowest cell does not start behind a queue of quick ones;
+    the others keep their order (topology by topology, so that each topology finishes, its
+    exclusive cells and its log read, while the next plays). An exclusive cell, which has already
+    waited for its topology to go quiet, goes before every cell still queued."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.queue: list[tuple[bool, float, int, asyncio.Future[None]]] = []
+        self.asked = 0
+        self.granting = False
+
+    async def take(self, exclusive: bool = False, expected: float = 0.0) -> None:
+        self.asked += 1
+        turn = asyncio.get_running_loop().create_future()
+        long = expected if expected >= LONG_CELL else 0.0
+        heapq.heappush(self.queue, (not exclusive, -long, self.asked, turn))
+        self._grant_soon()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give()  # given just as it was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        self.free += 1
+        self._grant_soon()
+
+    def _grant_soon(self) -> None:
+        """Grant on the loop's next turn, once every cell asking in this one has asked."""
+        if self.free and not self.granting:
+            self.granting = True
+            asyncio.get_running_loop().call_soon(self._grant)
+
+    def _grant(self) -> None:
+        self.granting = False
+        while self.free and self.queue:
+            turn = heapq.heappop(self.queue)[-1]
+            if not turn.done():
+                self.free -= 1
+                turn.set_result(None)
+
+
+class _Slot:
+    """One of the run's places, held while a cell's client plays: waiting for the server's
+    report of a connection (up to ``settle`` s, often for one that never comes) needs none, so
+    the next cell need not wait for it."""
+
+    def __init__(self, places: Places) -> None:
+        self.places = places
         self.held = False
 
-    async def take(self) -> None:
-        await self.bound.acquire()
+    async def take(self, exclusive: bool = False, expected: float = 0.0) -> None:
+        await self.places.take(exclusive, expected)
         self.held = True
 
     def give_back(self) -> None:
         """Release the place; again is nothing."""
         if self.held:
             self.held = False
-            self.bound.release()
+            self.places.give()
 
 
 EXCLUSIVE_POLL = 0.02
@@ -363,7 +417,7 @@ async def _play_topology(
     starting: Awaitable[Deployment],
     scenarios: list[Scenario],
     options: RunOptions,
-    bound: asyncio.Semaphore,
+    places: Places,
     on_cell: Callable[[Cell], None],
     on_start: Callable[[str, str], None],
     browser: Chromium | None,
@@ -378,8 +432,9 @@ async def _play_topology(
     playing: dict[str, Scenario] = {}
 
     async def bounded(scenario: Scenario, cell_id: str | None = None) -> Cell:
-        slot = _Slot(bound)
-        await slot.take()
+        slot = _Slot(places)
+        took = options.expected.get(key(deployment.topology.name, scenario.id), 0.0)
+        await slot.take(scenario.exclusive, took)
         if cell_id is not None:
             waiting.remove(scenario)
             playing[cell_id] = scenario
@@ -415,6 +470,9 @@ async def _play_topology(
     finally:
         for task in others:
             task.cancel()
+    ahead = getattr(backend, "read_log_ahead", None)
+    if ahead is not None:
+        ahead(deployment)
     return _block_dependents(results, scenarios)
 
 
@@ -481,23 +539,28 @@ async def run(
     starting: dict[str, asyncio.Future[Deployment]] = {}
     try:
         starting = await _start(backend, topologies)
-        bound = asyncio.Semaphore(options.concurrency)
-        per_topology = await asyncio.gather(
+        places = Places(options.concurrency)
+        # Topologies whose log takes a dump to read play first: the dump (read ahead where the
+        # backend can) overlaps the other topologies' cells. The results keep the given order.
+        first = sorted(topologies, key=lambda t: not t.log_dumped)
+        played = await asyncio.gather(
             *(
                 _play_topology(
                     backend,
                     starting[t.name],
                     scenarios,
                     options,
-                    bound,
+                    places,
                     on_cell,
                     on_start,
                     browser,
                     sent_secrets,
                 )
-                for t in topologies
+                for t in first
             )
         )
+        by_name = {t.name: cells for t, cells in zip(first, played, strict=True)}
+        per_topology = [by_name[t.name] for t in topologies]
         deployments = {name: future.result() for name, future in starting.items()}
         logs = await backend.proxy_logs(deployments)
     finally:

@@ -36,6 +36,7 @@ JSON-compatible. The libyaml C parser is used when PyYAML has it; the pure Pytho
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -103,6 +104,8 @@ class Document:
     path: str
     data: Any
     lines: Mapping[JsonPath, int]
+    digest: str = ""
+    """A digest of the file's bytes: the same digest, the same document."""
 
     def line_of(self, where: Iterable[str | int]) -> int | None:
         """The line of ``where`` (any iterable of keys and indexes, e.g. a jsonschema error's
@@ -126,7 +129,7 @@ def load_yaml(
     raw = _read(path, max_bytes)
     text = _decode(path, raw)
     data, lines = _Builder(path, text, max_depth, max_nodes).build()
-    return Document(str(path), data, lines)
+    return Document(str(path), data, lines, hashlib.blake2b(raw, digest_size=16).hexdigest())
 
 
 def _read(path: Path | str, max_bytes: int) -> bytes:

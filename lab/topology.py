@@ -218,6 +218,13 @@ class Topology:
         return values
 
     @property
+    def log_dumped(self) -> bool:
+        """Its proxy keeps its log elsewhere (Varnish's shared memory): a dump, after its cells,
+        writes it out, which takes a while (0.1 s for varnishncsa)."""
+        kind = REGISTRY.get(self.proxy)
+        return kind is not None and bool(kind.log_dump_argv)
+
+    @property
     def direct(self) -> bool:
         return self.proxy == "none"
 

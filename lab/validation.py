@@ -16,9 +16,17 @@ import jsonschema
 from .errors import InputError
 from .safe_yaml import Document
 
+_PASSED: dict[tuple[int, str], dict[str, Any]] = {}
+"""(schema, document digest) pairs that passed, each holding its schema (so that its id is not
+reused): a warm lab's fork server checks every shipped file once, and the runs it forks skip
+what has not changed since (lab/forkserver.py)."""
+
 
 def check_against(document: Document, schema: dict[str, Any], error: type[InputError]) -> None:
     """Raise ``error`` (file, line, message) for the document's first schema error, if any."""
+    key = (id(schema), document.digest)
+    if document.digest and key in _PASSED:
+        return
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(document.data),
         key=lambda found: document.line_of(found.absolute_path) or 0,
@@ -28,6 +36,7 @@ def check_against(document: Document, schema: dict[str, Any], error: type[InputE
         where = tuple(first.absolute_path)
         line = document.line_of(_culprit(first, where))
         raise error(document.path, line, f"{where_in(where)}: {_schema_message(first)}")
+    _PASSED[key] = schema
 
 
 def where_in(path: tuple) -> str:

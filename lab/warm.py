@@ -1,6 +1,6 @@
 """A warm lab: the topologies a ``wslab up`` keeps running, reused by ``wslab run``.
 
-``wslab up`` writes a state file (:func:`state_path`) once its topologies are up:
+``wslab up`` writes a state file (:func:`wslab.paths.state_path`) once its topologies are up:
 the probe server's options and control address, and per topology its endpoint,
 proxy version, log file and a fingerprint of its folder. It listens on a Unix
 socket beside it for two requests: ``redeploy`` (restart the named topologies'
@@ -38,16 +38,10 @@ from .errors import LabFailure
 from .observations import ObservationFeed
 from .records import AppRecord, DeploymentStatus
 from .topology import Topology
-from .websockets_release import CACHE
 
 REQUEST_MAX_BYTES = 64_000
 REQUEST_TIMEOUT = 120.0
 """A redeploy starts proxies: as long as a topology's start-up may take."""
-
-
-def state_path() -> Path:
-    """Where a running ``wslab up`` describes itself."""
-    return Path(os.environ.get("WSLAB_STATE") or CACHE / "lab.json")
 
 
 def socket_path(state: Path) -> Path:
@@ -85,6 +79,9 @@ class LabState(BaseModel):
     websockets: str
     options: dict[str, Any]
     app: dict[str, Any] | None = None
+    forkserver: str = ""
+    """The Unix socket of the lab's fork server, which runs a handed-off ``wslab run``
+    (lab/forkserver.py); empty when it has none."""
     token: str = ""
     """A detached up's token (lab/commands/serve.py), so its starter knows the file is its."""
     topologies: dict[str, WarmTopology]
@@ -236,6 +233,7 @@ class WarmBackend:
         self.websockets_version = state.websockets
         self.time_scale = float(state.options["time_scale"])
         self.started = time.time()
+        self.dumping: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         if names := changed(self.state, topologies):
@@ -264,10 +262,20 @@ class WarmBackend:
     def failure(self) -> str | None:
         return f"the warm lab stopped ({self.feed.lost}); wslab up again" if self.feed.lost else None
 
+    def read_log_ahead(self, deployment: Deployment) -> None:
+        """The topology's cells are done: if its proxy keeps its log elsewhere, the lab dumps it."""
+        if deployment.topology.log_dumped:
+            request = {"op": "dump-logs", "topologies": [deployment.topology.name]}
+            self.dumping[deployment.topology.name] = asyncio.ensure_future(ask(self.state, request))
+
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log as the lab writes it (cells take their lines by their own id), and
         what the lab dumped from the proxies that keep their log elsewhere (Varnish)."""
-        await ask(self.state, {"op": "dump-logs"})
+        await asyncio.gather(*self.dumping.values())
+        if rest := [
+            name for name, d in deployments.items() if d.topology.log_dumped and name not in self.dumping
+        ]:
+            await ask(self.state, {"op": "dump-logs", "topologies": rest})
         return {
             name: read_log(deployment.log_path) + read_log(dump_path(deployment.log_path))
             for name, deployment in deployments.items()
@@ -278,5 +286,7 @@ class WarmBackend:
         return None
 
     async def stop(self) -> None:
+        for dump in self.dumping.values():
+            dump.cancel()
         with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(self.feed.stop(), 2)

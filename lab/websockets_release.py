@@ -8,7 +8,6 @@ the probe server's PYTHONPATH.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,8 +16,7 @@ from pathlib import Path
 import websockets
 
 from .errors import ProvisionError
-
-CACHE = Path(os.environ.get("WSLAB_CACHE", Path.home() / ".cache" / "wslab"))
+from .paths import CACHE
 
 
 def websockets_path(version: str | None) -> Path | None:

@@ -9,7 +9,7 @@ import pytest
 from builders import connection
 
 from wslab.observations import ObservationFeed, Observed
-from wslab.runner import exclusive_may_start, new_cell_id, quiet_once_seen
+from wslab.runner import Places, exclusive_may_start, new_cell_id, quiet_once_seen
 from wslab.scenario import Scenario, load_scenarios
 
 pytestmark = pytest.mark.fast
@@ -66,3 +66,57 @@ def test_an_exclusive_window_claims_only_connections_that_carry_no_id() -> None:
     claimed, seen_c1, seen_c2 = asyncio.run(window())
     assert claimed == [None]
     assert seen_c1 and not seen_c2
+
+
+def test_a_waiting_exclusive_cell_is_served_before_the_queued_ones() -> None:
+    async def order_served() -> list[str]:
+        places = Places(1)
+        await places.take()
+        served: list[str] = []
+
+        async def cell(name: str, exclusive: bool) -> None:
+            await places.take(exclusive)
+            served.append(name)
+            places.give()
+
+        queued = [asyncio.ensure_future(cell(f"cell {i}", False)) for i in range(3)]
+        await asyncio.sleep(0)
+        queued.append(asyncio.ensure_future(cell("exclusive", True)))
+        await asyncio.sleep(0)
+        places.give()
+        await asyncio.gather(*queued)
+        return served
+
+    assert asyncio.run(order_served()) == ["exclusive", "cell 0", "cell 1", "cell 2"]
+
+
+def test_a_cancelled_wait_for_a_place_loses_no_place() -> None:
+    async def free_after() -> int:
+        places = Places(1)
+        await places.take()
+        waiting = asyncio.ensure_future(places.take())
+        await asyncio.sleep(0)
+        places.give()  # handed to the waiter, which is cancelled before it runs
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return places.free
+
+    assert asyncio.run(free_after()) == 1
+
+
+def test_long_cells_asking_together_are_served_first_and_the_rest_in_order() -> None:
+    async def order_served() -> list[str]:
+        places = Places(2)
+        served: list[str] = []
+
+        async def cell(name: str, took: float) -> None:
+            await places.take(expected=took)
+            served.append(name)
+            await asyncio.sleep(0.01)
+            places.give()
+
+        durations = {"quick": 0.01, "never seen": 0.0, "long": 0.3, "slower": 0.1, "longest": 0.5}
+        await asyncio.gather(*(cell(name, took) for name, took in durations.items()))
+        return served
+
+    assert asyncio.run(order_served()) == ["longest", "long", "quick", "never seen", "slower"]

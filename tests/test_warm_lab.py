@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from conftest import comparable
 
-from wslab import results, warm
+from wslab import forkserver, results, warm
 from wslab.backends import ACCELERATED, StackOptions
 from wslab.records import DeploymentStatus
 from wslab.topology import load_topologies
 
 ROOT = Path(__file__).resolve().parent.parent
-TOPOLOGIES = ["direct", "nginx-default", "haproxy-default"]
+TOPOLOGIES = ["direct", "nginx-default", "haproxy-default", "varnish-default"]
 
 
 class Lab:
@@ -40,14 +40,22 @@ class Lab:
         self.state = tmp_path / "cache" / "lab.json"
         self.env = {**os.environ, "WSLAB_HOME": str(self.home), "WSLAB_STATE": str(self.state)}
 
-    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, timeout: float = 300, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "wslab", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             env={**self.env, "COLUMNS": "100"},
+            cwd=cwd,
         )
+
+    def forkserver_log(self) -> str:
+        """What the lab's fork server logged: a line per run handed off to it, and its end."""
+        run_dir = Path(json.loads(self.state.read_text())["run_dir"])
+        return (run_dir / "forkserver.log").read_text()
 
     def run(self, out: Path, *args: str) -> subprocess.CompletedProcess:
         command = ["run", "--json", str(out), *args]
@@ -92,16 +100,22 @@ def test_run_plays_its_cells_on_the_warm_lab_as_a_cold_run_would(lab: Lab, tmp_p
     warm_out, cold_out = tmp_path / "warm.json", tmp_path / "cold.json"
     warm_run = lab.run(warm_out)
     assert "(warm lab)" in warm_run.stdout and "not using the warm lab" not in warm_run.stderr
+    # The warm run was played by a child of the lab's fork server (no Python start-up), the
+    # fresh one, which starts its own topologies, in the user's process.
+    assert lab.forkserver_log().count("a wslab run handed off") == 1
     cold_run = lab.run(cold_out, "--fresh")
     assert "(warm lab)" not in cold_run.stdout
+    assert lab.forkserver_log().count("a wslab run handed off") == 1
     kept, fresh = results.load(warm_out), results.load(cold_out)
     assert kept.options.warm_lab and not fresh.options.warm_lab
     assert comparable(kept) == comparable(fresh)
-    # The proxies' log lines are each cell's own, as in a cold run (the lab's log has every run's).
-    for cell in kept.cells:
-        if cell.cell_id and cell.topology == "nginx-default":
-            assert all(cell.cell_id in line for line in cell.proxy_log)
-    assert any(cell.proxy_log for cell in kept.cells if cell.topology == "nginx-default")
+    # The proxies' log lines are each cell's own, as in a cold run (the lab's log has every run's),
+    # Varnish's too, which the lab dumps from its shared memory once that topology's cells are done.
+    for logged in ("nginx-default", "varnish-default"):
+        for run in (kept, fresh):
+            cells = [cell for cell in run.cells if cell.topology == logged and cell.cell_id]
+            assert all(cell.cell_id in line for cell in cells for line in cell.proxy_log)
+            assert sum(bool(cell.proxy_log) for cell in cells) >= 5, (logged, run.options.warm_lab)
 
     down = lab("down")
     assert down.returncode == 0 and "the warm lab stopped" in down.stdout
@@ -158,6 +172,157 @@ def test_a_killed_lab_leaves_nothing_and_its_state_is_ignored(lab: Lab, tmp_path
     run = lab.run(tmp_path / "r.json", "--scenario", "websockets-echo")
     assert "warm lab" not in run.stderr + run.stdout
     assert not lab.state.exists(), "the stale state file was removed"
+
+
+HELD = """\
+suite: held
+description: a connection from the user's environment, then one held open for 10 s (accelerated)
+scenarios:
+  - id: named
+    title: named after the user's environment
+    tier: informational
+    models: a client
+    steps:
+      - connect: {path: "/named/{env:WSLAB_TEST_NAME}"}
+      - close: {code: 1000}
+    expect:
+      status: 101
+  - id: held
+    title: held open
+    tier: informational
+    models: a client that waits
+    steps:
+      - connect: {path: /held, server_ping: null}
+      - hold: {seconds: 500}
+    expect:
+      survives: true
+"""
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes working in ``folder`` (a handed-off run works in its user's folder)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(entry / "cwd") == str(folder):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
+    """Its output, exit status, working folder and environment are the user's; Ctrl-C reaches it;
+    a SIGKILL of the user's process ends it and everything it started."""
+    up(lab)
+    work = tmp_path / "work"
+    work.mkdir()
+    scenarios = ["--scenario", "websockets-echo", "--scenario", "browser-tab-get"]
+    played = lab("run", "--json", "r.json", "-t", "direct", *scenarios, cwd=work)
+    assert played.returncode == 1, played.stderr  # browser-tab-get fails on direct: a 426
+    assert played.stdout.startswith("wslab · 1 topology × 2 scenarios · local backend (warm lab)")
+    assert "json: r.json" in played.stdout + played.stderr and (work / "r.json").is_file()
+    assert lab.forkserver_log().count("a wslab run handed off") == 1
+    # An {env:NAME} of the scenarios is read from the user's environment, not the lab's.
+    (work / "held.yaml").write_text(HELD)
+    env = {**lab.env, "WSLAB_TEST_NAME": "from-the-user"}
+    named = subprocess.run(
+        [sys.executable, "-m", "wslab", "run", "-t", "direct", "-s", "held.yaml", "--scenario", "named"],
+        cwd=work,
+        env={**env, "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+    )
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert lab.forkserver_log().count("a wslab run handed off") == 2
+    command = [sys.executable, "-m", "wslab", "run", "-t", "direct", "-s", "held.yaml", "--scenario", "held"]
+
+    interrupted = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: lab.forkserver_log().count("handed off") == 3, "the held run was not handed off")
+    time.sleep(1)
+    interrupted.send_signal(signal.SIGINT)
+    out, err = interrupted.communicate(timeout=30)
+    assert interrupted.returncode == 130, err
+    assert b"interrupted; everything it started is stopped" in err
+    wait_for(lambda: not processes_in(work), "the interrupted run left processes behind", 10)
+
+    killed = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: lab.forkserver_log().count("handed off") == 4, "the held run was not handed off")
+    time.sleep(1)
+    assert processes_in(work), "the handed-off run works in the user's folder"
+    killed.kill()
+    killed.wait()
+    wait_for(lambda: not processes_in(work), "the run outlived its user's process", 10)
+    assert lab.forkserver_log().count(": ended with status -9") == 1
+
+    off = lab("run", "-t", "direct", "--scenario", "websockets-echo", cwd=work)
+    assert off.returncode == 0
+    with_off = subprocess.run(
+        [sys.executable, "-m", "wslab", "run", "-t", "direct", "--scenario", "websockets-echo"],
+        cwd=work,
+        env={**lab.env, "WSLAB_FORKSERVER": "off"},
+        capture_output=True,
+        check=True,
+    )
+    assert b"(warm lab)" in with_off.stdout
+    assert lab.forkserver_log().count("handed off") == 5, "WSLAB_FORKSERVER=off runs in the user's process"
+
+
+def test_a_run_with_other_code_or_paths_is_not_handed_off(lab: Lab, tmp_path: Path) -> None:
+    up(lab)
+    other_home = tmp_path / "other"
+    shutil.copytree(lab.home, other_home)
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "wslab", "run", "-t", "direct", "--scenario", "websockets-echo"],
+        env={**lab.env, "WSLAB_HOME": str(other_home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "(warm lab)" in elsewhere.stdout, "the lab still plays its cells"
+    assert "declined a wslab run: another WSLAB_HOME, WSLAB_CACHE or HOME" in lab.forkserver_log()
+    assert "handed off" not in lab.forkserver_log()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("argv", "own"),
+    [
+        (["run"], False),
+        (["run", "-t", "nginx-default", "--json", "r.json"], False),
+        (["run", "--fresh"], True),
+        (["run", "--fr"], True),
+        (["run", "--run-dir=logs"], True),
+        (["run", "--backend", "compose"], True),
+        (["run", "--target", "wss://example.test/"], True),
+        (["run", "--app", "python app.py"], True),
+        (["run", "--app-per-topology"], False),
+        (["run", "--answer-plain-http"], False),
+        (["run", "--", "--fresh"], False),
+    ],
+)
+def test_runs_that_start_their_own_processes_stay_in_the_users_process(argv: list[str], own: bool) -> None:
+    assert forkserver._starts_its_own(argv) is own
+
+
+@pytest.mark.fast
+def test_the_code_stamp_follows_an_edited_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("")
+    (package / "sub" / "b.py").write_text("")
+    monkeypatch.setattr(forkserver, "PACKAGE", package)
+    before = forkserver.code_stamp()
+    assert forkserver.code_stamp() == before
+    os.utime(package / "sub" / "b.py", ns=(time.time_ns() + 10**9,) * 2)
+    assert forkserver.code_stamp() != before
 
 
 # Pure logic: matching a run to a lab.

@@ -173,7 +173,9 @@ class Backend(Protocol):
         ...
 
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
-        """Each proxy's log text (topology name -> text), read while the proxies still run."""
+        """Each proxy's log text (topology name -> text), read while the proxies still run. A
+        backend may also have ``read_log_ahead(deployment)``, which the runner calls once a
+        topology's cells are all done: it may start reading that log then (a Varnish dump)."""
         ...
 
     def app_record(self) -> AppRecord | None:

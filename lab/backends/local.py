@@ -103,6 +103,7 @@ class LocalBackend:
         self.websockets_version = ""
         self.time_scale = probe.time_scale
         self.log_dumps: dict[str, tuple[list[str], Path]] = {}
+        self.dumping: list[asyncio.Future[None]] = []
         """Per topology, the command that writes out a log its proxy keeps elsewhere (Varnish)."""
         self.probe_process: ManagedProcess | None = None
         self.listeners: dict[str, tuple[str, int]] = {}
@@ -326,11 +327,16 @@ class LocalBackend:
             )
         return Deployment(topology, FAILED, detail="no free port after retries", log_path=log_path)
 
-    async def dump_logs(self) -> None:
-        """For a lab kept up: write each log its proxy keeps elsewhere (Varnish's shared memory)
-        afresh to :func:`dump_path`, since dumping into the proxy's log would repeat it each run."""
+    async def dump_logs(self, names: list[str] | None = None) -> None:
+        """For a lab kept up: write each log its proxy keeps elsewhere (Varnish's shared memory),
+        of the named topologies or all, afresh to :func:`dump_path`, since dumping into the
+        proxy's log would repeat it each run."""
         await asyncio.gather(
-            *(_dump_log(argv, dump_path(log_path), "wb") for argv, log_path in self.log_dumps.values())
+            *(
+                _dump_log(argv, dump_path(log_path), "wb")
+                for name, (argv, log_path) in self.log_dumps.items()
+                if names is None or name in names
+            )
         )
 
     async def redeploy(self, topology: Topology) -> Deployment:
@@ -468,10 +474,15 @@ class LocalBackend:
     def _exits(self) -> list[str]:
         return [app.exit_status() for app in dict.fromkeys(self.apps.values()) if not app.running]
 
+    def read_log_ahead(self, deployment: Deployment) -> None:
+        """The topology's cells are done: a proxy that keeps its log elsewhere writes it out now."""
+        if dump := self.log_dumps.pop(deployment.topology.name, None):
+            self.dumping.append(asyncio.ensure_future(_dump_log(*dump)))
+
     async def proxy_logs(self, deployments: dict[str, Deployment]) -> dict[str, str]:
         """Each proxy's log; proxies that keep theirs elsewhere (Varnish) write it out first."""
         dumps, self.log_dumps = self.log_dumps, {}
-        await asyncio.gather(*(_dump_log(argv, log_path) for argv, log_path in dumps.values()))
+        await asyncio.gather(*self.dumping, *(_dump_log(argv, log_path) for argv, log_path in dumps.values()))
         return {
             name: read_log(deployment.log_path)
             for name, deployment in deployments.items()

@@ -11,9 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .. import faults, results, warm
+from .. import durations, faults, results, warm
 from ..backends.remote import RemoteBackend
 from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
+from ..paths import state_path
 from ..records import Outcome, Run
 from ..reports import terminal
 from ..reports.safe_text import printable, terminal_text
@@ -52,6 +53,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         step_timeout=args.step_timeout,
         redact=args.redact,
         environment=environment_values(scenarios, os.environ),
+        expected=durations.load(),
     )
     if any(s.uses_faults for s in scenarios) and args.backend == "local" and not args.target:
         # Before any thread or process: the lab moves into a private network namespace of its
@@ -68,6 +70,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
             topologies = [backend.topology]
         result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
     result.options.warm_lab = kept is not None
+    durations.remember((durations.key(c.topology, c.scenario), c.duration) for c in result.cells)
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
     chosen = {name: (path, render(name, result)) for name, path in outputs.items() if path}
     written = write_outputs(chosen)
@@ -87,7 +90,7 @@ def _warm_lab(args: argparse.Namespace, topologies: list[Topology]) -> LabState 
     these options; if one runs but does not match, one line on stderr says why."""
     if args.fresh or args.target or args.backend != "local" or args.run_dir:
         return None
-    kept = warm.running(warm.state_path())
+    kept = warm.running(state_path())
     if kept is None:
         return None
     reason = warm.mismatch(kept, topologies, probe_options(args), app_spec(args))

@@ -84,14 +84,14 @@ async def _serve(
     topologies: list[Topology],
     run_dir: Path,
 ) -> int:
-    lab: KeptLab | None = None
+    lab = KeptLab(backend, run_dir, console)
     try:
+        await lab.start_forkserver()
         deployments = await backend.start(topologies)
         server = backend.app.describe() if backend.app else f"websockets {backend.websockets_version}"
         console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}", markup=False)
         for deployment in deployments.values():
             print_deployment(console, deployment)
-        lab = KeptLab(backend, run_dir, console)
         await lab.publish()
         if backend.control is not None:
             host, port = backend.control
@@ -104,8 +104,7 @@ async def _serve(
             backend.feed.subscribers.append(_event_printer(console))
         await lab.stopped.wait()
     finally:
-        if lab is not None:
-            lab.withdraw()
+        await lab.withdraw()
         await backend.stop()
     return EXIT_OK
 

@@ -24,6 +24,8 @@ from .. import warm
 from ..backends import READY
 from ..backends.local import LocalBackend
 from ..errors import EXIT_OK, LabFailure
+from ..paths import state_path
+from ..processes import ManagedProcess
 from ..reports.safe_text import printable
 from ..topology import load_topologies
 
@@ -45,22 +47,33 @@ class KeptLab:
         self.backend = backend
         self.run_dir = run_dir
         self.console = console
-        self.path = warm.state_path()
-        self.socket = self.path.with_name(f"lab-{secrets.token_hex(4)}.sock")
+        self.path = state_path()
+        name = secrets.token_hex(4)
+        self.socket = self.path.with_name(f"lab-{name}.sock")
+        self.forkserver = ManagedProcess(
+            "forkserver",
+            [sys.executable, "-m", "wslab.forkserver", str(self.path.with_name(f"run-{name}.sock"))],
+            run_dir / "forkserver.log",
+        )
         self.stopped = asyncio.Event()
         self.lock = asyncio.Lock()
         self.server: asyncio.AbstractServer | None = None
         self.state: warm.LabState | None = None
 
+    async def start_forkserver(self) -> None:
+        """Start the fork server first: it imports the lab while the proxies start."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self.forkserver.start()
+
     async def publish(self) -> None:
         backend = self.backend
         assert backend.control is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.server = await warm.serve_requests(self.socket, self.handle)
         self.state = warm.LabState(
             started_at=time.time(),
             control=backend.control,
             socket=str(self.socket),
+            forkserver=await self._forkserver_ready(),
             run_dir=str(self.run_dir),
             websockets=backend.websockets_version,
             options=asdict(backend.probe),
@@ -69,6 +82,21 @@ class KeptLab:
             topologies={name: warm.describe(d) for name, d in backend.deployments.items()},
         )
         warm.write_state(self.path, self.state)
+
+    async def _forkserver_ready(self) -> str:
+        """The fork server's socket once it listens (so the first run after ``wslab up`` is
+        handed to it); empty, and said, if it died or is not ready in time."""
+        socket_path = Path(self.forkserver.argv[-1])
+        deadline = time.monotonic() + FORKSERVER_READY_WITHIN
+        while self.forkserver.running and time.monotonic() < deadline:
+            if socket_path.is_socket():
+                return str(socket_path)
+            await asyncio.sleep(0.02)
+        self.console.print(
+            f"the fork server is not ready (see {self.forkserver.log_path}): runs start their own Python",
+            markup=False,
+        )
+        return ""
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         operation = request.get("op")
@@ -79,8 +107,11 @@ class KeptLab:
             self.stopped.set()
             return {"ok": True}
         if operation == "dump-logs":
-            async with self.lock:
-                await self.backend.dump_logs()
+            names = request.get("topologies")
+            if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                return {"ok": False, "error": "dump-logs names topologies as a list of names"}
+            # Not under the lock: runs dump their topologies' logs as each is done, side by side.
+            await self.backend.dump_logs(names)
             return {"ok": True}
         if operation == "redeploy":
             return await self._redeploy(request.get("topologies"))
@@ -101,18 +132,23 @@ class KeptLab:
             warm.write_state(self.path, self.state)
         return {"ok": True, "state": self.state.model_dump(mode="json")}
 
-    def withdraw(self) -> None:
-        """Remove the state file if it is still this lab's, and the socket."""
+    async def withdraw(self) -> None:
+        """Remove the state file if it is still this lab's, and the sockets; stop the fork
+        server and the runs it still runs."""
         if self.server is not None:
             self.server.close()
         current = warm.read_state(self.path)
         if current is not None and current.socket == str(self.socket):
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        with contextlib.suppress(OSError):
-            self.socket.unlink()
+        await self.forkserver.stop()
+        for path in (self.socket, Path(self.forkserver.argv[-1])):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
+FORKSERVER_READY_WITHIN = 20.0
+"""Seconds the fork server gets to import the lab, beyond the topologies' own start-up."""
 DETACH_TOKEN = "WSLAB_DETACH_TOKEN"
 """Set for a detached ``wslab up``: it writes the token into its state file, so the command that
 started it knows the file is its lab's and not another's."""
@@ -124,7 +160,7 @@ def detach_command(argv: list[str]) -> int:
     session of its own (it outlives this command, contained as any wslab command is), and print
     its URLs once it is up."""
     token = secrets.token_hex(8)
-    path = warm.state_path()
+    path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     log_path = path.with_name("up.log")
     command = [sys.executable, "-m", "wslab", *[arg for arg in argv if arg != "--detach"]]
@@ -160,7 +196,7 @@ def detach_command(argv: list[str]) -> int:
 
 def down_command(args: argparse.Namespace, console: Console) -> int:
     """Stop the warm lab that `wslab up` keeps, if one runs."""
-    path = warm.state_path()
+    path = state_path()
     state = warm.running(path)
     if state is None:
         console.print("no warm lab is running", markup=False)

@@ -133,7 +133,7 @@ def _header(result: Run, width: int) -> list[Text]:
         Text.assemble(
             ("wslab", "bold"),
             printable(
-                f" · {len(result.topologies)} topologies × {len(result.scenarios)} scenarios · "
+                f" · {result.size()} · "
                 f"{result.backend} backend{' (warm lab)' if result.options.warm_lab else ''} · "
                 f"{result.duration:.1f} s"
             ),
@@ -308,4 +308,5 @@ def render(result: Run, console: Console | None = None, verbose: bool = False) -
         lines += [Text(""), Text("Every failed cell", "bold"), *_every_cell(result, width)]
     for line in lines:
         line.rstrip()
-        console.print(line, overflow="ignore", crop=False, soft_wrap=True)
+    # One print: rich's per-call overhead, times two hundred lines, was a third of the time.
+    console.print(Text("\n").join(lines), overflow="ignore", crop=False, soft_wrap=True)

@@ -1,0 +1,332 @@
+"""A warm lab's fork server: ``wslab run`` without Python's start-up.
+
+A warm run plays its cells in well under a second, and importing the lab (pydantic's
+record models, jsonschema, rich, websockets) took about as long again. So ``wslab up``
+starts, beside its topologies, a process that has imported all of it and waits on a Unix
+socket next to the state file (``python -m wslab.forkserver SOCKET``). A ``wslab run`` that
+would play against the warm lab hands it, in one message, its arguments, working folder,
+environment and the descriptors of its standard input, output and error. The server
+forks; the child takes those descriptors, folder and environment as its own and runs the
+command exactly as the user's process would have (contained, the same output on the same
+terminal, the same exit status), while the user's process waits, passes SIGINT, SIGTERM,
+SIGHUP and SIGQUIT on, and exits as the command did. If the user's process dies, even by
+SIGKILL, its connection closes and the server kills the command, whose containment takes
+everything it started down with it.
+
+The user's process hands nothing off, and runs the command itself, when: the command is
+not ``run``; it names ``--fresh``, ``--run-dir``, ``--backend``, ``--target`` or ``--app``
+(such runs start their own processes, which belong under the user's process); no lab is
+up, or its server does not answer within 5 s; the server runs other code (another
+checkout, another interpreter, a file of the package edited since) or another
+``WSLAB_HOME``/``WSLAB_CACHE``/``HOME``, which the package reads once at import; or
+``WSLAB_FORKSERVER=off``. This module's client side imports nothing beyond the standard
+library, so that deciding costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+SWITCH = "WSLAB_FORKSERVER"
+STARTS_ITS_OWN = ("--fresh", "--run-dir", "--backend", "--target", "--app")
+"""A run naming one of these (or an abbreviation argparse would take for it) starts processes
+of its own: it runs in the user's process."""
+READ_AT_IMPORT = ("WSLAB_HOME", "WSLAB_CACHE", "HOME")
+"""Environment variables the package reads once, at import: a run with other values than the
+server's is not handed off."""
+PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+REQUEST_MAX_BYTES = 1_000_000
+ANSWER_WITHIN = 5.0
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_stamp() -> str:
+    """What identifies the code a process runs: the interpreter and its environment (a venv's
+    python is a link to another's), the package's folder and the newest of its modules."""
+    newest = 0
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
+    return f"{os.path.realpath(sys.executable)}|{sys.prefix}|{PACKAGE}|{newest}"
+
+
+# The user's side.
+
+
+def hand_off(argv: list[str], state_file: Path) -> int | None:
+    """Run ``wslab ARGV`` in the warm lab's fork server and return its exit status; None when it
+    is not handed off (the caller runs it itself)."""
+    if argv[:1] != ["run"] or os.environ.get(SWITCH, "").lower() == "off" or _starts_its_own(argv):
+        return None
+    try:
+        with open(state_file, "rb") as file:
+            address = json.loads(file.read(5_000_000)).get("forkserver")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(address, str) or not address:
+        return None
+    streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "stamp": code_stamp()}
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(ANSWER_WITHIN)
+        connection.connect(address)
+        message = json.dumps(request).encode() + b"\n"
+        sent = socket.send_fds(connection, [message], streams)
+        connection.sendall(message[sent:])
+        answer = _read_line(connection)
+    except (OSError, ValueError):
+        connection.close()
+        return None
+    if not answer.get("started"):
+        connection.close()
+        return None
+    return _wait_for_command(connection)
+
+
+def _open(fd: int) -> bool:
+    """Whether ``fd`` is open (a closed standard stream is handed over as /dev/null)."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _starts_its_own(argv: list[str]) -> bool:
+    for token in argv:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if len(name) > 2 and name.startswith("--") and any(o.startswith(name) for o in STARTS_ITS_OWN):
+            return True
+    return False
+
+
+def _read_line(connection: socket.socket) -> dict[str, Any]:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(4096)
+        if not chunk or len(data) > 64_000:
+            raise ValueError("the fork server closed the connection")
+        data += chunk
+    answer = json.loads(data)
+    if not isinstance(answer, dict):
+        raise ValueError("not an object")
+    return answer
+
+
+def _wait_for_command(connection: socket.socket) -> int:
+    """Pass signals on until the server reports the command's end; exit as it did."""
+
+    def pass_on(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            connection.sendall(bytes([signum]))
+
+    for signum in PASSED_ON:
+        signal.signal(signum, pass_on)
+    connection.settimeout(None)
+    try:
+        code = _read_line(connection).get("exit")
+    except (OSError, ValueError):
+        code = None
+    if not isinstance(code, int):
+        print("wslab: the warm lab stopped during the run (wslab up again)", file=sys.stderr)
+        return 3
+    if code < 0:  # died by a signal: so does this process, as a shell expects
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+# The server's side.
+
+
+def serve(address: str) -> NoReturn:
+    """Import the lab, then fork one child per handed-off command, forever (SIGTERM ends it)."""
+    _preload()
+    stamp = code_stamp()
+    environment = {name: os.environ.get(name) for name in READ_AT_IMPORT}
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(address)
+    old = os.umask(0o077)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Bound under another name and renamed once listening: the socket exists only when ready.
+    listener.bind(f"{address}.{os.getpid()}")
+    os.umask(old)
+    listener.listen(16)
+    os.rename(f"{address}.{os.getpid()}", address)
+    _log(f"ready on {address}")
+    commands: dict[int, socket.socket | None] = {}
+    import gc
+    import select
+
+    gc.freeze()  # what was imported is shared with each child: keep the collector off it
+    while True:
+        waiting = [listener, wake_r, *filter(None, commands.values())]
+        readable, _, _ = select.select(waiting, [], [])
+        if wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 512)
+            _report_ended(commands)
+        for connection in [c for c in readable if c not in (listener, wake_r)]:
+            _from_user(connection, commands)
+        if listener in readable:
+            with contextlib.suppress(OSError):
+                connection, _ = listener.accept()
+                _accept(connection, stamp, environment, commands, [listener, wake_r, wake_w])
+
+
+def _log(line: str) -> None:
+    """One line of the server's log (no arguments: they may hold a --token)."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+def _preload() -> None:
+    """Every module a run may import, but the compose and container backends (docker) and the
+    entry points; and the shipped scenarios and topologies, checked."""
+    import importlib
+    import pkgutil
+
+    import wslab
+
+    skipped = {"__main__", "pytest_plugin", "compose", "containers"}
+    for module in pkgutil.walk_packages(wslab.__path__, "wslab."):
+        if module.name.rsplit(".", 1)[-1] not in skipped:
+            importlib.import_module(module.name)
+    from .scenario import load_scenarios
+    from .topology import load_topologies
+
+    # Checked once here, the shipped files are not checked again by each run (lab/validation.py).
+    with contextlib.suppress(Exception):
+        load_scenarios()
+        load_topologies()
+
+
+def _accept(
+    connection: socket.socket,
+    stamp: str,
+    environment: dict[str, str | None],
+    commands: dict[int, socket.socket | None],
+    inherited: list[Any],
+) -> None:
+    """Read one request, bounded in size and time; fork its command, or decline it."""
+    fds: list[int] = []
+    try:
+        connection.settimeout(ANSWER_WITHIN)
+        uid = int.from_bytes(connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8], "little")
+        data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
+        while not data.endswith(b"\n") and data and len(data) < REQUEST_MAX_BYTES:
+            data += connection.recv(65536)
+        request = json.loads(data)
+        argv, cwd, env = request["argv"], request["cwd"], request["env"]
+        reason = ""
+        if uid != os.getuid() or len(fds) != 3:
+            reason = "not from this user, or without its standard streams"
+        elif request.get("stamp") != stamp:
+            reason = "another version of the code"
+        elif {name: env.get(name) for name in READ_AT_IMPORT} != environment:
+            reason = "another WSLAB_HOME, WSLAB_CACHE or HOME"
+        elif not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and argv[:1] == ["run"]):
+            reason = "not a wslab run"
+        if reason:
+            connection.sendall(json.dumps({"declined": reason}).encode() + b"\n")
+            _log(f"declined a wslab run: {reason}")
+            raise ValueError(reason)
+        pid = os.fork()
+        if pid == 0:
+            _run_command(argv, cwd, env, fds, [*inherited, *filter(None, commands.values()), connection])
+        connection.sendall(b'{"started": true}\n')
+        connection.settimeout(None)
+        commands[pid] = connection
+        _log(f"{pid}: a wslab run handed off")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        connection.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _run_command(
+    argv: list[str], cwd: str, env: dict[str, str], fds: list[int], inherited: list[Any]
+) -> NoReturn:
+    """In the forked child: become the user's process, then run the command as it would have."""
+    code = 3
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for resource in inherited:
+            if isinstance(resource, int):
+                os.close(resource)
+            else:
+                resource.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())
+        sys.argv = ["wslab", *argv]
+        from .cli import main
+
+        code = main()
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code if isinstance(stop.code, int) else 2
+    except BaseException as error:  # noqa: BLE001 (nothing may return into the loop)
+        with contextlib.suppress(OSError):
+            os.write(2, f"wslab: internal error in the warm lab's fork server: {error!r}\n".encode())
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
+def _from_user(connection: socket.socket, commands: dict[int, socket.socket | None]) -> None:
+    """A signal to pass on to the command, or the user's process gone: kill the command."""
+    pid = next(pid for pid, c in commands.items() if c is connection)
+    try:
+        data = connection.recv(64)
+    except OSError:
+        data = b""
+    for signum in data or [signal.SIGKILL]:
+        if signum in PASSED_ON or signum == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+    if not data:  # nobody to tell how it ended: reaped without a report
+        connection.close()
+        commands[pid] = None
+
+
+def _report_ended(commands: dict[int, socket.socket | None]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        connection = commands.pop(pid, None)
+        _log(f"{pid}: ended with status {os.waitstatus_to_exitcode(status)}")
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+            connection.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
