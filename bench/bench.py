@@ -4,7 +4,8 @@
 
 - the default matrix through ``wslab run`` as a user runs it: cold (``--fresh``:
   every topology started and stopped), warm (on a ``wslab up --detach
-  --accelerated`` started once, which the runs reuse), and cold one cell at a time
+  --accelerated`` started once, which the runs reuse: handed to its fork server, and
+  in their own process with ``WSLAB_FORKSERVER=off``), and cold one cell at a time
   (``--concurrency 1``); each with its wall time and the CPU seconds of every
   process involved (for warm runs, the kept lab's share too), and their ratios;
 - the timeouts suite accelerated, the browser suite (Chromium);
@@ -65,25 +66,35 @@ class Timed:
     cells: int
 
 
-def session_cpu(session: int) -> float:
-    """CPU seconds so far of every process in a session (a detached `wslab up` and its lab)."""
+def tree_cpu(root: int) -> float:
+    """CPU seconds so far of a process and every process below it (a detached `wslab up`: its
+    proxies, probe server and fork server), with the children each has reaped (the runs the fork
+    server forked, lab/forkserver.py, are gone by the time this is read)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = stat.read_text().rsplit(") ", 1)[1].split()
-            if int(fields[3]) == session:
-                total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            pid = int(stat.parent.name)
+            parents[pid] = int(fields[1])
+            times[pid] = sum(int(field) for field in fields[11:15])
+    below = {root}
+    grew = True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in below} - below
+        below |= found
+        grew = bool(found)
+    return sum(times.get(pid, 0) for pid in below) / ticks
 
 
-def wslab_run(env: dict[str, str], *args: str, lab_session: int | None = None) -> Timed:
+def wslab_run(env: dict[str, str], *args: str, lab_pid: int | None = None) -> Timed:
     """One `wslab run` of the default matrix: wall time, CPU of it and everything it started
-    (and of the kept lab, given its session), cells played."""
+    (and of the kept lab, given its pid), cells played."""
     with tempfile.TemporaryDirectory(prefix="wslab-bench-") as folder:
         out = Path(folder) / "r.json"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        lab_before = session_cpu(lab_session) if lab_session else 0.0
+        lab_before = tree_cpu(lab_pid) if lab_pid else 0.0
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "wslab", "run", "--json", str(out), *args],
@@ -95,8 +106,8 @@ def wslab_run(env: dict[str, str], *args: str, lab_session: int | None = None) -
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if lab_session:
-            cpu += session_cpu(lab_session) - lab_before
+        if lab_pid:
+            cpu += tree_cpu(lab_pid) - lab_before
         cells = len(json.loads(out.read_text())["cells"])
         return Timed(wall, cpu, cells)
 
@@ -110,7 +121,8 @@ def median(runs: list[Timed]) -> Timed:
 def local_figures(repeat: int) -> None:
     """Cold, warm and one-at-a-time runs of the default matrix, and their ratios."""
     with tempfile.TemporaryDirectory(prefix="wslab-bench-state-") as state:
-        env = {**os.environ, "WSLAB_STATE": str(Path(state) / "lab.json")}
+        # A cache of its own: proxy versions, and the cell durations that order the cells.
+        env = {**os.environ, "WSLAB_STATE": str(Path(state) / "lab.json"), "WSLAB_CACHE": state}
         # As an installed lab runs: with its bytecode cached (pip compiles a wheel's at install).
         # Without it every process compiles the lab's sources again (about 0.1 s of each run).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -126,26 +138,33 @@ def local_figures(repeat: int) -> None:
             check=True,
         )
         up_seconds = time.perf_counter() - started
-        session = int(re.search(r"pid (\d+)", up.stdout)[1])  # type: ignore[index]
+        lab = int(re.search(r"pid (\d+)", up.stdout)[1])  # type: ignore[index]
         try:
-            wslab_run(env, lab_session=session)  # the first run after up: caches, connections
-            warm = median([wslab_run(env, lab_session=session) for _ in range(max(3, repeat))])
+            wslab_run(env, lab_pid=lab)  # the first run after up: caches, connections
+            warm = median([wslab_run(env, lab_pid=lab) for _ in range(max(3, repeat))])
+            own = {**env, "WSLAB_FORKSERVER": "off"}
+            warm_own = median([wslab_run(own, lab_pid=lab) for _ in range(max(3, repeat))])
             one_topology = ("-t", "nginx-websocket")
-            warm_one = median(
-                [wslab_run(env, *one_topology, lab_session=session) for _ in range(max(3, repeat))]
-            )
+            warm_one = median([wslab_run(env, *one_topology, lab_pid=lab) for _ in range(max(3, repeat))])
             cold_one = median([wslab_run(env, "--fresh", *one_topology) for _ in range(repeat)])
         finally:
             subprocess.run([sys.executable, "-m", "wslab", "down"], env=env, capture_output=True)
     print(f"default matrix, {cold.cells} cells, `wslab run` (median of {repeat}; warm of {max(3, repeat)})")
-    for label, timed in (("cold (--fresh)", cold), ("warm (on wslab up)", warm), ("one cell at a time", one)):
+    for label, timed in (
+        ("cold (--fresh)", cold),
+        ("warm (on wslab up)", warm),
+        ("warm, own process", warm_own),
+        ("one cell at a time", one),
+    ):
         print(f"  {label:20} wall {timed.wall:6.2f} s   CPU {timed.cpu:6.2f} s")
+    print("  (warm: handed to the lab's fork server; own process: WSLAB_FORKSERVER=off)")
     print(f"  wslab up --detach    {up_seconds:6.2f} s to up (once)")
     print(
         f"  warm vs cold         {cold.wall / warm.wall:5.1f}x faster, {cold.cpu / warm.cpu:5.1f}x less CPU"
     )
     print(f"  cold vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / cold.wall:5.2f}x faster")
     print(f"  warm vs {BEFORE_WAVE_2:g} s before  {BEFORE_WAVE_2 / warm.wall:5.2f}x faster")
+    print(f"  warm vs own process  {warm_own.wall / warm.wall:5.1f}x faster (the fork server)")
     print(f"  concurrent vs one at a time {one.wall / cold.wall:5.1f}x faster")
     print(f"one topology (-t nginx-websocket), {cold_one.cells} cells: the edit-and-re-run loop")
     for label, timed in (("cold (--fresh)", cold_one), ("warm (on wslab up)", warm_one)):
