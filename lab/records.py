@@ -694,6 +694,10 @@ class Run(Record):
             f"{scenarios} scenario{'' if scenarios == 1 else 's'}"
         )
 
+    def took(self) -> str:
+        """The run's wall time as a person reads it: ``6.3 s``, ``0.04 s`` (not ``0.0 s``)."""
+        return f"{self.duration:.2f} s" if self.duration < 1 else f"{self.duration:.1f} s"
+
     def server_description(self) -> str:
         """What stood behind the topologies: 'websockets 17.4 (server)', or the user's app."""
         app = self.app

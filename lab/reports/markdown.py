@@ -22,7 +22,7 @@ def render_markdown(result: Run) -> str:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in result.counts().items() if n)
     about = (
         f"{result.size()}, {result.backend} backend, "
-        f"{result.started_at}, {result.duration:.1f} s. {result.server_description()}; "
+        f"{result.started_at}, {result.took()}. {result.server_description()}; "
         f"{components.tool_versions()}."
     )
     lines = ["## wslab results", "", f"{markdown_text(about)} **{counts}**.", ""]

@@ -135,7 +135,7 @@ def _header(result: Run, width: int) -> list[Text]:
             printable(
                 f" · {result.size()} · "
                 f"{result.backend} backend{' (warm lab)' if result.options.warm_lab else ''} · "
-                f"{result.duration:.1f} s"
+                f"{result.took()}"
             ),
         ),
         *_wrapped(
