@@ -17,7 +17,7 @@ The user's process hands nothing off, and runs the command itself, when: the com
 not ``run``; it names ``--fresh``, ``--run-dir``, ``--backend``, ``--target`` or ``--app``
 (such runs start their own processes, which belong under the user's process); no lab is
 up, or its server does not answer within 5 s; the server runs other code (another
-checkout, another interpreter, a file of the package edited since) or another
+checkout, another interpreter, a module, schema or template of the package edited since) or another
 ``WSLAB_HOME``/``WSLAB_CACHE``/``HOME``, which the package reads once at import; or
 ``WSLAB_FORKSERVER=off``. This module's client side imports nothing beyond the standard
 library, so that deciding costs a few milliseconds.
@@ -42,6 +42,8 @@ of its own: it runs in the user's process."""
 READ_AT_IMPORT = ("WSLAB_HOME", "WSLAB_CACHE", "HOME")
 """Environment variables the package reads once, at import: a run with other values than the
 server's is not handed off."""
+READ_BY_EACH_RUN = ("scenarios", "topologies")
+"""The data folders of an installed package (lab/paths.py), which the stamp leaves out."""
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 REQUEST_MAX_BYTES = 1_000_000
 ANSWER_WITHIN = 5.0
@@ -50,13 +52,17 @@ PACKAGE = Path(__file__).resolve().parent
 
 def code_stamp() -> str:
     """What identifies the code a process runs: the interpreter and its environment (a venv's
-    python is a link to another's), the package's folder and the newest of its modules."""
+    python is a link to another's), the package's folder and the newest of its files (modules,
+    schemas, templates, which the server has read once; not the scenarios and topologies an
+    installed package carries, which each run reads afresh)."""
     newest = 0
-    for folder, _, files in os.walk(PACKAGE):
+    for folder, subfolders, files in os.walk(PACKAGE):
+        if folder == str(PACKAGE):
+            subfolders[:] = [name for name in subfolders if name not in READ_BY_EACH_RUN]
+        subfolders[:] = [name for name in subfolders if name != "__pycache__"]
         for name in files:
-            if name.endswith(".py"):
-                with contextlib.suppress(OSError):
-                    newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
     return f"{os.path.realpath(sys.executable)}|{sys.prefix}|{PACKAGE}|{newest}"
 
 

@@ -6,12 +6,14 @@ nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,6 +291,21 @@ def test_a_run_with_other_code_or_paths_is_not_handed_off(lab: Lab, tmp_path: Pa
     assert "(warm lab)" in elsewhere.stdout, "the lab still plays its cells"
     assert "declined a wslab run: another WSLAB_HOME, WSLAB_CACHE or HOME" in lab.forkserver_log()
     assert "handed off" not in lab.forkserver_log()
+    # Whatever else reaches its socket is refused or dropped, and it keeps serving.
+    address = json.loads(lab.state.read_text())["forkserver"]
+    for garbage in (b"not json\n", b"{}\n", b'{"argv": ["run"], "cwd": "/", "env": {}}\n', b"x" * 2_000_000):
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(10)
+            connection.connect(address)
+            with contextlib.suppress(OSError):
+                connection.sendall(garbage)
+                answer = connection.recv(1000)
+                assert answer in (
+                    b"",
+                    b'{"declined": "not from this user, or without its standard streams"}\n',
+                )
+    played = lab("run", "-t", "direct", "--scenario", "websockets-echo")
+    assert played.returncode == 0 and lab.forkserver_log().count("a wslab run handed off") == 1
 
 
 @pytest.mark.fast
@@ -318,11 +335,23 @@ def test_the_code_stamp_follows_an_edited_module(tmp_path: Path, monkeypatch: py
     (package / "sub").mkdir(parents=True)
     (package / "a.py").write_text("")
     (package / "sub" / "b.py").write_text("")
+    (package / "sub" / "c.schema.json").write_text("{}")
+    for data in ("scenarios", "topologies", "__pycache__"):
+        (package / data).mkdir()
+        (package / data / "x").write_text("")
     monkeypatch.setattr(forkserver, "PACKAGE", package)
     before = forkserver.code_stamp()
     assert forkserver.code_stamp() == before
-    os.utime(package / "sub" / "b.py", ns=(time.time_ns() + 10**9,) * 2)
-    assert forkserver.code_stamp() != before
+    later = time.time_ns() + 10**9
+    # Scenarios and topologies are read by each run, bytecode is written by any: not the code.
+    for data in ("scenarios", "topologies", "__pycache__"):
+        os.utime(package / data / "x", ns=(later, later))
+    assert forkserver.code_stamp() == before
+    os.utime(package / "sub" / "c.schema.json", ns=(later, later))
+    schema_edited = forkserver.code_stamp()
+    assert schema_edited != before
+    os.utime(package / "sub" / "b.py", ns=(later + 10**9,) * 2)
+    assert forkserver.code_stamp() != schema_edited
 
 
 # Pure logic: matching a run to a lab.
