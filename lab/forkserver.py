@@ -33,7 +33,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 SWITCH = "WSLAB_FORKSERVER"
 STARTS_ITS_OWN = ("--fresh", "--run-dir", "--backend", "--target", "--app")
@@ -81,23 +81,33 @@ def hand_off(argv: list[str], state_file: Path) -> int | None:
         return None
     if not isinstance(address, str) or not address:
         return None
-    streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
-    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "stamp": code_stamp()}
+    # From here a Ctrl-C may come once the command runs there: kept until it can be passed on.
+    pending: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda number, _: pending.append(number)) for signum in PASSED_ON
+    }
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "stamp": code_stamp()}
         connection.settimeout(ANSWER_WITHIN)
         connection.connect(address)
         message = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(connection, [message], streams)
         connection.sendall(message[sent:])
-        answer = _read_line(connection)
+        reader = connection.makefile("rb")
+        started = _read_line(reader).get("started") is True
     except (OSError, ValueError):
+        started = False
+    if not started:
         connection.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in pending[:1]:  # interrupted before anything ran: end as that signal says
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         return None
-    if not answer.get("started"):
-        connection.close()
-        return None
-    return _wait_for_command(connection)
+    return _wait_for_command(connection, reader, pending)
 
 
 def _open(fd: int) -> bool:
@@ -119,21 +129,20 @@ def _starts_its_own(argv: list[str]) -> bool:
     return False
 
 
-def _read_line(connection: socket.socket) -> dict[str, Any]:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = connection.recv(4096)
-        if not chunk or len(data) > 64_000:
-            raise ValueError("the fork server closed the connection")
-        data += chunk
-    answer = json.loads(data)
+def _read_line(reader: BinaryIO) -> dict[str, Any]:
+    """The server's next message: one JSON object on a line (it may send two at once)."""
+    line = reader.readline(64_000)
+    if not line.endswith(b"\n"):
+        raise ValueError("the fork server closed the connection")
+    answer = json.loads(line)
     if not isinstance(answer, dict):
         raise ValueError("not an object")
     return answer
 
 
-def _wait_for_command(connection: socket.socket) -> int:
-    """Pass signals on until the server reports the command's end; exit as it did."""
+def _wait_for_command(connection: socket.socket, reader: BinaryIO, pending: list[int]) -> int:
+    """Pass signals on (``pending``: those that came before the command started) until the
+    server reports the command's end; exit as it did."""
 
     def pass_on(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -141,9 +150,11 @@ def _wait_for_command(connection: socket.socket) -> int:
 
     for signum in PASSED_ON:
         signal.signal(signum, pass_on)
+    for signum in pending:
+        pass_on(signum, None)
     connection.settimeout(None)
     try:
-        code = _read_line(connection).get("exit")
+        code = _read_line(reader).get("exit")
     except (OSError, ValueError):
         code = None
     if not isinstance(code, int):
@@ -199,7 +210,8 @@ def serve(address: str) -> NoReturn:
 
 def _log(line: str) -> None:
     """One line of the server's log (no arguments: they may hold a --token)."""
-    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+    with contextlib.suppress(OSError):  # a full disk must not stop the server
+        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
 def _preload() -> None:
@@ -256,10 +268,15 @@ def _accept(
         pid = os.fork()
         if pid == 0:
             _run_command(argv, cwd, env, fds, [*inherited, *filter(None, commands.values()), connection])
-        connection.sendall(b'{"started": true}\n')
-        connection.settimeout(None)
         commands[pid] = connection
         _log(f"{pid}: a wslab run handed off")
+        try:
+            connection.sendall(b'{"started": true}\n')
+        except OSError:  # its user is gone already
+            os.kill(pid, signal.SIGKILL)
+            commands[pid] = None
+            raise
+        connection.settimeout(None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         connection.close()
     finally:
