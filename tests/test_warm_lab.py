@@ -232,6 +232,10 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
     assert played.stdout.startswith("wslab · 1 topology × 2 scenarios · local backend (warm lab)")
     assert "json: r.json" in played.stdout + played.stderr and (work / "r.json").is_file()
     assert lab.forkserver_log().count("a wslab run handed off") == 1
+    # A command that ends at once (its start and end reach the user's process together) runs once.
+    mistaken = lab("run", "-t", "direct", "--scenario", "no-such-scenario", cwd=work)
+    assert mistaken.returncode == 2 and mistaken.stderr.count("no scenario matches no-such-scenario") == 1
+    assert lab.forkserver_log().count("a wslab run handed off") == 2
     # An {env:NAME} of the scenarios is read from the user's environment, not the lab's.
     (work / "held.yaml").write_text(HELD)
     env = {**lab.env, "WSLAB_TEST_NAME": "from-the-user"}
@@ -243,11 +247,11 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
         text=True,
     )
     assert named.returncode == 0, named.stdout + named.stderr
-    assert lab.forkserver_log().count("a wslab run handed off") == 2
+    assert lab.forkserver_log().count("a wslab run handed off") == 3
     command = [sys.executable, "-m", "wslab", "run", "-t", "direct", "-s", "held.yaml", "--scenario", "held"]
 
     interrupted = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: lab.forkserver_log().count("handed off") == 3, "the held run was not handed off")
+    wait_for(lambda: lab.forkserver_log().count("handed off") == 4, "the held run was not handed off")
     time.sleep(1)
     interrupted.send_signal(signal.SIGINT)
     out, err = interrupted.communicate(timeout=30)
@@ -256,7 +260,7 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
     wait_for(lambda: not processes_in(work), "the interrupted run left processes behind", 10)
 
     killed = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: lab.forkserver_log().count("handed off") == 4, "the held run was not handed off")
+    wait_for(lambda: lab.forkserver_log().count("handed off") == 5, "the held run was not handed off")
     time.sleep(1)
     assert processes_in(work), "the handed-off run works in the user's folder"
     killed.kill()
@@ -274,7 +278,7 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
         check=True,
     )
     assert b"(warm lab)" in with_off.stdout
-    assert lab.forkserver_log().count("handed off") == 5, "WSLAB_FORKSERVER=off runs in the user's process"
+    assert lab.forkserver_log().count("handed off") == 6, "WSLAB_FORKSERVER=off runs in the user's process"
 
 
 def test_a_run_with_other_code_or_paths_is_not_handed_off(lab: Lab, tmp_path: Path) -> None:
