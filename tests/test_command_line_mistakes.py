@@ -104,7 +104,7 @@ def test_json_to_standard_output_leaves_the_matrix_on_standard_error(tmp_path: P
     assert result.returncode == 1, result.stderr
     run = json.loads(result.stdout)
     assert run["format"] == "wslab.results/2" and len(run["cells"]) == len(run["scenarios"])
-    assert "wslab · 1 topologies" in result.stderr
+    assert "wslab · 1 topology × 13 scenarios" in result.stderr
 
 
 @pytest.mark.parametrize("json_to", ["file", "stdout"])

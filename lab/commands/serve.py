@@ -92,16 +92,20 @@ async def _serve(
         console.print(f"{server} behind {len(topologies)} topologies; logs in {run_dir}", markup=False)
         for deployment in deployments.values():
             print_deployment(console, deployment)
-        await lab.publish()
         if backend.control is not None:
             host, port = backend.control
             console.print(f"From another terminal: wslab watch --control {host}:{port}", markup=False)
         receiver = "your app" if backend.app else "the server"
-        if not os.environ.get(DETACH_TOKEN):
-            # Detached, the output goes to a file nobody reads as it comes: `wslab watch` shows it.
-            console.print("`wslab run` plays its cells on these topologies (a warm lab).", markup=False)
+        detached = bool(os.environ.get(DETACH_TOKEN))
+        if not detached:
+            # From the moment the URLs are out, before the lab is published (which waits for its
+            # fork server): a request sent at once is printed too. Detached, the output goes to a
+            # file nobody reads as it comes: `wslab watch` shows it.
             console.print(f"What {receiver} receives is printed below. Ctrl-C stops everything.")
             backend.feed.subscribers.append(_event_printer(console))
+        await lab.publish()
+        if not detached:
+            console.print("`wslab run` plays its cells on these topologies (a warm lab).", markup=False)
         await lab.stopped.wait()
     finally:
         await lab.withdraw()
