@@ -100,6 +100,10 @@ class HandshakeGate:
                 yield turn
                 if turn.refused:
                     await asyncio.sleep(self.settle)
+                    # A busy loop may not have read the app's output yet: a few turns of it
+                    # read what the app wrote within the settle while this cell holds the gate.
+                    for _ in range(3):
+                        await asyncio.sleep(0)
             finally:
                 turn.end = time.time()
 
