@@ -87,27 +87,37 @@ def hand_off(argv: list[str], state_file: Path) -> int | None:
         signum: signal.signal(signum, lambda number, _: pending.append(number)) for signum in PASSED_ON
     }
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
     try:
-        streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "stamp": code_stamp()}
         connection.settimeout(ANSWER_WITHIN)
         connection.connect(address)
         message = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(connection, [message], streams)
-        connection.sendall(message[sent:])
+        if sent < len(message):  # not an empty send: the server may have answered and closed
+            connection.sendall(message[sent:])
         reader = connection.makefile("rb")
         started = _read_line(reader).get("started") is True
     except (OSError, ValueError):
         started = False
-    if not started:
-        connection.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in pending[:1]:  # interrupted before anything ran: end as that signal says
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-        return None
-    return _wait_for_command(connection, reader, pending)
+    finally:
+        for stand_in in set(streams) - {0, 1, 2}:
+            os.close(stand_in)
+    code = _wait_for_command(connection, reader, pending) if started else None
+    connection.close()
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    if code is None and pending:  # interrupted before anything ran: end as that signal says
+        _die_by(pending[0])
+    if code is not None and code < 0:  # the command died by a signal: so does this process
+        _die_by(-code)
+    return code
+
+
+def _die_by(signum: int) -> None:
+    """End as ``signum`` ends a process (what a shell expects of an interrupted command)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _open(fd: int) -> bool:
@@ -142,7 +152,7 @@ def _read_line(reader: BinaryIO) -> dict[str, Any]:
 
 def _wait_for_command(connection: socket.socket, reader: BinaryIO, pending: list[int]) -> int:
     """Pass signals on (``pending``: those that came before the command started) until the
-    server reports the command's end; exit as it did."""
+    server reports the command's end; its exit status (negative: the signal that ended it)."""
 
     def pass_on(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
@@ -160,9 +170,6 @@ def _wait_for_command(connection: socket.socket, reader: BinaryIO, pending: list
     if not isinstance(code, int):
         print("wslab: the warm lab stopped during the run (wslab up again)", file=sys.stderr)
         return 3
-    if code < 0:  # died by a signal: so does this process, as a shell expects
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
     return code
 
 

@@ -86,3 +86,10 @@ def test_other_commands_are_never_handed_off(tmp_path: Path) -> None:
     state.write_text(json.dumps({"forkserver": str(tmp_path / "never-connected.sock")}))
     for argv in (["up"], ["report", "r.json"], ["explain", "x"], []):
         assert forkserver.hand_off(argv, state) is None
+
+
+def test_the_process_has_its_own_signal_handlers_back_after_a_run(tmp_path: Path) -> None:
+    before = {signum: signal.getsignal(signum) for signum in forkserver.PASSED_ON}
+    state = serving(tmp_path, lambda connection, _: connection.sendall(b'{"started": true}\n{"exit": 0}\n'))
+    assert forkserver.hand_off(["run"], state) == 0
+    assert {signum: signal.getsignal(signum) for signum in forkserver.PASSED_ON} == before
