@@ -4,8 +4,9 @@ The app's output is read as it comes (:class:`AppLog`). An entry is tied to a
 cell by, in order: the cell's ``wslab-cell`` id in the line (apps that log
 request lines), the tap's own port toward the app in the line (uvicorn logs
 its peer ``127.0.0.1:PORT``), or time: the lab lets one handshake at a time
-reach an app (:class:`HandshakeGate`) and waits a moment after a refused one,
-so an entry that arrives while a cell holds the gate is that cell's. Entries
+reach an app (:class:`HandshakeGate`) and waits a moment after one whose
+connection ended within it (refused, or upgraded and dropped, as a raw
+handshake is), so an entry that arrives while a cell holds the gate is that cell's. Entries
 tied to no cell stay with the run. A websockets error at the end of an entry
 (``websockets.exceptions.InvalidUpgrade: missing Connection header``) becomes
 the connection's error, as if the probe server had raised it.
@@ -30,9 +31,10 @@ MAX_LINE_CHARS = 8_000
 SAME_WRITE = 0.5
 """A traceback is one entry when its lines come within this many seconds (it is written at
 once, but may be read in several chunks)."""
-REFUSED_SETTLE = 0.03
-"""Seconds the gate stays held after a handshake that did not upgrade: websockets logs
-"opening handshake failed" just after it sends the refusal."""
+ENDED_SETTLE = 0.03
+"""Seconds the gate stays held after a handshake whose connection ended within it: websockets
+logs "opening handshake failed" just after it sends a refusal, and "connection handler failed"
+just after an upgraded connection drops with no close frame."""
 
 Stream = Literal["stdout", "stderr"]
 
@@ -87,18 +89,19 @@ class HandshakeGate:
     """Lets one cell's opening handshake at a time reach one app, and remembers each cell's
     turn, so that what the app logs meanwhile can be tied to that cell by time."""
 
-    settle: float = REFUSED_SETTLE
+    settle: float = ENDED_SETTLE
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[Turn]:
-        """Hold the gate for one opening step; set ``turn.refused`` when it did not upgrade, to
-        keep the gate a moment longer for the app's error line."""
+        """Hold the gate for one opening step; set ``turn.ended`` when the step's connection did
+        not stay open (refused, or upgraded and dropped), to keep the gate a moment longer for
+        the app's line about its end."""
         async with self._lock:
             turn = Turn(start=time.time())
             try:
                 yield turn
-                if turn.refused:
+                if turn.ended:
                     await asyncio.sleep(self.settle)
                     # A busy loop may not have read the app's output yet: a few turns of it
                     # read what the app wrote within the settle while this cell holds the gate.
@@ -114,7 +117,7 @@ class Turn:
 
     start: float
     end: float = 0.0
-    refused: bool = False
+    ended: bool = False
 
 
 CELL_ID = re.compile(r"wslab-cell=([A-Za-z0-9_-]+)")
@@ -147,13 +150,16 @@ EXCEPTION_LINE = re.compile(
 )
 
 
-def server_error(entries: Iterable[AppLogLine]) -> ServerError | None:
-    """The websockets error an entry ends with, read as the probe server would report it: the
-    last exception line is the one raised, the one before it (``The above exception was the
-    direct cause``) its cause."""
+def handshake_error(entries: Iterable[AppLogLine]) -> ServerError | None:
+    """The websockets error of a refused opening handshake an entry ends with, read as the probe
+    server would report it: the last exception line is the one raised, the one before it (``The
+    above exception was the direct cause``) its cause. A ConnectionClosed error is never one:
+    websockets raises it only on a connection that upgraded."""
     for entry in entries:
         raised = [m for line in entry.text.splitlines() if (m := EXCEPTION_LINE.match(line))]
         if not raised or not _from_websockets(entry.text, raised[-1].group(0)):
+            continue
+        if raised[-1].group("type").startswith("ConnectionClosed"):
             continue
         outer = raised[-1]
         cause = (

@@ -235,7 +235,7 @@ class Client:
             try:
                 return await run
             finally:
-                turn.refused = not self.transcript.upgraded
+                turn.ended = self.websocket is None and self.page is None
 
     def _timeout_for(self, action: str, argument: Any) -> float:
         if action == "idle":

@@ -24,7 +24,7 @@ from typing import cast
 import websockets
 
 from . import faults, lifecycle
-from .app_log import AppLog, attribute, server_error
+from .app_log import AppLog, attribute, handshake_error
 from .backends import READY, UNAVAILABLE, Backend, Deployment
 from .browser import BrowserUnavailable, Chromium
 from .client import Client
@@ -235,7 +235,7 @@ def _app_said(
     read from those lines where the tap could not know it."""
     ports = {c.tap.upstream_local_port for c in connections if c.tap and c.tap.upstream_local_port}
     logged = attribute(log.between(started, time.time()), cell_id, ports, client.turns)[:APP_LOG_MAX_ENTRIES]
-    error = server_error(logged)
+    error = handshake_error(logged)
     if error is None or not connections:
         return logged, connections
     # The refused connection is the one the error is about: the first without an upgrade.

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from wslab.app_log import AppLog, HandshakeGate, Turn, attribute, server_error
+from wslab.app_log import AppLog, HandshakeGate, Turn, attribute, handshake_error
 from wslab.records import AppLogLine
 
 pytestmark = pytest.mark.fast
@@ -23,6 +23,18 @@ Traceback (most recent call last):
   File "/usr/lib/python3/dist-packages/websockets/server.py", line 233, in process_request
     raise InvalidUpgrade(
 websockets.exceptions.InvalidUpgrade: missing Connection header"""
+
+HANDLER_FAILED = """\
+ERROR websockets.server connection handler failed
+Traceback (most recent call last):
+  File "/root/.cache/wslab/websockets-15.0.1/websockets/asyncio/server.py", line 376, in conn_handler
+    await self.handler(connection)
+  File "/app/app.py", line 15, in echo
+    async for message in websocket:
+  File "/root/.cache/wslab/websockets-15.0.1/websockets/asyncio/connection.py", line 322, in recv
+    raise self.protocol.close_exc from self.recv_exc
+websockets.exceptions.ConnectionClosedError: no close frame received or sent"""
+"""What websockets logs when an upgraded connection drops (a raw handshake's client closes)."""
 
 CHAINED = """\
 opening handshake failed
@@ -90,7 +102,7 @@ def test_an_entry_goes_to_the_cell_it_names_then_its_port_then_its_turn() -> Non
 
 
 def test_the_websockets_error_is_read_as_the_server_would_report_it() -> None:
-    error = server_error([entry("connection open"), entry(WEBSOCKETS_REFUSAL)])
+    error = handshake_error([entry("connection open"), entry(WEBSOCKETS_REFUSAL)])
     assert error is not None
     assert (error.type, error.text, error.cause, error.source) == (
         "InvalidUpgrade",
@@ -98,23 +110,29 @@ def test_the_websockets_error_is_read_as_the_server_would_report_it() -> None:
         "",
         "app log",
     )
-    chained = server_error([entry(CHAINED)])
+    chained = handshake_error([entry(CHAINED)])
     assert chained is not None
     assert (chained.type, chained.text) == ("InvalidMessage", "did not receive a valid HTTP request")
     assert chained.cause == "EOFError: connection closed while reading HTTP request line"
-    assert server_error([entry("ValueError: not from websockets at all")]) is None
-    assert server_error([entry("ERROR:    Exception in ASGI application")]) is None
+    assert handshake_error([entry("ValueError: not from websockets at all")]) is None
+    assert handshake_error([entry("ERROR:    Exception in ASGI application")]) is None
 
 
-def test_the_gate_lets_one_handshake_through_at_a_time_and_waits_after_a_refusal() -> None:
+def test_a_dropped_connection_is_never_a_refused_handshakes_error() -> None:
+    assert handshake_error([entry(HANDLER_FAILED)]) is None
+    after = handshake_error([entry(HANDLER_FAILED), entry(WEBSOCKETS_REFUSAL)])
+    assert after is not None and after.type == "InvalidUpgrade"
+
+
+def test_the_gate_lets_one_handshake_through_at_a_time_and_waits_after_an_end() -> None:
     async def scenario() -> list[Turn]:
         gate = HandshakeGate(settle=0.05)
         turns: list[Turn] = []
 
-        async def cell(refused: bool) -> None:
+        async def cell(ended: bool) -> None:
             async with gate.turn() as turn:
                 await asyncio.sleep(0.01)
-                turn.refused = refused
+                turn.ended = ended
             turns.append(turn)
 
         await asyncio.gather(cell(True), cell(False), cell(False))
@@ -123,5 +141,5 @@ def test_the_gate_lets_one_handshake_through_at_a_time_and_waits_after_a_refusal
     turns = asyncio.run(scenario())
     spans = sorted((t.start, t.end) for t in turns)
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
-    refused = next(t for t in turns if t.refused)
-    assert refused.end - refused.start >= 0.055, "held for the settle after a refusal"
+    ended = next(t for t in turns if t.ended)
+    assert ended.end - ended.start >= 0.055, "held for the settle after the connection ended"

@@ -98,6 +98,7 @@ def test_scenarios_that_need_the_probe_server_are_not_applicable(
     assert [entry.text for entry in run.app.unattributed if "handshake failed" in entry.text] == [], (
         "the lab's own readiness checks never reach the app"
     )
+    assert_drops_logged_by_the_cells_that_dropped(run)
     assert "your app (" in page and "· not applicable" in page
     assert "your app logged 'missing Connection header'" in page
 
@@ -109,6 +110,25 @@ def test_the_fixed_app_passes_the_plain_http_cells(tmp_path: Path, seed_app: str
     for topology in ("haproxy-default", "replit-dev"):
         for scenario in (*PLAIN_HTTP, "websockets-echo"):
             assert run.cell(topology, scenario).outcome == Outcome.PASS, (topology, scenario)
+    assert_drops_logged_by_the_cells_that_dropped(run)
+
+
+def assert_drops_logged_by_the_cells_that_dropped(run: Run) -> None:
+    """websockets logs "connection handler failed" when an upgraded connection drops with no
+    close frame: what a raw handshake does when it ends. That line is the raw cell's, never
+    another cell's whose turn at the gate came next."""
+    dropped = {
+        (cell.topology, cell.scenario)
+        for cell in run.cells
+        if cell.client is not None and cell.client.kind == "raw" and cell.client.upgraded
+    }
+    assert dropped, "the run has raw handshakes that upgrade"
+    logged = {
+        (cell.topology, cell.scenario)
+        for cell in run.cells
+        if any("connection handler failed" in line.text for line in cell.app_log)
+    }
+    assert logged and logged <= dropped, logged - dropped
 
 
 def test_a_uvicorn_app_runs_through_every_topology(tmp_path: Path) -> None:
