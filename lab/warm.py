@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .app import AppSpec
-from .backends import READY, Deployment, StackOptions
+from .backends import ACCELERATED, READY, Deployment, StackOptions
 from .backends.local import dump_path, read_log
 from .endpoint import Endpoint
 from .errors import LabFailure
@@ -211,6 +211,27 @@ def mismatch(
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         return f"it does not run {shown} (start it with those topologies)"
     return None
+
+
+def run_hint(options: dict[str, Any], names: list[str], everything: list[str]) -> str:
+    """The ``wslab run`` command line that plays its cells on a lab started with ``options`` (a
+    StackOptions as a dict) running the topologies ``names``, out of ``everything`` a run plays by
+    default: ``wslab run`` itself defaults to accelerated time limits, ``wslab up`` to faithful."""
+    defaults = asdict(StackOptions(time_scale=ACCELERATED))
+    flags = []
+    if options.get("time_scale") != defaults["time_scale"]:
+        flags.append("--faithful")
+    if options.get("websockets_version") is not None:
+        flags.append(f"--websockets {options['websockets_version']}")
+    if options.get("answer_plain_http"):
+        flags.append("--answer-plain-http")
+    if options.get("ping_interval", defaults["ping_interval"]) != defaults["ping_interval"]:
+        flags.append(f"--ping-interval {options['ping_interval']:g}")
+    if options.get("redact") is False:
+        flags.append("--no-redact")
+    if set(everything) - set(names):
+        flags += [f"-t {name}" for name in names]
+    return " ".join(["wslab run", *flags])
 
 
 def _timing(scale: object) -> str:

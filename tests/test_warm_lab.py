@@ -25,8 +25,10 @@ from conftest import comparable
 
 from wslab import forkserver, results, warm
 from wslab.backends import ACCELERATED, StackOptions
+from wslab.cli import build_parser
+from wslab.commands.common import probe_options
 from wslab.records import DeploymentStatus
-from wslab.topology import load_topologies
+from wslab.topology import load_topologies, select_topologies
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ["direct", "nginx-default", "haproxy-default", "varnish-default"]
@@ -95,6 +97,20 @@ def lab(tmp_path: Path):
     lab = Lab(tmp_path)
     yield lab
     lab("down", timeout=60)
+
+
+def test_the_run_up_prints_plays_on_its_lab(lab: Lab, tmp_path: Path) -> None:
+    """`wslab up` defaults to faithful time limits and `wslab run` to accelerated ones: the run it
+    names is one that uses it, as typed."""
+    started = lab("up", "--detach", "-t", "direct", "-t", "nginx-default")
+    assert started.returncode == 0, started.stderr
+    named = re.search(r"`(wslab run[^`]*)` plays its cells", started.stdout)
+    assert named and named[1] == "wslab run --faithful -t direct -t nginx-default", started.stdout
+    played = lab(*named[1].split()[1:], "--json", str(tmp_path / "run.json"))
+    assert played.returncode in (0, 1), played.stderr
+    assert "(warm lab)" in played.stdout and "not using the warm lab" not in played.stderr
+    default = lab("run", "-t", "direct", "--json", str(tmp_path / "default.json"))
+    assert "not using the warm lab (wslab up): it runs faithful (--faithful) time limits" in default.stderr
 
 
 def test_run_plays_its_cells_on_the_warm_lab_as_a_cold_run_would(lab: Lab, tmp_path: Path) -> None:
@@ -394,6 +410,38 @@ def test_a_lab_matches_the_same_options_and_topologies() -> None:
         state, [known[name] for name in ("haproxy-default", "envoy-default")], options, None
     )
     assert missing == "it does not run haproxy-default, envoy-default (start it with those topologies)"
+
+
+@pytest.mark.parametrize(
+    ("up_args", "hint"),
+    [
+        ([], "wslab run --faithful"),
+        (["--accelerated"], "wslab run"),
+        (
+            ["-t", "direct", "-t", "nginx"],
+            "wslab run --faithful -t direct -t nginx-default -t nginx-websocket -t nginx-websocket-map",
+        ),
+        (
+            ["--accelerated", "--answer-plain-http", "--ping-interval", "5", "--no-redact", "-t", "replit"],
+            "wslab run --answer-plain-http --ping-interval 5 --no-redact -t replit-autoscale -t replit-dev "
+            "-t replit-reserved-vm -t replit-static",
+        ),
+        (["--websockets", "15.0.1", "-t", "direct"], "wslab run --faithful --websockets 15.0.1 -t direct"),
+    ],
+)
+@pytest.mark.fast
+def test_up_names_the_run_that_plays_on_it(up_args: list[str], hint: str) -> None:
+    """What `wslab up` prints is a run its lab matches: parsed as the command line parses it, it
+    asks for the lab's options and only topologies the lab runs."""
+    up_parsed = build_parser().parse_args(["up", *up_args])
+    options, names = probe_options(up_parsed), [t.name for t in select_topologies(up_parsed.topology)]
+    shown = warm.run_hint(asdict(options), names, list(load_topologies()))
+    assert shown == hint
+    run_parsed = build_parser().parse_args(shown.split()[1:])
+    state = state_for(options, names)
+    assert (
+        warm.mismatch(state, select_topologies(run_parsed.topology), probe_options(run_parsed), None) is None
+    )
 
 
 @pytest.mark.fast

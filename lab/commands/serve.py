@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import websockets
@@ -34,7 +35,7 @@ from .common import (
     run_folder,
     until_signal,
 )
-from .warm_lab import DETACH_TOKEN, KeptLab, print_deployment
+from .warm_lab import DETACH_TOKEN, KeptLab, print_deployment, warm_use
 
 
 def describe_event(event: Event) -> str:
@@ -105,7 +106,8 @@ async def _serve(
             backend.feed.subscribers.append(_event_printer(console))
         await lab.publish()
         if not detached:
-            console.print("`wslab run` plays its cells on these topologies (a warm lab).", markup=False)
+            use = warm_use(asdict(backend.probe), [t.name for t in topologies], backend.app is not None)
+            console.print(f"{use}.", markup=False)
         await lab.stopped.wait()
     finally:
         await lab.withdraw()
