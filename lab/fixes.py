@@ -24,13 +24,16 @@ import textwrap
 from dataclasses import dataclass
 
 _HOOK_COMMENT = """\
-    # Browser tabs, preview panes and health checks send no Sec-WebSocket-Key: answer them
-    # with 200 before websockets checks the upgrade (it would answer 426 and log "{wording}
-    # Connection header"). A client whose upgrade a proxy stripped keeps its key: it still
-    # fails, and shows in the log, until that proxy is fixed."""
+    # Browser tabs, preview panes and health checks send no
+    # Sec-WebSocket-Key: answer them with 200 before websockets
+    # checks the upgrade (it would answer 426 and log "{wording}
+    # Connection header"). A client whose upgrade a proxy stripped
+    # keeps its key: it still fails, and shows in the log, until
+    # that proxy is fixed."""
 
 _LISTEN_COMMENT = """\
-    # 0.0.0.0: platforms (Replit included) only reach a port bound on every interface."""
+    # 0.0.0.0: platforms (Replit included) only reach a port bound
+    # on every interface."""
 
 ASYNCIO_PROGRAM = f"""\
 import asyncio
@@ -55,8 +58,10 @@ async def handler(websocket):  # your handler
 async def main():
 {_LISTEN_COMMENT}
     port = int(os.environ.get("PORT", "8000"))
-    async with serve(handler, "0.0.0.0", port, process_request=process_request):
-        await asyncio.get_running_loop().create_future()  # run forever
+    async with serve(
+        handler, "0.0.0.0", port, process_request=process_request
+    ):
+        await asyncio.get_running_loop().create_future()  # forever
 
 
 if __name__ == "__main__":
@@ -85,7 +90,9 @@ def handler(websocket):  # your handler
 def main():
 {_LISTEN_COMMENT}
     port = int(os.environ.get("PORT", "8000"))
-    with serve(handler, "0.0.0.0", port, process_request=process_request) as server:
+    with serve(
+        handler, "0.0.0.0", port, process_request=process_request
+    ) as server:
         server.serve_forever()
 
 
@@ -98,13 +105,15 @@ import asyncio
 import os
 from http import HTTPStatus
 
-from websockets.legacy.server import serve  # what websockets.serve was before 14.0
+# What websockets.serve was before 14.0:
+from websockets.legacy.server import serve
 
 
 async def process_request(path, request_headers):
 {_HOOK_COMMENT.format(wording="empty")}
     if "Sec-WebSocket-Key" not in request_headers:
-        return HTTPStatus.OK, [("Content-Type", "text/plain; charset=utf-8")], b"OK\\n"
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        return HTTPStatus.OK, headers, b"OK\\n"
     return None
 
 
@@ -116,8 +125,10 @@ async def handler(websocket):  # your handler
 async def main():
 {_LISTEN_COMMENT}
     port = int(os.environ.get("PORT", "8000"))
-    async with serve(handler, "0.0.0.0", port, process_request=process_request):
-        await asyncio.get_running_loop().create_future()  # run forever
+    async with serve(
+        handler, "0.0.0.0", port, process_request=process_request
+    ):
+        await asyncio.get_running_loop().create_future()  # forever
 
 
 if __name__ == "__main__":
@@ -191,8 +202,10 @@ async def handler(websocket):  # your handler
 
 async def main():
     async with serve(handler, "0.0.0.0", 8080) as server:
-        # On SIGTERM, close(): stop accepting, close every connection with 1001 Going Away.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.close)
+        # On SIGTERM, close(): stop accepting, close each connection
+        # with 1001 Going Away.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, server.close)
         await server.wait_closed()
 
 

@@ -436,7 +436,7 @@ def test_a_redeploy_cut_without_a_close_frame_names_the_grace_period_and_the_sig
     cut = lived_through("redeploy", closed_after=0.2, code=1006, frame=False)
     found = diagnose(cut, _platform("cloudrun"), [])
     assert found.rule == "redeploy-cut-without-close"
-    assert "add_signal_handler(signal.SIGTERM, server.close)" in found.fix
+    assert "loop.add_signal_handler(signal.SIGTERM, server.close)" in found.fix
     # One fix whatever the platform, so the summary prints the program once for every such cell.
     assert diagnose(cut, _platform("heroku"), []).fix == found.fix
     quiet = diagnose(

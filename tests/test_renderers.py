@@ -7,6 +7,7 @@ keep-alive proxy) and a pass, as records.
 from __future__ import annotations
 
 import json
+import textwrap
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -14,7 +15,7 @@ from builders import CHROME_TAB, UPGRADE, connection, request, run_of, topology,
 from markdown_it import MarkdownIt
 from rich.console import Console
 
-from wslab import results
+from wslab import fixes, results
 from wslab.deployment_choice import Choice, Reason
 from wslab.diagnosis import diagnose
 from wslab.evidence import Evidence
@@ -124,6 +125,21 @@ def test_a_fix_shared_by_two_causes_is_printed_once() -> None:
         "fix: as for plain-http-through-keepalive-proxy above" in text
         or "fix: as for client-sent-no-upgrade above" in text
     )
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_fix_program_copied_from_the_terminal_is_the_program(width: int) -> None:
+    """Prose is wrapped to the width; a program's lines are not (a wrapped comment would not
+    run), and at 80 columns they fit."""
+    console = Console(record=True, width=width)
+    terminal.render(seed_run(), console)
+    lines = console.export_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.strip() == "import asyncio")
+    end = next(n for n, line in enumerate(lines) if line.strip() == "asyncio.run(main())")
+    copied = textwrap.dedent("\n".join(lines[start : end + 1])) + "\n"
+    assert copied == fixes.ASYNCIO_PROGRAM
+    compile(copied, "fix.py", "exec")
+    assert max(len(line) for line in lines) <= width
 
 
 def test_markdown_is_one_table_with_the_legend_and_causes() -> None:

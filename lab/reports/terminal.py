@@ -180,13 +180,22 @@ def _cause_lines(
     return lines
 
 
+CODE_INDENT = "    "
+"""A fix's lines that start with this are code (a config's lines, a program)."""
+
+
 def _code(text: str, width: int, style: str, indent: str) -> list[Text]:
-    """A fix (prose and code lines): each line wrapped on its own, keeping its indentation."""
+    """A fix: its prose lines wrapped, each keeping its indentation; its code lines (and the
+    blank lines between them) kept whole, so that what is copied from the terminal still runs:
+    a line too long for it is the terminal's to fold."""
     lines: list[Text] = []
     for number, line in enumerate(printable(text, multiline=True).splitlines()):
         body = line.lstrip(" ")
         lead = indent + ("" if number == 0 else INDENT) + " " * (len(line) - len(body))
-        lines += _wrapped(body, width, style, indent=lead + INDENT, first=lead)
+        if number and (line.startswith(CODE_INDENT) or not body):
+            lines.append(terminal_text(lead + body if body else "", style))
+        else:
+            lines += _wrapped(body, width, style, indent=lead + INDENT, first=lead)
     return lines
 
 
