@@ -138,7 +138,7 @@ def _last_lines(log: ContainerAppLog) -> str:
 def put_behind(deployments: list[Deployment], log: ContainerAppLog) -> None:
     """Mark every deployment as standing in front of the app's container: its log tied to their
     cells, one opening handshake at a time through them all (one app)."""
-    gate = HandshakeGate()
+    gate = HandshakeGate(log.log)
     for deployment in deployments:
         deployment.behind_app, deployment.app_log, deployment.gate = True, log.log, gate
 

@@ -6,7 +6,9 @@ request lines), the tap's own port toward the app in the line (uvicorn logs
 its peer ``127.0.0.1:PORT``), or time: the lab lets one handshake at a time
 reach an app (:class:`HandshakeGate`) and waits a moment after one whose
 connection ended within it (refused, or upgraded and dropped, as a raw
-handshake is), so an entry that arrives while a cell holds the gate is that cell's. Entries
+handshake is) for what the app writes about that end, so an entry that arrives
+while a cell holds the gate is that cell's (if any of its connections reached
+the app: the runner ties nothing by time to a cell whose never did). Entries
 tied to no cell stay with the run. A websockets error at the end of an entry
 (``websockets.exceptions.InvalidUpgrade: missing Connection header``) becomes
 the connection's error, as if the probe server had raised it.
@@ -32,9 +34,13 @@ SAME_WRITE = 0.5
 """A traceback is one entry when its lines come within this many seconds (it is written at
 once, but may be read in several chunks)."""
 ENDED_SETTLE = 0.03
-"""Seconds the gate stays held after a handshake whose connection ended within it: websockets
-logs "opening handshake failed" just after it sends a refusal, and "connection handler failed"
-just after an upgraded connection drops with no close frame."""
+"""Seconds the gate stays held at most after a handshake whose connection ended within it:
+websockets logs "opening handshake failed" just after it sends a refusal, and "connection
+handler failed" just after an upgraded connection drops with no close frame."""
+QUIET = 0.01
+"""Once the app has written since the connection ended, the gate is let go after it has been
+quiet this long: the app has said what it had to say about that end (its records for one event
+come together; a traceback is one write)."""
 
 Stream = Literal["stdout", "stderr"]
 
@@ -44,10 +50,13 @@ class AppLog:
 
     def __init__(self, max_lines: int = MAX_LINES) -> None:
         self.entries: deque[AppLogLine] = deque(maxlen=max_lines)
+        self.last_read = 0.0
+        """When (time.monotonic()) the lab last read something the app wrote."""
 
     def add(self, stream: Stream, lines: list[str], at: float | None = None) -> None:
         """Lines read from ``stream``: each a new entry, except the lines that carry on a
         traceback, which join the entry it started in."""
+        self.last_read = time.monotonic()
         at = time.time() if at is None else at
         for line in lines:
             last = self.entries[-1] if self.entries else None
@@ -89,7 +98,10 @@ class HandshakeGate:
     """Lets one cell's opening handshake at a time reach one app, and remembers each cell's
     turn, so that what the app logs meanwhile can be tied to that cell by time."""
 
+    log: AppLog | None = None
+    """The app's log: once the app has written about the end and gone quiet, the settle is over."""
     settle: float = ENDED_SETTLE
+    quiet: float = QUIET
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @asynccontextmanager
@@ -101,14 +113,32 @@ class HandshakeGate:
             turn = Turn(start=time.time())
             try:
                 yield turn
+            except Exception:
+                # A step that failed (a refusal raised, a relay that never came) ended its
+                # connection as surely as one that returned.
                 if turn.ended:
-                    await asyncio.sleep(self.settle)
-                    # A busy loop may not have read the app's output yet: a few turns of it
-                    # read what the app wrote within the settle while this cell holds the gate.
-                    for _ in range(3):
-                        await asyncio.sleep(0)
+                    await self._settle()
+                raise
+            else:
+                if turn.ended:
+                    await self._settle()
             finally:
                 turn.end = time.time()
+
+    async def _settle(self) -> None:
+        """Wait for what the app writes about the end: until it has written and then been quiet
+        for ``quiet`` s, at most ``settle`` s."""
+        ended = time.monotonic()
+        deadline = ended + self.settle
+        while (now := time.monotonic()) < deadline:
+            await asyncio.sleep(min(self.quiet, deadline - now))
+            last = self.log.last_read if self.log is not None else 0.0
+            if last > ended and time.monotonic() - last >= self.quiet:
+                return
+        # A busy loop may not have read the app's output yet: a few turns of it read what the
+        # app wrote within the settle while this cell holds the gate.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 @dataclass

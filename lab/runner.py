@@ -234,7 +234,10 @@ def _app_said(
     """What the user's app logged for this cell, and its connections with the websockets error
     read from those lines where the tap could not know it."""
     ports = {c.tap.upstream_local_port for c in connections if c.tap and c.tap.upstream_local_port}
-    logged = attribute(log.between(started, time.time()), cell_id, ports, client.turns)[:APP_LOG_MAX_ENTRIES]
+    # Time ties nothing to a cell none of whose connections reached the app (a proxy that
+    # answered itself): whatever the app wrote meanwhile was about another cell's.
+    turns = client.turns if connections else []
+    logged = attribute(log.between(started, time.time()), cell_id, ports, turns)[:APP_LOG_MAX_ENTRIES]
     error = handshake_error(logged)
     if error is None or not connections:
         return logged, connections

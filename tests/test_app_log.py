@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -122,6 +123,44 @@ def test_a_dropped_connection_is_never_a_refused_handshakes_error() -> None:
     assert handshake_error([entry(HANDLER_FAILED)]) is None
     after = handshake_error([entry(HANDLER_FAILED), entry(WEBSOCKETS_REFUSAL)])
     assert after is not None and after.type == "InvalidUpgrade"
+
+
+def test_the_gate_lets_go_once_the_app_has_said_its_piece() -> None:
+    """After an end the gate waits for the app's lines: once they came and the app has been quiet
+    a moment, the next cell need not wait out the whole settle; an app that writes nothing gets
+    all of it."""
+
+    async def held(writes: list[float]) -> float:
+        log = AppLog()
+        gate = HandshakeGate(log, settle=0.5, quiet=0.02)
+
+        async def app() -> None:
+            for delay in writes:
+                await asyncio.sleep(delay)
+                log.add("stderr", ["opening handshake failed"])
+
+        async with gate.turn() as turn:
+            turn.ended = True
+            writing = asyncio.ensure_future(app())
+        await writing
+        return turn.end - turn.start
+
+    async def failed() -> float:
+        gate = HandshakeGate(AppLog(), settle=0.2)
+        with contextlib.suppress(TimeoutError):
+            async with gate.turn() as turn:
+                turn.ended = True
+                raise TimeoutError("no relay within the patience")
+        return turn.end - turn.start
+
+    async def scenario() -> tuple[float, float, float, float]:
+        return await held([0.01]), await held([0.01, 0.01, 0.01]), await held([]), await failed()
+
+    once, thrice, silent, raised = asyncio.run(scenario())
+    assert 0.03 <= once < 0.2, once
+    assert 0.05 <= thrice < 0.25, ("each line keeps it a moment longer", thrice)
+    assert silent >= 0.5
+    assert raised >= 0.2, "a step that raised settles too"
 
 
 def test_the_gate_lets_one_handshake_through_at_a_time_and_waits_after_an_end() -> None:

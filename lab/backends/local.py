@@ -146,7 +146,7 @@ class LocalBackend:
         else:
             listeners = await self._start_probe(names, forward, direct)
         self.listeners = listeners
-        gates = {id(app): HandshakeGate() for app in self.apps.values()}
+        gates = {id(app): HandshakeGate(app.log) for app in self.apps.values()}
         # Shortest job first: while a C compiler and seven Envoys share two cores with them,
         # quick proxies take several times as long to come up, and any topology's cell may be
         # the run's longest (a 5 s step timeout). So the quick ones start alone, and each slower
