@@ -113,6 +113,14 @@ def test_the_run_up_prints_plays_on_its_lab(lab: Lab, tmp_path: Path) -> None:
     assert "not using the warm lab (wslab up): it runs faithful (--faithful) time limits" in default.stderr
 
 
+def test_a_lab_with_your_app_names_no_run(lab: Lab) -> None:
+    app = f"{sys.executable} {ROOT / 'examples' / 'websockets-app' / 'app.py'}"
+    started = lab("up", "--detach", "--accelerated", "--app", app, "-t", "direct")
+    assert started.returncode == 0, started.stderr
+    assert "This lab runs your app: a `wslab run` starts topologies of its own" in started.stdout
+    assert "plays its cells" not in started.stdout and "what your app receives" in started.stdout
+
+
 def test_run_plays_its_cells_on_the_warm_lab_as_a_cold_run_would(lab: Lab, tmp_path: Path) -> None:
     pid = up(lab)
     warm_out, cold_out = tmp_path / "warm.json", tmp_path / "cold.json"

@@ -190,14 +190,15 @@ def detach_command(argv: list[str]) -> int:
         print(printable(f"  {name:18} {where}"))
     host, port = state.control
     print(f"{warm_use(state.options, list(state.topologies), state.app is not None)};")
-    print(f"`wslab watch --control {host}:{port}` shows what the server receives; `wslab down` stops it.")
+    receiver = "your app" if state.app is not None else "the server"
+    print(f"`wslab watch --control {host}:{port}` shows what {receiver} receives; `wslab down` stops it.")
     return EXIT_OK
 
 
 def warm_use(options: dict[str, Any], names: list[str], app: bool = False) -> str:
     """How a run uses this lab, as a sentence without its full stop."""
     if app:
-        return "it runs your app: a `wslab run` starts topologies of its own"
+        return "This lab runs your app: a `wslab run` starts topologies of its own"
     hint = warm.run_hint(options, names, list(load_topologies()))
     return f"`{hint}` plays its cells on these topologies (a warm lab)"
 
