@@ -116,18 +116,18 @@ class HandshakeGate:
             except Exception:
                 # A step that failed (a refusal raised, a relay that never came) ended its
                 # connection as surely as one that returned.
-                if turn.ended:
-                    await self._settle()
+                await self._settle(turn)
                 raise
             else:
-                if turn.ended:
-                    await self._settle()
+                await self._settle(turn)
             finally:
                 turn.end = time.time()
 
-    async def _settle(self) -> None:
-        """Wait for what the app writes about the end: until it has written and then been quiet
-        for ``quiet`` s, at most ``settle`` s."""
+    async def _settle(self, turn: Turn) -> None:
+        """If the turn's connection ended, wait for what the app writes about it: until it has
+        written and then been quiet for ``quiet`` s, at most ``settle`` s."""
+        if not turn.ended:
+            return
         ended = time.monotonic()
         deadline = ended + self.settle
         while (now := time.monotonic()) < deadline:
