@@ -104,7 +104,11 @@ def parse_event(message: dict[str, Any]) -> Event | None:
 class ObservationFeed:
     """Collects the probe server's reports; lets cells wait for theirs."""
 
-    def __init__(self) -> None:
+    def __init__(self, retain: bool = True) -> None:
+        self.retain = retain
+        """Keep each report for the cells to wait for. A kept lab's own feed (``wslab up``) does
+        not: it only passes reports to its subscribers, and would otherwise grow with every run
+        played on the lab (lab/commands/warm_lab.py)."""
         self.hello_event: Hello | None = None
         self.observed: list[Observed] = []
         self.by_cell: dict[str, list[Observed]] = {}
@@ -137,6 +141,8 @@ class ObservationFeed:
                 fields = json.loads(message)
                 if fields.get("event") == "settled":
                     self._settled(fields)
+                elif not (self.retain or self.subscribers or fields.get("event") == "hello"):
+                    continue  # nobody wants it: read only to know when the channel ends
                 elif (event := parse_event(fields)) is not None:
                     self.add(event)
         except websockets.ConnectionClosed:
@@ -153,6 +159,8 @@ class ObservationFeed:
     def add(self, event: Event) -> None:
         if isinstance(event, Hello):
             self.hello_event = event
+        elif not self.retain:
+            pass
         elif isinstance(event, Observed):
             self.observed.append(event)
             for cell in event.cells:

@@ -44,6 +44,8 @@ class KeptLab:
     """A ``wslab up`` as a warm lab: its state file, and the requests runs send it (lab/warm.py)."""
 
     def __init__(self, backend: LocalBackend, run_dir: Path, console: Console) -> None:
+        # Runs follow the probe server on channels of their own; the lab's only prints.
+        backend.feed.retain = False
         self.backend = backend
         self.run_dir = run_dir
         self.console = console
