@@ -121,8 +121,18 @@ def test_a_lab_with_your_app_names_no_run(lab: Lab) -> None:
     assert "plays its cells" not in started.stdout and "what your app receives" in started.stdout
 
 
+def clients_of(port: int) -> int:
+    """How many connections to 127.0.0.1:``port`` are established (/proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    fields = [line.split() for line in lines]
+    return sum(1 for f in fields if f[2] == f"0100007F:{port:04X}" and f[3] == "01")
+
+
 def test_run_plays_its_cells_on_the_warm_lab_as_a_cold_run_would(lab: Lab, tmp_path: Path) -> None:
     pid = up(lab)
+    # Detached, the lab itself follows nothing the probe server records: the server has no
+    # subscriber to send its reports to until a run or a watch comes.
+    assert clients_of(json.loads(lab.state.read_text())["control"][1]) == 0
     warm_out, cold_out = tmp_path / "warm.json", tmp_path / "cold.json"
     warm_run = lab.run(warm_out)
     assert "(warm lab)" in warm_run.stdout and "not using the warm lab" not in warm_run.stderr

@@ -98,7 +98,11 @@ async def _serve(
             console.print(f"From another terminal: wslab watch --control {host}:{port}", markup=False)
         receiver = "your app" if backend.app else "the server"
         detached = bool(os.environ.get(DETACH_TOKEN))
-        if not detached:
+        if detached:
+            # Nothing here reads what the server receives (runs and `wslab watch` follow it on
+            # channels of their own): no channel, and no reports for the server to send it.
+            await backend.feed.stop()
+        else:
             # From the moment the URLs are out, before the lab is published (which waits for its
             # fork server): a request sent at once is printed too. Detached, the output goes to a
             # file nobody reads as it comes: `wslab watch` shows it.
