@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from .app import AppSpec
 from .backends import ACCELERATED, READY, Deployment, StackOptions
-from .backends.local import dump_path, read_log
+from .backends.local import dump_path, log_size, read_log
 from .endpoint import Endpoint
 from .errors import LabFailure
 from .observations import ObservationFeed
@@ -255,6 +255,9 @@ class WarmBackend:
         self.time_scale = float(state.options["time_scale"])
         self.started = time.time()
         self.dumping: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.log_starts: dict[str, int] = {}
+        """Where each proxy's log ended when this run began: it holds every earlier run's lines,
+        which this run need not read (nor each cell search)."""
 
     async def start(self, topologies: list[Topology]) -> dict[str, Deployment]:
         if names := changed(self.state, topologies):
@@ -262,7 +265,11 @@ class WarmBackend:
             self.state = LabState.model_validate(reply["state"])
         await self.feed.start(*self.state.control, history=False)
         await self.feed.hello()
-        return {t.name: self._deployment(t) for t in topologies}
+        deployments = {t.name: self._deployment(t) for t in topologies}
+        self.log_starts = {
+            name: log_size(d.log_path) for name, d in deployments.items() if d.log_path is not None
+        }
+        return deployments
 
     def _deployment(self, topology: Topology) -> Deployment:
         warm = self.state.topologies[topology.name]
@@ -298,7 +305,8 @@ class WarmBackend:
         ]:
             await ask(self.state, {"op": "dump-logs", "topologies": rest})
         return {
-            name: read_log(deployment.log_path) + read_log(dump_path(deployment.log_path))
+            name: read_log(deployment.log_path, self.log_starts.get(name, 0))
+            + read_log(dump_path(deployment.log_path))
             for name, deployment in deployments.items()
             if deployment.log_path is not None
         }

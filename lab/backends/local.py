@@ -44,14 +44,24 @@ LOG_MAX_BYTES = 5_000_000
 """The end of a proxy's log that results keep lines from."""
 
 
-def read_log(path: Path) -> str:
-    """The last :data:`LOG_MAX_BYTES` of a log file, or '' if there is none."""
+def read_log(path: Path, since: int = 0) -> str:
+    """The last :data:`LOG_MAX_BYTES` of a log file from byte ``since`` on (from its start if it
+    is shorter now: written afresh), or '' if there is none."""
     try:
         with open(path, "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_MAX_BYTES))
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(since if since <= size else 0, size - LOG_MAX_BYTES))
             return log.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def log_size(path: Path) -> int:
+    """How many bytes a log file holds now (0 if there is none)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def dump_path(log_path: Path) -> Path:
