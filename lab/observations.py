@@ -151,6 +151,12 @@ class ObservationFeed:
             self.lost = "the probe server closed its control channel"
             self._changed.set()
 
+    @property
+    def records_redacted(self) -> bool:
+        """Whether the probe server said in its greeting that it redacts its records (its
+        listeners' and its taps': lab/probe/redact.py, the runner's own rules)."""
+        return self.hello_event is not None and self.hello_event.redacted
+
     async def closed(self) -> None:
         """Return when the probe server closes the channel."""
         if self._task is not None:

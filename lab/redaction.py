@@ -2,9 +2,9 @@
 
 Results are meant to be shared: every output format is built from the copies
 these functions return. The probe server has redacted its own records before
-publishing them; the runner applies the same rules to the client's transcript,
-to the server's records again (which changes nothing when the server already
-did it, and covers a server that did not), and to the proxy log lines a cell
+publishing them (it says so in its greeting); the runner applies the same rules
+to the client's transcript, to the records of a server that did not say so (a
+deployed one, which may run another release), and to the proxy log lines a cell
 keeps. The rules themselves (which headers and parameters are secret, and how
 a value is replaced) live in :mod:`wslab.probe.redact`, which the probe
 servers use.

@@ -187,7 +187,9 @@ async def play_cell(
         if sent_secrets is not None:
             sent_secrets.update(found)
         transcript = sweep(redact_transcript(transcript), options.known_secrets)
-        connections = [sweep(redact_connection(c), options.known_secrets) for c in connections]
+        if not backend.feed.records_redacted:  # a server that did not: done here
+            connections = [redact_connection(c) for c in connections]
+        connections = [sweep(c, options.known_secrets) for c in connections]
         logged = [line.model_copy(update={"text": redact_log_line(line.text, found)}) for line in logged]
     evidence = Evidence(transcript, connections)
     cell = judge(evidence, scenario, deployment.topology, cell_id, round(time.time() - started, 3))

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from wslab.backends import StackOptions
+from wslab.backends.local import LocalBackend
 from wslab.cli import build_parser
 from wslab.commands.common import probe_options
 from wslab.commands.serve import describe_event
@@ -42,8 +44,11 @@ from wslab.probe.redact import (
     redacted,
     secret_values,
 )
-from wslab.records import Settings, Step, Transcript
+from wslab.records import Outcome, Run, Settings, Step, Transcript
 from wslab.redaction import redact_log_line, redact_transcript, transcript_secrets
+from wslab.runner import RunOptions, run
+from wslab.scenario import load_scenarios
+from wslab.topology import load_topologies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -364,6 +369,28 @@ def test_a_run_writes_no_secret_anywhere(tmp_path: Path) -> None:
     logged = [line for cell in cells.values() for line in cell["proxy_log"] if "token=" in line]
     assert logged and all(form(QUERY_TOKEN) in line for line in logged), logged
     assert form(AUTH) in outputs["html"]
+
+
+def test_the_runner_redacts_what_a_server_that_keeps_secrets_recorded(tmp_path: Path) -> None:
+    """The lab's probe server redacts its records and says so in its greeting, and the runner
+    does not redact them again; a server that says it keeps secrets gets them redacted here."""
+    (tmp_path / "secrets.yaml").write_text(SCENARIO)
+    scenarios = load_scenarios([tmp_path / "secrets.yaml"])
+
+    async def played(server_redacts: bool) -> tuple[bool, Run]:
+        backend = LocalBackend(tmp_path / f"run-{server_redacts}", StackOptions(redact=server_redacts))
+        result = await run(backend, [load_topologies()["direct"]], scenarios, RunOptions(redact=True))
+        return backend.feed.records_redacted, result
+
+    for server_redacts in (True, False):
+        said, result = asyncio.run(played(server_redacts))
+        assert said is server_redacts
+        [cell] = result.cells
+        assert cell.outcome == Outcome.PASS and cell.server, cell.error
+        text = json.dumps([connection.model_dump(mode="json") for connection in cell.server])
+        assert not [secret for secret in SECRETS if secret in text], server_redacts
+        headers = {name.lower(): value for name, value in cell.server[0].request.headers}
+        assert headers["authorization"] == f"Bearer {form(AUTH)}"
 
 
 def test_no_redact_keeps_the_values_and_says_so(tmp_path: Path) -> None:

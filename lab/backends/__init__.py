@@ -133,6 +133,12 @@ class Feed(Protocol):
 
     async def hello(self, timeout: float = 10.0) -> Hello: ...
 
+    @property
+    def records_redacted(self) -> bool:
+        """Whether every record this feed passes on was redacted by the lab's own probe server
+        (it says so in its greeting), with the rules the runner would apply again."""
+        ...
+
     async def wait_for_cell(
         self, cell: str, settle: float, expected: int = 1, listener: str | None = None
     ) -> list[Connection]: ...

@@ -64,6 +64,8 @@ class RemoteFeed:
         self.disabled = False
         self.lost: str | None = None
         """Why the report channel stopped answering after it had answered."""
+        self.records_redacted = False
+        """A deployed server may run another release: the runner redacts its records itself."""
 
     async def _ask(self, question: dict[str, Any]) -> dict[str, Any]:
         if self.disabled:
