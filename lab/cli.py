@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -131,6 +132,7 @@ def _add_app_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@functools.cache  # built once by a warm lab's fork server for every run it forks (5 ms each)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wslab",

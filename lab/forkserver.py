@@ -223,7 +223,8 @@ def _log(line: str) -> None:
 
 def _preload() -> None:
     """Every module a run may import, but the compose and container backends (docker) and the
-    entry points; and the shipped scenarios and topologies, checked."""
+    entry points; the shipped scenarios and topologies, parsed and checked; the command line's
+    parser."""
     import importlib
     import pkgutil
 
@@ -233,13 +234,17 @@ def _preload() -> None:
     for module in pkgutil.walk_packages(wslab.__path__, "wslab."):
         if module.name.rsplit(".", 1)[-1] not in skipped:
             importlib.import_module(module.name)
+    from .cli import build_parser
+    from .safe_yaml import kept_parsed
     from .scenario import load_scenarios
     from .topology import load_topologies
 
-    # Checked once here, the shipped files are not checked again by each run (lab/validation.py).
-    with contextlib.suppress(Exception):
+    # Parsed and checked once here, the shipped files are only read again by each run, to see
+    # that they have not changed (lab/safe_yaml.py, lab/validation.py).
+    with contextlib.suppress(Exception), kept_parsed():
         load_scenarios()
         load_topologies()
+    build_parser()
 
 
 def _accept(

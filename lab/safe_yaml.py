@@ -36,13 +36,14 @@ JSON-compatible. The libyaml C parser is used when PyYAML has it; the pure Pytho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ import yaml
 
 from .errors import InputError
 
-__all__ = ["Document", "JsonPath", "YamlInputError", "load_yaml"]
+__all__ = ["Document", "JsonPath", "YamlInputError", "kept_parsed", "load_yaml"]
 
 JsonPath = tuple[str | int, ...]
 """Where a value sits in the data: ``("scenarios", 0, "steps", 2)``; ``()`` is the whole document."""
@@ -127,9 +128,33 @@ def load_yaml(
     KeyboardInterrupt and other signals' exceptions pass through, promptly).
     """
     raw = _read(path, max_bytes)
-    text = _decode(path, raw)
-    data, lines = _Builder(path, text, max_depth, max_nodes).build()
-    return Document(str(path), data, lines, hashlib.blake2b(raw, digest_size=16).hexdigest())
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    parsed = _PARSED.get((digest, max_depth, max_nodes))
+    if parsed is None:
+        parsed = _Builder(path, _decode(path, raw), max_depth, max_nodes).build()
+        if _keeping:
+            _PARSED[digest, max_depth, max_nodes] = parsed
+    return Document(str(path), *parsed, digest)
+
+
+_PARSED: dict[tuple[str, int, int], tuple[Any, dict[JsonPath, int]]] = {}
+"""Documents parsed inside :func:`kept_parsed`, by the digest of their bytes (and the bounds they
+were parsed within)."""
+_keeping = False
+
+
+@contextlib.contextmanager
+def kept_parsed() -> Iterator[None]:
+    """Keep what :func:`load_yaml` parses in this block for every later call in this process and
+    its forks: a warm lab's fork server parses the shipped files once, and each run it forks
+    re-reads the files but parses only what changed (lab/forkserver.py). Meant for a process that
+    forks: a forked run may change a document it was given, which no later run would see."""
+    global _keeping
+    _keeping = True
+    try:
+        yield
+    finally:
+        _keeping = False
 
 
 def _read(path: Path | str, max_bytes: int) -> bytes:
