@@ -5,6 +5,8 @@ package imported already (lab/forkserver.py); anything else imports the command 
 runs here. Only the standard library is imported before that choice.
 """
 
+import contextlib
+import os
 import sys
 
 
@@ -16,7 +18,12 @@ def main() -> int:
 
         code = hand_off(argv, state_path())
         if code is not None:
-            return code
+            # The run was the fork server's: nothing here to tear down, and the interpreter's
+            # own finalization was 8 ms of a warm run's 0.65 s.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(code)
     from .cli import main as command_line
 
     return command_line()
