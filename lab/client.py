@@ -59,9 +59,9 @@ PEER_CLOSE_WAIT = 1.0
 READ_CHUNK = 65536
 RELAY_PATIENCE = 0.5
 """Seconds a raw step waits for the proxy to deliver anything once the server has answered its
-request: on loopback a proxy relays a response head in milliseconds, so a second of nothing is a
-response it will not deliver (Apache upgrades the backend connection of an HTTP/1.0 client and
-never answers it), and the cell need not wait out the whole step timeout."""
+request: on loopback a proxy relays a response head in milliseconds, so half a second of nothing
+is a response it will not deliver (Apache upgrades the backend connection of an HTTP/1.0 client
+and never answers it), and the cell need not wait out the whole step timeout."""
 
 ServerAnswer = Callable[[str], Awaitable[Connection]]
 """Waits until the server reports a request carrying the correlation id, and returns it."""
