@@ -165,17 +165,19 @@ class ObservationFeed:
     def add(self, event: Event) -> None:
         if isinstance(event, Hello):
             self.hello_event = event
-        elif not self.retain:
-            pass
-        elif isinstance(event, Observed):
+        elif self.retain:
+            self._keep(event)
+        for subscriber in self.subscribers:
+            subscriber(event)
+        self._notify()
+
+    def _keep(self, event: Observed | Closing) -> None:
+        if isinstance(event, Observed):
             self.observed.append(event)
             for cell in event.cells:
                 self.by_cell.setdefault(cell, []).append(event)
         else:
             self.closings[event.key] = event.closed
-        for subscriber in self.subscribers:
-            subscriber(event)
-        self._notify()
 
     def _notify(self) -> None:
         self._changed.set()
