@@ -243,6 +243,10 @@ class ObservationFeed:
         """
         deadline = asyncio.get_running_loop().time() + settle
         barrier = asyncio.ensure_future(self.settled(listener)) if listener is not None else None
+        if barrier is not None:
+            # Its end is a change of its own: the server's answer may be read (and notified)
+            # while the request is still being sent, before the barrier can say it is done.
+            barrier.add_done_callback(lambda _: self._notify())
         try:
             while True:
                 connections = [

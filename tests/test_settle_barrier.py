@@ -126,3 +126,26 @@ def test_a_tap_cannot_settle_so_its_waits_keep_their_window(tmp_path: Path) -> N
             await asyncio.wait_for(feed.wait_for_cell("never", LONG_SETTLE, listener="tap"), 1.0)
 
     scenario(test, tmp_path)
+
+
+@pytest.mark.fast
+def test_an_answer_read_while_the_barrier_is_still_being_sent_ends_the_wait() -> None:
+    """The server may answer a barrier (and the feed read the answer) before the feed's send of it
+    returns: the wait for a cell woke on the answer, saw the barrier not done yet, and slept out
+    its whole settle (seen in CI: 1 run in 10 of the test above)."""
+
+    class AnswersWhileSending:
+        def __init__(self, feed: ObservationFeed) -> None:
+            self.feed = feed
+
+        async def send(self, message: str) -> None:
+            self.feed._settled({"event": "settled", "id": json.loads(message)["id"], "settled": True})
+            for _ in range(10):  # a send that yields a few times before it returns (a drain)
+                await asyncio.sleep(0)
+
+    async def test() -> list:
+        feed = ObservationFeed()
+        feed._connection = AnswersWhileSending(feed)  # type: ignore[assignment]
+        return await asyncio.wait_for(feed.wait_for_cell("none", LONG_SETTLE, 2, "ws"), BOUND)
+
+    assert asyncio.run(test()) == []
