@@ -40,11 +40,11 @@ async def _connections(port: int, cells: list[str]) -> None:
 
 def test_the_lab_feed_passes_reports_on_and_keeps_none(tmp_path: Path) -> None:
     async def scenario() -> None:
-        process, port, control = await _probe(tmp_path / "probe.log")
         run = ObservationFeed()
         printing, silent = ObservationFeed(retain=False), ObservationFeed(retain=False)
         printed: list[Event] = []
         printing.subscribers.append(printed.append)
+        process, port, control = await _probe(tmp_path / "probe.log")
         try:
             for feed in (run, printing, silent):
                 await feed.start(*control, history=False)
@@ -66,10 +66,10 @@ def test_the_lab_feed_passes_reports_on_and_keeps_none(tmp_path: Path) -> None:
             await asyncio.wait_for(asyncio.gather(printing.closed(), silent.closed()), 10)
             assert printing.lost and silent.lost
         finally:
-            for feed in (run, printing, silent):
-                await feed.stop()
             if process.returncode is None:
                 process.terminate()
                 await process.wait()
+            for feed in (run, printing, silent):
+                await feed.stop()
 
     asyncio.run(scenario())
