@@ -414,7 +414,7 @@ class LocalBackend:
             argv = kind.successor_command(binary, config, folder, HOST, port, epoch)
         except OSError as error:
             raise EventFailed(f"{topology.name}: no base id to hot-restart from ({error.strerror})") from None
-        log_start = old.log_path.stat().st_size if old.log_path.exists() else 0
+        log_start = log_size(old.log_path)
         successor = ManagedProcess(topology.name, argv, old.log_path)
         self.processes.append(successor)
         await successor.start()
