@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from wslab.backends import StackOptions
+from wslab.backends.compose import TakenDown, networks_held_by_engine
 from wslab.backends.compose import compose_down as backend_compose_down
 from wslab.backends.local import LocalBackend
 from wslab.compose_file import OFFLINE_LAB_IMAGE, project, resolve
@@ -132,7 +133,7 @@ def holders(folder: Path) -> list[str]:
     return found
 
 
-def compose_down(command: list[str], **run: object) -> subprocess.CompletedProcess:
+def compose_down(command: list[str], **run: object) -> TakenDown:
     """``command`` (a compose ``down``) as the compose backend takes its stack down: again while
     only the network's removal fails, releasing endpoints Docker 20.10 leaked before the last try."""
     base = command[: command.index("down")]
@@ -150,17 +151,22 @@ def compose_down(command: list[str], **run: object) -> subprocess.CompletedProce
 
 def docker_state(name: str | None = None) -> tuple[list[str], ...]:
     """A compose project's containers, networks and volumes (others may share the engine meanwhile):
-    ``name``, else this one's."""
-    label = f"label=com.docker.compose.project={name or project()}"
+    ``name``, else this one's. A network the engine keeps with nothing attached, refusing to
+    remove it (:func:`networks_held_by_engine`), is not the lab's: only an engine restart
+    removes it. One that can be removed is, and is listed this once."""
+    name = name or project()
+    label = f"label=com.docker.compose.project={name}"
     listings = [
         ["docker", "ps", "-aq", "--filter", label],
-        ["docker", "network", "ls", "-q", "--filter", label],
+        ["docker", "network", "ls", "--filter", label, "--format", "{{.Name}}"],
         ["docker", "volume", "ls", "-q", "--filter", label],
     ]
-    return tuple(
+    containers, networks, volumes = (
         sorted(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
         for command in listings
     )
+    held = networks_held_by_engine(name)
+    return containers, [network for network in networks if network not in held], volumes
 
 
 def comparable(result: Run) -> dict:

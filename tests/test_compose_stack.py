@@ -326,7 +326,7 @@ def test_compose_up_runs_the_suite_in_the_stack(
     finally:
         down = compose_down([*compose_command(), *OFFLINE, "down", "-v", "--remove-orphans"], cwd=ROOT)
     took = time.monotonic() - started
-    assert down.returncode == 0, down.stderr
+    assert down.complete, down.result.stderr
     # 1: cells fail by design; 3: the lab could not run a proxy (README's exit codes).
     assert result.returncode == (3 if broken else 1), result.stdout[-3000:] + result.stderr[-3000:]
     assert "compose backend" in result.stdout and "plain-http-through-keepalive-proxy" in result.stdout

@@ -133,7 +133,7 @@ def _local_and_kept_stack(
             inspect(container, int(pid))
     finally:
         down = compose_down([*compose, "down", "-v", "--remove-orphans"], cwd=ROOT)
-    assert down.returncode == 0, down.stderr
+    assert down.complete, down.result.stderr
     assert stack.keys() == local.keys()
     return local, stack
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..app import AppSpec
@@ -93,12 +94,40 @@ def _answers(command: list[str]) -> bool:
     return subprocess.run([*command, "version"], capture_output=True).returncode == 0
 
 
+@dataclass(frozen=True)
+class TakenDown:
+    """What :func:`compose_down` did: Compose's last ``down``, and the networks the engine kept
+    though no container is attached to them (:func:`networks_held_by_engine`)."""
+
+    result: subprocess.CompletedProcess
+    held_networks: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Everything is down but the networks only a restart of the engine removes."""
+        return self.result.returncode == 0 or bool(self.held_networks)
+
+    def warning(self) -> str:
+        """What the user is told about the held networks ("" when there are none)."""
+        if not self.held_networks:
+            return ""
+        return (
+            f"wslab: the Docker engine kept the network {', '.join(self.held_networks)}: no container is "
+            "attached, yet it still counts an endpoint of a removed one (Docker 20.10, moby/moby#42119). "
+            "Everything else is down; the next stack reuses the network, and restarting the engine "
+            "removes it."
+        )
+
+
 def compose_down(
     down: Callable[[], subprocess.CompletedProcess], project: str, services: Callable[[], list[str]]
-) -> subprocess.CompletedProcess:
-    """Run ``down``; while only the network's removal fails ("has active endpoints"), wait a second
-    and run it again, and at last release the endpoints Docker leaked (:func:`release_stale_endpoints`)
-    before the final try. The compose backend and the tests take their stacks down with it."""
+) -> TakenDown:
+    """Run ``down`` (with its volumes); while only the network's removal fails ("has active
+    endpoints"), wait a second and run it again, and at last release the endpoints Docker leaked
+    (:func:`release_stale_endpoints`) before the final try. If the engine still refuses a network
+    nothing is attached to, the stack is down but for it: the project's volumes, which Compose v1
+    does not reach after a network it could not remove, are removed here. The compose backend and
+    the tests take their stacks down with it."""
     result = down()
     for attempt in range(DOWN_RETRIES):
         if result.returncode == 0 or "has active endpoints" not in result.stderr:
@@ -113,7 +142,56 @@ def compose_down(
                 file=sys.stderr,
             )
         result = down()
-    return result
+    if result.returncode != 0 and "has active endpoints" in result.stderr:
+        held = networks_held_by_engine(project)
+        if held and _remove_volumes(project):
+            return TakenDown(result, held)
+    return TakenDown(result)
+
+
+def networks_held_by_engine(project: str) -> tuple[str, ...]:
+    """``project``'s networks that the engine refuses to remove ("has active endpoints") though
+    the project has no container left and no container that exists is attached to them.
+
+    Docker 20.10 can keep counting an endpoint after its container is gone and none is listed
+    (moby/moby#42119): neither ``down`` nor a forced disconnect removes the network then; the
+    engine recounts endpoints only when it starts. Each candidate is tried once more, so a
+    network that can be removed is removed, never reported as held."""
+    label = f"label=com.docker.compose.project={project}"
+    left, everyone = (
+        _docker("ps", "-a", "-q", "--filter", label),
+        _docker("ps", "-a", "--format", "{{.Names}}"),
+    )
+    if left is None or left or everyone is None:
+        return ()
+    held = []
+    for network in _docker("network", "ls", "--filter", label, "--format", "{{.Name}}") or []:
+        attached = _docker(
+            "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", network
+        )
+        if attached is None or set(attached) & set(everyone):
+            continue
+        removed = subprocess.run(["docker", "network", "rm", network], capture_output=True, text=True)
+        if removed.returncode != 0 and "has active endpoints" in removed.stderr:
+            held.append(network)
+    return tuple(held)
+
+
+def _remove_volumes(project: str) -> bool:
+    """Remove ``project``'s volumes; whether none is left."""
+    volumes = _docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}")
+    if volumes is None:
+        return False
+    return (
+        not volumes
+        or subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True).returncode == 0
+    )
+
+
+def _docker(*args: str) -> list[str] | None:
+    """The words ``docker *args`` printed, or None if it failed."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    return result.stdout.split() if result.returncode == 0 else None
 
 
 def release_stale_endpoints(project: str, services: list[str]) -> list[str]:
@@ -255,7 +333,7 @@ class ComposeBackend(ContainerEvents):
         result = self._compose("config", "--services")
         return result.stdout.split() if result.returncode == 0 else []
 
-    def _down(self) -> subprocess.CompletedProcess:
+    def _down(self) -> TakenDown:
         """``down``, again while only the network's removal fails (:func:`compose_down`)."""
         return compose_down(
             lambda: self._compose("down", "--volumes", "--remove-orphans"), self.project, self._services
@@ -529,8 +607,10 @@ class ComposeBackend(ContainerEvents):
             await asyncio.wait_for(self.feed.stop(), 2)
         if self.started_stack and not self.keep:
             # Each service's stop_grace_period bounds the wait (docker-compose.yml).
-            result = await asyncio.to_thread(self._down)
+            taken = await asyncio.to_thread(self._down)
             if self.app_log is not None:
                 await asyncio.to_thread(self.app_log.stop)
-            if result.returncode != 0:
-                raise LabFailure(f"compose down failed:\n{result.stderr.strip()[-2000:]}")
+            if not taken.complete:
+                raise LabFailure(f"compose down failed:\n{taken.result.stderr.strip()[-2000:]}")
+            if taken.held_networks:
+                print(taken.warning(), file=sys.stderr)
