@@ -22,6 +22,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -76,6 +79,9 @@ class LabState(BaseModel):
     control: tuple[str, int]
     socket: str
     run_dir: str
+    temporary_run_dir: bool = False
+    """Whether ``run_dir`` is the lab's own temporary folder (it was given no ``--run-dir``): a
+    lab killed before it could remove it leaves it, and whoever finds the lab gone removes it."""
     websockets: str
     options: dict[str, Any]
     app: dict[str, Any] | None = None
@@ -178,17 +184,57 @@ async def ask(state: LabState, request: dict[str, Any], timeout: float = REQUEST
 
 
 def running(path: Path) -> LabState | None:
-    """The lab the state file describes if its socket answers; a stale file is removed."""
+    """The lab the state file describes if its socket answers; a stale file is removed, and what
+    a lab that is gone left behind (:func:`forget_if_gone`)."""
     state = read_state(path)
     if state is None:
         return None
     try:
         asyncio.run(ask(state, {"op": "status"}, timeout=5))
     except LabFailure:
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if not forget_if_gone(path):
+            with contextlib.suppress(OSError):
+                path.unlink()
         return None
     return state
+
+
+def gone(state: LabState) -> bool:
+    """Whether nothing listens on the lab's socket any more (no file, or refused): the lab has
+    ended, not merely been slow to answer."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(state.socket)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def forget_if_gone(path: Path) -> bool:
+    """If the lab of the state file ``path`` is gone (killed: it removes all this itself when it
+    stops), remove what it left: the state file, its sockets beside it, and its temporary run
+    folder (never a ``--run-dir``, and only a ``wslab-`` folder of the temporary directory).
+    Whether it was gone."""
+    state = read_state(path)
+    if state is None or not gone(state):
+        return False
+    for leftover in (Path(state.socket), Path(state.forkserver), path):
+        if leftover.parent == path.parent and leftover.name:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+    folder = Path(state.run_dir)
+    if (
+        state.temporary_run_dir
+        and folder.parent == Path(tempfile.gettempdir())
+        and folder.name.startswith("wslab-")
+        and folder.is_dir()
+        and not folder.is_symlink()
+    ):
+        shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def mismatch(

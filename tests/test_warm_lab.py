@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -206,9 +207,14 @@ def test_a_killed_lab_leaves_nothing_and_its_state_is_ignored(lab: Lab, tmp_path
     time.sleep(0.5)
     listening = Path("/proc/net/tcp").read_text()
     assert not [port for port in ports if f":{port:04X} 00000000:0000 0A" in listening]
+    # What only the lab removes when it stops is still there: its temporary run folder (Varnish's
+    # shared memory log alone is 80 MB) and its sockets.
+    left = [Path(state.run_dir), Path(state.socket), Path(state.forkserver)]
+    assert state.temporary_run_dir and all(path.exists() for path in left)
     run = lab.run(tmp_path / "r.json", "--scenario", "websockets-echo")
     assert "warm lab" not in run.stderr + run.stdout
     assert not lab.state.exists(), "the stale state file was removed"
+    assert [path for path in left if path.exists()] == [], "and what the killed lab left"
 
 
 HELD = """\
@@ -294,6 +300,7 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
     assert b"interrupted; everything it started is stopped" in err
     wait_for(lambda: not processes_in(work), "the interrupted run left processes behind", 10)
 
+    folders = set(Path(tempfile.gettempdir()).glob("wslab-*"))
     killed = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: lab.forkserver_log().count("handed off") == 5, "the held run was not handed off")
     time.sleep(1)
@@ -302,6 +309,8 @@ def test_a_handed_off_run_is_the_users_own(lab: Lab, tmp_path: Path) -> None:
     killed.wait()
     wait_for(lambda: not processes_in(work), "the run outlived its user's process", 10)
     assert lab.forkserver_log().count(": ended with status -9") == 1
+    # A warm run makes no run folder: the killed one left none.
+    assert set(Path(tempfile.gettempdir()).glob("wslab-*")) <= folders
 
     off = lab("run", "-t", "direct", "--scenario", "websockets-echo", cwd=work)
     assert off.returncode == 0
@@ -481,6 +490,73 @@ def test_a_state_file_that_is_not_one_is_no_lab(tmp_path: Path) -> None:
         assert warm.read_state(tmp_path / "lab.json") is None
         assert warm.running(tmp_path / "lab.json") is None
     assert warm.read_state(tmp_path / "absent.json") is None
+
+
+def _lab_state(
+    cache: Path, run_dir: Path, temporary: bool, listening: bool = False
+) -> tuple[Path, list[socket.socket]]:
+    """The state file of a lab whose sockets are left over (refused), or still ``listening``;
+    and the sockets, to keep open while the test runs."""
+    cache.mkdir(exist_ok=True)
+    sockets = []
+    for name in ("lab-x.sock", "run-x.sock"):
+        sockets.append(socket.socket(socket.AF_UNIX))
+        sockets[-1].bind(str(cache / name))
+        if listening:
+            sockets[-1].listen()
+    state = warm.LabState(
+        started_at=0,
+        control=("127.0.0.1", 1),
+        socket=str(cache / "lab-x.sock"),
+        forkserver=str(cache / "run-x.sock"),
+        run_dir=str(run_dir),
+        temporary_run_dir=temporary,
+        websockets="17.4",
+        options={},
+        topologies={},
+    )
+    warm.write_state(cache / "lab.json", state)
+    return cache / "lab.json", sockets
+
+
+@pytest.mark.fast
+def test_a_lab_found_gone_is_forgotten_with_its_temporary_folder(tmp_path: Path) -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="wslab-"))
+    (run_dir / "varnish.shm").write_bytes(b"x" * 1000)
+    try:
+        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=True)
+        assert warm.running(path) is None
+        assert not run_dir.exists() and list((tmp_path / "cache").iterdir()) == []
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("case", ["run-dir given", "not a wslab folder", "outside the temporary directory"])
+def test_a_folder_the_lab_did_not_make_for_itself_is_never_removed(tmp_path: Path, case: str) -> None:
+    temporary = case != "run-dir given"
+    if case == "outside the temporary directory":
+        run_dir = tmp_path / "wslab-mine"
+        run_dir.mkdir()
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix="wslab-" if case == "run-dir given" else "mine-"))
+    try:
+        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=temporary)
+        assert warm.forget_if_gone(path)
+        assert run_dir.exists() and not path.exists()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.fast
+def test_a_lab_that_still_listens_is_not_forgotten(tmp_path: Path) -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="wslab-"))
+    try:
+        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=True, listening=True)
+        assert not warm.forget_if_gone(path)
+        assert run_dir.exists() and path.exists()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.mark.fast

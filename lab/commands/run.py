@@ -64,11 +64,16 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     if any(s.events for s in scenarios):
         args.fresh = True  # lifecycle events restart, redeploy or scale the lab's own probe server
     kept = _warm_lab(args, topologies)
-    with run_folder(args) as run_dir:
-        backend = WarmBackend(kept) if kept else backend_for(args, run_dir)
-        if isinstance(backend, RemoteBackend):
-            topologies = [backend.topology]
-        result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
+    if kept is not None:
+        # A warm run starts nothing: it needs no folder, so a killed one leaves none behind.
+        warm_run = run_with_progress(WarmBackend(kept), topologies, scenarios, options, args.progress)
+        result = until_signal(warm_run)
+    else:
+        with run_folder(args) as run_dir:
+            backend = backend_for(args, run_dir)
+            if isinstance(backend, RemoteBackend):
+                topologies = [backend.topology]
+            result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
     result.options.warm_lab = kept is not None
     durations.remember((durations.key(c.topology, c.scenario), c.duration) for c in result.cells)
     # The outputs before the matrix: a closed pipe (| head) must not lose a file.
