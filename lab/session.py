@@ -17,8 +17,6 @@ The pytest plugin (:mod:`wslab.pytest_plugin`) is built on it.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Iterable
@@ -31,6 +29,7 @@ from .backends import READY, Deployment, StackOptions
 from .backends.local import LocalBackend
 from .errors import LabFailure, UsageError
 from .records import Connection
+from .run_folders import TemporaryRunFolder
 from .topology import select_topologies
 
 START_TIMEOUT = 120.0
@@ -51,8 +50,8 @@ class Lab:
     ) -> None:
         self.topologies = select_topologies(list(topologies or []) or ["direct"])
         self.app = app
-        self._kept = run_dir is not None
-        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="wslab-"))
+        self._temporary = None if run_dir is not None else TemporaryRunFolder()
+        self.run_dir = Path(run_dir) if run_dir is not None else self._temporary.path
         self.backend = LocalBackend(self.run_dir, options or StackOptions(), app)
         self.deployments: dict[str, Deployment] = {}
         self._loop = asyncio.new_event_loop()
@@ -106,8 +105,8 @@ class Lab:
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(10)
-        if not self._kept:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._temporary is not None:
+            self._temporary.remove()
 
     def __enter__(self) -> Lab:
         return self.start()

@@ -22,9 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -33,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from . import run_folders
 from .app import AppSpec
 from .backends import ACCELERATED, READY, Deployment, StackOptions
 from .backends.local import dump_path, log_size, read_log
@@ -79,9 +78,6 @@ class LabState(BaseModel):
     control: tuple[str, int]
     socket: str
     run_dir: str
-    temporary_run_dir: bool = False
-    """Whether ``run_dir`` is the lab's own temporary folder (it was given no ``--run-dir``): a
-    lab killed before it could remove it leaves it, and whoever finds the lab gone removes it."""
     websockets: str
     options: dict[str, Any]
     app: dict[str, Any] | None = None
@@ -216,8 +212,7 @@ def gone(state: LabState) -> bool:
 def forget_if_gone(path: Path) -> bool:
     """If the lab of the state file ``path`` is gone (killed: it removes all this itself when it
     stops), remove what it left: the state file, its sockets beside it, and its temporary run
-    folder (never a ``--run-dir``, and only a ``wslab-`` folder of the temporary directory).
-    Whether it was gone."""
+    folder (:func:`wslab.run_folders.sweep`). Whether it was gone."""
     state = read_state(path)
     if state is None or not gone(state):
         return False
@@ -225,15 +220,7 @@ def forget_if_gone(path: Path) -> bool:
         if leftover.parent == path.parent and leftover.name:
             with contextlib.suppress(OSError):
                 leftover.unlink()
-    folder = Path(state.run_dir)
-    if (
-        state.temporary_run_dir
-        and folder.parent == Path(tempfile.gettempdir())
-        and folder.name.startswith("wslab-")
-        and folder.is_dir()
-        and not folder.is_symlink()
-    ):
-        shutil.rmtree(folder, ignore_errors=True)
+    run_folders.sweep()
     return True
 
 

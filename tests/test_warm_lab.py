@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import comparable
 
-from wslab import forkserver, results, warm
+from wslab import forkserver, results, run_folders, warm
 from wslab.backends import ACCELERATED, StackOptions
 from wslab.backends.local import log_size, read_log
 from wslab.cli import build_parser
@@ -210,7 +210,7 @@ def test_a_killed_lab_leaves_nothing_and_its_state_is_ignored(lab: Lab, tmp_path
     # What only the lab removes when it stops is still there: its temporary run folder (Varnish's
     # shared memory log alone is 80 MB) and its sockets.
     left = [Path(state.run_dir), Path(state.socket), Path(state.forkserver)]
-    assert state.temporary_run_dir and all(path.exists() for path in left)
+    assert all(path.exists() for path in left)
     run = lab.run(tmp_path / "r.json", "--scenario", "websockets-echo")
     assert "warm lab" not in run.stderr + run.stdout
     assert not lab.state.exists(), "the stale state file was removed"
@@ -492,9 +492,7 @@ def test_a_state_file_that_is_not_one_is_no_lab(tmp_path: Path) -> None:
     assert warm.read_state(tmp_path / "absent.json") is None
 
 
-def _lab_state(
-    cache: Path, run_dir: Path, temporary: bool, listening: bool = False
-) -> tuple[Path, list[socket.socket]]:
+def _lab_state(cache: Path, run_dir: Path, listening: bool = False) -> tuple[Path, list[socket.socket]]:
     """The state file of a lab whose sockets are left over (refused), or still ``listening``;
     and the sockets, to keep open while the test runs."""
     cache.mkdir(exist_ok=True)
@@ -510,7 +508,6 @@ def _lab_state(
         socket=str(cache / "lab-x.sock"),
         forkserver=str(cache / "run-x.sock"),
         run_dir=str(run_dir),
-        temporary_run_dir=temporary,
         websockets="17.4",
         options={},
         topologies={},
@@ -519,44 +516,31 @@ def _lab_state(
     return cache / "lab.json", sockets
 
 
-@pytest.mark.fast
-def test_a_lab_found_gone_is_forgotten_with_its_temporary_folder(tmp_path: Path) -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="wslab-"))
-    (run_dir / "varnish.shm").write_bytes(b"x" * 1000)
-    try:
-        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=True)
-        assert warm.running(path) is None
-        assert not run_dir.exists() and list((tmp_path / "cache").iterdir()) == []
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+@pytest.fixture
+def left_run_folder(monkeypatch: pytest.MonkeyPatch):
+    """A run folder whose maker is gone (its lock file held by nobody), in a temporary directory
+    of the test's own."""
+    directory = Path(tempfile.mkdtemp(prefix="wt"))
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    run_dir = directory / "wslab-left"
+    run_dir.mkdir()
+    (run_dir / run_folders.LOCK).write_text("")
+    yield run_dir
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("case", ["run-dir given", "not a wslab folder", "outside the temporary directory"])
-def test_a_folder_the_lab_did_not_make_for_itself_is_never_removed(tmp_path: Path, case: str) -> None:
-    temporary = case != "run-dir given"
-    if case == "outside the temporary directory":
-        run_dir = tmp_path / "wslab-mine"
-        run_dir.mkdir()
-    else:
-        run_dir = Path(tempfile.mkdtemp(prefix="wslab-" if case == "run-dir given" else "mine-"))
-    try:
-        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=temporary)
-        assert warm.forget_if_gone(path)
-        assert run_dir.exists() and not path.exists()
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def test_a_lab_found_gone_is_forgotten_with_its_run_folder(tmp_path: Path, left_run_folder: Path) -> None:
+    path, _sockets = _lab_state(tmp_path / "cache", left_run_folder)
+    assert warm.running(path) is None
+    assert not left_run_folder.exists() and list((tmp_path / "cache").iterdir()) == []
 
 
 @pytest.mark.fast
-def test_a_lab_that_still_listens_is_not_forgotten(tmp_path: Path) -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="wslab-"))
-    try:
-        path, _sockets = _lab_state(tmp_path / "cache", run_dir, temporary=True, listening=True)
-        assert not warm.forget_if_gone(path)
-        assert run_dir.exists() and path.exists()
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def test_a_lab_that_still_listens_is_not_forgotten(tmp_path: Path, left_run_folder: Path) -> None:
+    path, _sockets = _lab_state(tmp_path / "cache", left_run_folder, listening=True)
+    assert not warm.forget_if_gone(path)
+    assert left_run_folder.exists() and path.exists()
 
 
 @pytest.mark.fast

@@ -11,10 +11,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from ..backends.remote import RemoteBackend, parse_target
 from ..errors import LabFailure, UsageError
 from ..records import Run
 from ..reports.progress import RunProgress
+from ..run_folders import TemporaryRunFolder
 from ..runner import RunOptions, run
 from ..scenario import Scenario
 from ..topology import Topology
@@ -66,7 +65,8 @@ def probe_options(args: argparse.Namespace) -> StackOptions:
 @contextlib.contextmanager
 def run_folder(args: argparse.Namespace) -> Iterator[Path]:
     """The run folder: ``--run-dir`` (kept, made absolute so every proxy finds it), or a
-    temporary one removed on every way out, errors and Ctrl-C included."""
+    temporary one removed on every way out, errors and Ctrl-C included (after a SIGKILL, by the
+    next command: lab/run_folders.py)."""
     if args.run_dir:
         folder = Path(args.run_dir).resolve()
         try:
@@ -75,11 +75,11 @@ def run_folder(args: argparse.Namespace) -> Iterator[Path]:
             raise UsageError(f"--run-dir {args.run_dir}: {error.strerror}") from None
         yield folder
         return
-    folder = Path(tempfile.mkdtemp(prefix="wslab-"))
+    folder = TemporaryRunFolder()
     try:
-        yield folder
+        yield folder.path
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        folder.remove()
 
 
 def app_given(args: argparse.Namespace) -> bool:

@@ -85,7 +85,7 @@ async def _serve(
     topologies: list[Topology],
     run_dir: Path,
 ) -> int:
-    lab = KeptLab(backend, run_dir, console, temporary_run_dir=not args.run_dir)
+    lab = KeptLab(backend, run_dir, console)
     try:
         await lab.start_forkserver()
         deployments = await backend.start(topologies)

@@ -43,14 +43,11 @@ def print_deployment(console: Console, deployment: Any) -> None:
 class KeptLab:
     """A ``wslab up`` as a warm lab: its state file, and the requests runs send it (lab/warm.py)."""
 
-    def __init__(
-        self, backend: LocalBackend, run_dir: Path, console: Console, temporary_run_dir: bool
-    ) -> None:
+    def __init__(self, backend: LocalBackend, run_dir: Path, console: Console) -> None:
         # Runs follow the probe server on channels of their own; the lab's only prints.
         backend.feed.retain = False
         self.backend = backend
         self.run_dir = run_dir
-        self.temporary_run_dir = temporary_run_dir
         self.console = console
         self.path = state_path()
         name = secrets.token_hex(4)
@@ -82,7 +79,6 @@ class KeptLab:
             socket=str(self.socket),
             forkserver=await self._forkserver_ready(),
             run_dir=str(self.run_dir),
-            temporary_run_dir=self.temporary_run_dir,
             websockets=backend.websockets_version,
             options=asdict(backend.probe),
             app=warm.app_key(backend.app),
