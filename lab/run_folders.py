@@ -31,7 +31,10 @@ class TemporaryRunFolder:
         partial = self.path / f"{LOCK}.partial"
         # Not inherited by the proxies (close-on-exec): the lock ends with this process alone.
         self._lock: BinaryIO | None = open(partial, "wb")  # noqa: SIM115 - held until remove()
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: the folder is never swept, as before
+            return
         # Only a lock file that is held already bears the name a sweep looks for.
         partial.rename(self.path / LOCK)
 
