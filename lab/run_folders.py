@@ -6,12 +6,13 @@ it sees. A SIGKILL is not one: its processes all go (lab/containment.py), its fo
 a folder holds a lock file, locked (``flock``) for as long as the process that made it lives;
 the kernel releases the lock however that process ends. Whoever makes a folder first removes
 the folders whose lock it can take. A folder without the lock file (a ``--run-dir``, another
-program's, an older wslab's) is never touched.
+program's, an older wslab's), another user's, or reached through a link is never touched.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,9 +52,10 @@ def sweep(directory: Path | None = None) -> list[Path]:
     removed = []
     for lock_path in Path(directory or tempfile.gettempdir()).glob(f"{PREFIX}*/{LOCK}"):
         folder = lock_path.parent
-        if folder.is_symlink():
-            continue
         try:
+            # Only a real folder of this user's: never through a link, never someone else's.
+            if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
             with open(lock_path, "rb") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 shutil.rmtree(folder, ignore_errors=True)

@@ -94,6 +94,16 @@ def test_folders_without_the_lock_or_through_a_link_are_never_removed(temporary:
         shutil.rmtree(elsewhere, ignore_errors=True)
 
 
+@pytest.mark.fast
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder to another user needs root")
+def test_another_users_folder_is_never_removed(temporary: Path) -> None:
+    theirs = temporary / "wslab-theirs"
+    theirs.mkdir()
+    (theirs / run_folders.LOCK).write_text("")  # unlocked: as if its maker were gone
+    os.chown(theirs, 65534, 65534)
+    assert run_folders.sweep() == [] and (theirs / run_folders.LOCK).is_file()
+
+
 def test_a_killed_run_leaves_its_folder_to_the_next_one(temporary: Path) -> None:
     """A real run (nginx and Varnish started) killed with SIGKILL: its processes go, its folder
     stays until the next wslab command starts."""
