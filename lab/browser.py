@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from .probe import wire
 from .processes import ManagedProcess, log_tail
 from .records import BrowserRequest, Close, RequestHead, ResponseHead
+from .run_folders import PREFIX, TemporaryRunFolder
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 """The binary itself: Debian's /usr/bin/chromium wrapper adds flags of its own."""
@@ -192,7 +191,7 @@ class Chromium:
     def __init__(self) -> None:
         self.hosts: set[str] = set()
         """Host names beyond loopback that pages may reach: a remote target's, if any."""
-        self._profile: Path | None = None
+        self._profile: TemporaryRunFolder | None = None
         self._process: ManagedProcess | None = None
         self._devtools: DevTools | None = None
         self._pages: asyncio.Server | None = None
@@ -210,18 +209,20 @@ class Chromium:
     async def _start(self) -> None:
         if not CHROMIUM.exists():
             raise BrowserUnavailable(f"Chromium is not installed ({CHROMIUM} missing): {INSTALL_HINT}")
-        self._profile = Path(tempfile.mkdtemp(prefix="wslab-chromium-"))
-        log = self._profile / "chromium.log"
+        # A folder a kill -9 of the run leaves is removed by the next command (lab/run_folders.py).
+        self._profile = TemporaryRunFolder(prefix=f"{PREFIX}chromium-")
+        folder = self._profile.path
+        log = folder / "chromium.log"
         argv = [
             str(CHROMIUM),
             *FLAGS,
             *loopback_only(self.hosts),
-            f"--user-data-dir={self._profile / 'profile'}",
+            f"--user-data-dir={folder / 'profile'}",
             "about:blank",
         ]
         self._process = ManagedProcess("chromium", argv, log)
         await self._process.start()
-        port_file = self._profile / "profile" / "DevToolsActivePort"
+        port_file = folder / "profile" / "DevToolsActivePort"
         deadline = time.monotonic() + 20
         while len(lines := (port_file.read_text().split() if port_file.exists() else [])) < 2:
             if not self._process.running or time.monotonic() > deadline:
@@ -278,7 +279,7 @@ class Chromium:
         if self._process is not None:
             await self._process.stop()
         if self._profile is not None:
-            shutil.rmtree(self._profile, ignore_errors=True)
+            self._profile.remove()
 
 
 async def _serve_page(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

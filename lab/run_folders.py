@@ -1,12 +1,13 @@
 """Temporary run folders, and removing what a killed command left of them.
 
 A command given no ``--run-dir`` works in a ``wslab-`` folder of the temporary directory (proxy
-configs and logs; Varnish's shared-memory log alone is 80 MB) and removes it on every way out
-it sees. A SIGKILL is not one: its processes all go (lab/containment.py), its folder stays. So
-a folder holds a lock file, locked (``flock``) for as long as the process that made it lives;
-the kernel releases the lock however that process ends. Whoever makes a folder first removes
-the folders whose lock it can take. A folder without the lock file (a ``--run-dir``, another
-program's, an older wslab's), another user's, or reached through a link is never touched.
+configs and logs; Varnish's shared-memory log alone is 80 MB), and a browser cell's Chromium in a
+``wslab-chromium-`` one; each is removed on every way out its command sees. A SIGKILL is not
+one: its processes all go (lab/containment.py), its folders stay. So a folder holds a lock file,
+locked (``flock``) for as long as the process that made it lives; the kernel releases the lock
+however that process ends. Whoever makes a folder first removes the folders whose lock it can
+take. A folder without the lock file (a ``--run-dir``, another program's, an older wslab's),
+another user's, or reached through a link is never touched.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ LOCK = ".wslab-lock"
 
 class TemporaryRunFolder:
     """A new locked run folder (:attr:`path`), made after removing the ones left by killed
-    commands; :meth:`remove` removes it."""
+    commands; :meth:`remove` removes it. ``prefix`` names other folders of a run that live
+    beside it (Chromium's profile); it starts with ``wslab-``."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = PREFIX) -> None:
         sweep()
-        self.path = Path(tempfile.mkdtemp(prefix=PREFIX))
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
         partial = self.path / f"{LOCK}.partial"
         # Not inherited by the proxies (close-on-exec): the lock ends with this process alone.
         self._lock: BinaryIO | None = open(partial, "wb")  # noqa: SIM115 - held until remove()

@@ -104,12 +104,13 @@ def test_another_users_folder_is_never_removed(temporary: Path) -> None:
     assert run_folders.sweep() == [] and (theirs / run_folders.LOCK).is_file()
 
 
-def test_a_killed_run_leaves_its_folder_to_the_next_one(temporary: Path) -> None:
-    """A real run (nginx and Varnish started) killed with SIGKILL: its processes go, its folder
-    stays until the next wslab command starts."""
+def test_a_killed_run_leaves_its_folders_to_the_next_one(temporary: Path) -> None:
+    """A real run (nginx, Varnish and Chromium started) killed with SIGKILL: its processes go,
+    its run folder and Chromium's profile stay until the next wslab command starts."""
     env = {**os.environ, "TMPDIR": str(temporary)}
+    topologies = ["-t", "nginx-default", "-t", "varnish-default"]
     run = subprocess.Popen(
-        [sys.executable, "-m", "wslab", "run", "--fresh", "-t", "nginx-default", "-t", "varnish-default"],
+        [sys.executable, "-m", "wslab", "run", "--fresh", "--suite", "browser", *topologies],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -117,17 +118,20 @@ def test_a_killed_run_leaves_its_folder_to_the_next_one(temporary: Path) -> None
     )
     try:
         deadline = time.monotonic() + 60
-        while not list(temporary.glob("wslab-*/varnish-default")) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (
+            list(temporary.glob("wslab-*/varnish-default"))
+            and list(temporary.glob("wslab-chromium-*/profile/DevToolsActivePort"))
+        ):
             time.sleep(0.05)
-        time.sleep(0.5)
         run.send_signal(signal.SIGKILL)
         run.wait()
     finally:
         run.kill()
         run.wait()
-    left = list(temporary.glob("wslab-*"))
-    assert len(left) == 1 and (left[0] / run_folders.LOCK).is_file(), left
-    explained = subprocess.run(
+    left = sorted(temporary.glob("wslab-*"))
+    assert sorted(folder.name.startswith("wslab-chromium-") for folder in left) == [False, True], left
+    assert all((folder / run_folders.LOCK).is_file() for folder in left)
+    played = subprocess.run(
         [sys.executable, "-m", "wslab", "run", "--fresh", "-t", "direct", "--scenario", "websockets-echo"],
         cwd=ROOT,
         env=env,
@@ -135,5 +139,5 @@ def test_a_killed_run_leaves_its_folder_to_the_next_one(temporary: Path) -> None
         text=True,
         timeout=120,
     )
-    assert explained.returncode == 0, explained.stderr
-    assert list(temporary.glob("wslab-*")) == [], "the killed run's folder, and the new run's own"
+    assert played.returncode == 0, played.stderr
+    assert list(temporary.glob("wslab-*")) == [], "the killed run's folders, and the new run's own"
