@@ -142,6 +142,29 @@ def test_a_fix_program_copied_from_the_terminal_is_the_program(width: int) -> No
     assert max(len(line) for line in lines) <= width
 
 
+def test_a_fix_written_over_several_lines_is_reflowed_and_its_code_kept() -> None:
+    """A topology's fix is written with line ends of its YAML file (replit-static's): at 80
+    columns its prose is one paragraph, not the file's lines each wrapped; code stays whole."""
+    fix = (
+        "fix: Static deployments run no server process: WebSockets are impossible there. Deploy the\n"
+        "WebSocket server as Autoscale (most likely capped at Cloud Run's request timeout) or as a\n"
+        "Reserved VM, with:\n"
+        "    proxy_http_version 1.1;\n"
+        "\n"
+        "Then deploy\n"
+        "again."
+    )
+    lines = [line.plain for line in terminal._code(fix, 80, "", "    ")]
+    assert lines == [
+        "    fix: Static deployments run no server process: WebSockets are impossible",
+        "      there. Deploy the WebSocket server as Autoscale (most likely capped at",
+        "      Cloud Run's request timeout) or as a Reserved VM, with:",
+        "          proxy_http_version 1.1;",
+        "",
+        "      Then deploy again.",
+    ]
+
+
 def test_markdown_is_one_table_with_the_legend_and_causes() -> None:
     page = render_markdown(seed_run())
     assert MarkdownIt("commonmark").enable("table").render(page).count("<table>") == 1

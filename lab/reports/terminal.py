@@ -184,12 +184,30 @@ CODE_INDENT = "    "
 """A fix's lines that start with this are code (a config's lines, a program)."""
 
 
+def _paragraphs(text: str) -> list[str]:
+    """``text``'s lines, with each prose line that goes on from the one before (the same
+    indentation, neither code nor blank) joined to it: wrapping then reflows a paragraph rather
+    than keeping the line ends of the file it was written in."""
+    joined: list[str] = []
+    before: tuple[bool, int] = (False, 0)
+    for number, line in enumerate(text.splitlines()):
+        body = line.lstrip(" ")
+        prose = bool(body) and (number == 0 or not line.startswith(CODE_INDENT))
+        depth = len(line) - len(body)
+        if prose and before == (True, depth):
+            joined[-1] += " " + body
+        else:
+            joined.append(line)
+        before = (prose, depth)
+    return joined
+
+
 def _code(text: str, width: int, style: str, indent: str) -> list[Text]:
     """A fix: its prose lines wrapped, each keeping its indentation; its code lines (and the
     blank lines between them) kept whole, so that what is copied from the terminal still runs:
     a line too long for it is the terminal's to fold."""
     lines: list[Text] = []
-    for number, line in enumerate(printable(text, multiline=True).splitlines()):
+    for number, line in enumerate(_paragraphs(printable(text, multiline=True))):
         body = line.lstrip(" ")
         lead = indent + ("" if number == 0 else INDENT) + " " * (len(line) - len(body))
         if number and (line.startswith(CODE_INDENT) or not body):
