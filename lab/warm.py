@@ -181,14 +181,16 @@ async def ask(state: LabState, request: dict[str, Any], timeout: float = REQUEST
 
 def running(path: Path) -> LabState | None:
     """The lab the state file describes if its socket answers; a stale file is removed, and what
-    a lab that is gone left behind (:func:`forget_if_gone`)."""
+    a lab that is gone left behind (:func:`forget`)."""
     state = read_state(path)
     if state is None:
         return None
     try:
         asyncio.run(ask(state, {"op": "status"}, timeout=5))
     except LabFailure:
-        if not forget_if_gone(path):
+        if gone(state):
+            forget(path, state)
+        else:
             with contextlib.suppress(OSError):
                 path.unlink()
         return None
@@ -209,19 +211,15 @@ def gone(state: LabState) -> bool:
     return False
 
 
-def forget_if_gone(path: Path) -> bool:
-    """If the lab of the state file ``path`` is gone (killed: it removes all this itself when it
-    stops), remove what it left: the state file, its sockets beside it, and its temporary run
-    folder (:func:`wslab.run_folders.sweep`). Whether it was gone."""
-    state = read_state(path)
-    if state is None or not gone(state):
-        return False
+def forget(path: Path, state: LabState) -> None:
+    """Remove what the lab of the state file ``path``, now gone (:func:`gone`: killed, for it
+    removes all this itself when it stops), left: the state file, its sockets beside it, and its
+    temporary run folder (:func:`wslab.run_folders.sweep`)."""
     for leftover in (Path(state.socket), Path(state.forkserver), path):
         if leftover.parent == path.parent and leftover.name:
             with contextlib.suppress(OSError):
                 leftover.unlink()
     run_folders.sweep()
-    return True
 
 
 def mismatch(

@@ -166,9 +166,7 @@ def networks_held_by_engine(project: str) -> tuple[str, ...]:
         return ()
     held = []
     for network in _docker("network", "ls", "--filter", label, "--format", "{{.Name}}") or []:
-        attached = _docker(
-            "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", network
-        )
+        attached = _attached(network)
         if attached is None or set(attached) & set(everyone):
             continue
         removed = subprocess.run(["docker", "network", "rm", network], capture_output=True, text=True)
@@ -188,6 +186,11 @@ def _remove_volumes(project: str) -> bool:
     )
 
 
+def _attached(network: str) -> list[str] | None:
+    """The names of the endpoints ``network`` lists (its containers'), or None if it is gone."""
+    return _docker("network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", network)
+
+
 def _docker(*args: str) -> list[str] | None:
     """The words ``docker *args`` printed, or None if it failed."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True)
@@ -205,31 +208,16 @@ def release_stale_endpoints(project: str, services: list[str]) -> list[str]:
     ForceEndpointDelete looks up), which Compose derives from project and service (v2
     ``project-service-1``, v1 ``project_service_1``); the network may not list it."""
     label = f"label=com.docker.compose.project={project}"
-    listing = subprocess.run(
-        ["docker", "network", "ls", "-q", "--filter", label], capture_output=True, text=True
-    )
-    if listing.returncode != 0:
+    networks = _docker("network", "ls", "--filter", label, "--format", "{{.Name}}")
+    if networks is None:
         return []
     # A container that still exists (running or not) is never disconnected: only leftovers are.
-    existing = set(
-        subprocess.run(
-            ["docker", "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-    )
+    existing = set(_docker("ps", "-a", "--filter", label, "--format", "{{.Names}}") or [])
     released = []
-    for network in listing.stdout.split():
-        attached = subprocess.run(
-            ["docker", "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", network],
-            capture_output=True,
-            text=True,
-        )
-        for name in stale_endpoint_names(project, services, attached.stdout.split(), existing):
-            forced = subprocess.run(
-                ["docker", "network", "disconnect", "--force", network, name], capture_output=True
-            )
-            if forced.returncode == 0:
+    for network in networks:
+        attached = _attached(network) or []
+        for name in stale_endpoint_names(project, services, attached, existing):
+            if _docker("network", "disconnect", "--force", network, name) is not None:
                 released.append(f"{network}/{name}")
     return released
 

@@ -66,7 +66,8 @@ class KeptLab:
         """Start the fork server first: it imports the lab while the proxies start. A lab that was
         killed before this one is forgotten, with what it left."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        warm.forget_if_gone(self.path)
+        if (earlier := warm.read_state(self.path)) is not None and warm.gone(earlier):
+            warm.forget(self.path, earlier)
         await self.forkserver.start()
 
     async def publish(self) -> None:
