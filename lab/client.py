@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import websockets
@@ -41,7 +41,6 @@ from .records import (
     BrowserReport,
     ClientKind,
     Close,
-    Connection,
     FaultRecord,
     Hold,
     Lifecycle,
@@ -52,19 +51,12 @@ from .records import (
     Step,
     Transcript,
 )
+from .relay_patience import NotRelayed, RelayPatience
 from .scenario import ENV_PLACEHOLDER, FAULT_STEPS, OPENING_STEPS
 
 PEER_CLOSE_WAIT = 1.0
 """Seconds a TCP probe waits for the front end to close its side once it has sent its FIN."""
 READ_CHUNK = 65536
-RELAY_PATIENCE = 0.5
-"""Seconds a raw step waits for the proxy to deliver anything once the server has answered its
-request: on loopback a proxy relays a response head in milliseconds, so half a second of nothing
-is a response it will not deliver (Apache upgrades the backend connection of an HTTP/1.0 client
-and never answers it), and the cell need not wait out the whole step timeout."""
-
-ServerAnswer = Callable[[str], Awaitable[Connection]]
-"""Waits until the server reports a request carrying the correlation id, and returns it."""
 
 
 def request_record(head: wire.RequestHead) -> RequestHead:
@@ -145,12 +137,12 @@ class Client:
         hops: Mapping[str, Hop] | None = None,
         cause_event: CauseEvent | None = None,
         event_waits: float = 0.0,
-        server_answer: ServerAnswer | None = None,
+        relays: RelayPatience | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.server_answer = server_answer
-        """Waits for the server's report of this cell's request: a raw step whose request the
-        server answered stops waiting for the proxy RELAY_PATIENCE s later. None: the whole step
+        self.relays = relays
+        """The run's relays of the server's answers: a raw step whose request the server
+        answered stops waiting for the proxy once their patience is out. None: the whole step
         timeout."""
         self.hops = dict(hops or {})
         """Where each hop a ``fault`` step may name is (client-proxy, proxy-server); empty
@@ -397,32 +389,11 @@ class Client:
         return ""
 
     async def _response_or_not_relayed(self, reading: Awaitable[bytes], sent_at: float) -> bytes:
-        """The response ``reading`` gets, unless the server answered the request and nothing
-        reached the client within RELAY_PATIENCE s after: then NotRelayed, with both times (a
-        proxy that upgrades the backend connection but never answers the client)."""
-        read = asyncio.ensure_future(reading)
-        if self.server_answer is None or self.cell is None:
-            return await read
-        relayed = asyncio.ensure_future(self._not_relayed(sent_at))
-        try:
-            done, _ = await asyncio.wait({read, relayed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (read, relayed):
-                task.cancel()
-        if read in done:
-            return read.result()
-        return relayed.result()
-
-    async def _not_relayed(self, sent_at: float) -> bytes:
-        assert self.server_answer is not None and self.cell is not None
-        answer = await self.server_answer(self.cell)
-        await asyncio.sleep(RELAY_PATIENCE)
-        response = answer.response
-        status = f"{response.status} {response.reason}".strip() if response else "nothing"
-        raise NotRelayed(
-            f"the server answered {status} {max(0.0, answer.at - sent_at):.3f} s after the request; "
-            f"nothing reached the client within {RELAY_PATIENCE:g} s after that"
-        )
+        """The response ``reading`` gets; with the run's relays (wslab.relay_patience), NotRelayed
+        once the server has answered and nothing reached the client within their patience."""
+        if self.relays is None or self.cell is None:
+            return await reading
+        return await self.relays.response(self.cell, reading, sent_at)
 
     async def _tcp_probe(self, argument: dict[str, Any]) -> str:
         self.transcript.kind = ClientKind.TCP_PROBE
@@ -719,10 +690,6 @@ class Client:
 
 class StepFailed(Exception):
     """A step ran but did not get what it needed."""
-
-
-class NotRelayed(TimeoutError):
-    """The server answered a raw request but the proxy delivered nothing within RELAY_PATIENCE."""
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes:

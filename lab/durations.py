@@ -1,7 +1,7 @@
 """How long each cell took last time, remembered between runs, so that the longest play first.
 
 A run lasts at least as long as its slowest cell (an Apache that never relays an HTTP/1.0
-upgrade costs its cell 0.5 s of patience: wslab.client.RELAY_PATIENCE); started behind a queue
+upgrade costs its cell the run's relay patience: wslab.relay_patience); started behind a queue
 of quick cells, such a cell adds the queue's length to the run. The runner hands its places out
 longest first by these figures (wslab.runner.Places); a cell never seen counts as 0 s.
 

@@ -45,6 +45,7 @@ from .records import (
     Settings,
 )
 from .redaction import redact_connection, redact_log_line, redact_transcript, sweep, transcript_secrets
+from .relay_patience import RelayPatience
 from .scenario import OPENING_STEPS, Scenario
 from .topology import Parameter, Topology
 
@@ -107,11 +108,13 @@ async def play_cell(
     sent_secrets: set[str] | None = None,
     cell_id: str | None = None,
     played: Callable[[], None] = lambda: None,
+    relays: RelayPatience | None = None,
 ) -> Cell:
     """Run one scenario against one deployed topology and judge it. With redaction on, the
     secrets the client sent are added to ``sent_secrets`` (for the proxies' log lines).
     ``cell_id`` is the correlation id to use (default: a new one; none for an exclusive scenario).
-    ``played`` is called once the client is done, before the wait for the server's report."""
+    ``played`` is called once the client is done, before the wait for the server's report.
+    ``relays``: the run's, shared by its cells (default: this cell's own)."""
     if deployment.status != READY:
         return _lab_error(deployment, scenario, deployment.detail)
     if (failure := backend.failure()) is not None:
@@ -152,7 +155,7 @@ async def play_cell(
         hops,
         _event_causer(backend, deployment) if scenario.events else None,
         event_waits,
-        backend.feed.first_report,
+        relays or RelayPatience(backend.feed.first_report),
     )
     budget = options.cell_timeout + scenario.duration * backend.time_scale + 1.5 * event_waits
     # Waiting for a free browser tab is not the cell's time: its clock starts with its tab.
@@ -427,6 +430,7 @@ async def _play_topology(
     on_start: Callable[[str, str], None],
     browser: Chromium | None,
     sent_secrets: set[str],
+    relays: RelayPatience,
 ) -> list[Cell]:
     deployment = await starting
     # Chromium takes the hosts it may reach when it starts: a topology ready after that would
@@ -446,7 +450,7 @@ async def _play_topology(
         try:
             on_start(deployment.topology.name, scenario.id)
             cell = await play_cell(
-                backend, deployment, scenario, options, browser, sent_secrets, cell_id, slot.give_back
+                backend, deployment, scenario, options, browser, sent_secrets, cell_id, slot.give_back, relays
             )
         finally:
             slot.give_back()
@@ -545,6 +549,7 @@ async def run(
     try:
         starting = await _start(backend, topologies)
         places = Places(options.concurrency)
+        relays = RelayPatience(backend.feed.first_report)
         # Topologies whose log takes a dump to read play first: the dump (read ahead where the
         # backend can) overlaps the other topologies' cells. The results keep the given order.
         first = sorted(topologies, key=lambda t: not t.log_dumped)
@@ -560,6 +565,7 @@ async def run(
                     on_start,
                     browser,
                     sent_secrets,
+                    relays,
                 )
                 for t in first
             )

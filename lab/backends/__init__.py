@@ -151,7 +151,7 @@ class Feed(Protocol):
 
     async def first_report(self, cell: str) -> Connection:
         """The first connection reported with ``cell``'s id, once there is one (a raw step races
-        it: wslab.client.RELAY_PATIENCE); never returning is allowed."""
+        it: wslab.relay_patience); never returning is allowed."""
         ...
 
     async def stop(self) -> None: ...
