@@ -65,7 +65,7 @@ def _redact_heads(exchange: dict[str, Any]) -> dict[str, Any]:
 
 
 def redact_transcript(transcript: Transcript) -> Transcript:
-    """A copy of the client's transcript with no secret value left."""
+    """The client's transcript with no secret value left: a copy if one was replaced."""
     data = transcript.model_dump(mode="json")
     redacted = {**data, **_redact_heads(data)}
     browser = data.get("browser")
@@ -76,6 +76,8 @@ def redact_transcript(transcript: Transcript) -> Transcript:
         ]
         redacted["browser"] = {**browser, "requests": requests}
     redacted["steps"] = [{**step, "argument": _redact_argument(step["argument"])} for step in data["steps"]]
+    if redacted == data:  # most cells send no secret: no second record to build
+        return transcript
     return Transcript.model_validate(redacted)
 
 
@@ -88,12 +90,8 @@ def transcript_secrets(transcript: Transcript) -> set[str]:
     """The secret values the client sent in one cell (headers, query values, subprotocols),
     as found before redaction: what to sweep from free text such as a proxy's log lines."""
     heads = [transcript.sent] + ([r.sent for r in transcript.browser.requests] if transcript.browser else [])
-    found = {
-        value
-        for head in heads
-        if head is not None
-        for value in secret_values({"request": head.model_dump(mode="json"), "raw_head": ""})
-    }
+    requests = [{"target": head.target, "headers": head.headers} for head in heads if head is not None]
+    found = {value for request in requests for value in secret_values({"request": request, "raw_head": ""})}
     for step in transcript.steps:
         argument = step.argument
         if not isinstance(argument, dict):

@@ -288,6 +288,22 @@ def test_the_transcript_and_log_lines() -> None:
 
 
 @pytest.mark.fast
+def test_a_transcript_is_copied_only_when_something_in_it_is_secret() -> None:
+    sent = {"method": "GET", "target": "/?wslab-cell=c", "path": "/", "version": "HTTP/1.1", "headers": []}
+    received = {"status": 426, "headers": [("Upgrade", "websocket")]}
+    plain = Transcript(sent=sent, received=received)
+    assert redact_transcript(plain) is plain
+    for secret_only_in in (
+        {"received": {"status": 200, "headers": [("Set-Cookie", f"session={AUTH_TOKEN}; Path=/")]}},
+        {"steps": [Step(step="raw", argument={"path": f"/?token={QUERY_TOKEN}"})]},
+        {"sent": {**sent, "headers": [("Authorization", f"Bearer {JWT}")]}},
+    ):
+        transcript = Transcript.model_validate({"sent": sent, "received": received, **secret_only_in})
+        text = redact_transcript(transcript).model_dump_json()
+        assert all(secret not in text for secret in (AUTH_TOKEN, QUERY_TOKEN, JWT)), secret_only_in
+
+
+@pytest.mark.fast
 def test_results_say_whether_secrets_were_redacted() -> None:
     settings = Settings(concurrency=1, step_timeout=1, cell_timeout=1, settle=1, time_scale=1)
     assert settings.redacted is True
