@@ -13,9 +13,10 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -232,6 +233,59 @@ def write_outputs(outputs: dict[str, tuple[str, str]]) -> list[str] | None:
     written = {name: write_output(name, path, text) for name, (path, text) in order}
     said = [f"{name}: {path}" for name, (path, _) in order if written[name] and path != STDOUT]
     return said if all(written.values()) else None
+
+
+class FilesAside:
+    """Output files rendered and written by a forked copy of this process while this one goes
+    on (to print the matrix): serialising a run's results and drawing its matrix each hold the
+    GIL for some 0.03 s, and on two cores they need not wait for each other.
+
+    ``files`` maps each format to its path (not standard output), ``render`` a format to its
+    text. Leaving the ``with`` block waits for the copy, however the block ends, so that a
+    matrix that meets a closed pipe (``| head``) loses no file; :attr:`lines` then says what
+    :func:`write_outputs` would have. Written in line where a fork is not safe (another thread
+    runs) or fails.
+    """
+
+    def __init__(self, files: dict[str, str], render: Callable[[str], str]) -> None:
+        self.files = files
+        self.render = render
+        self.lines: list[str] | None = None
+        self._copy: int | None = None
+
+    def __enter__(self) -> FilesAside:
+        if self.files and threading.active_count() == 1:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()  # or the copy would write what this process has buffered too
+            with contextlib.suppress(OSError):
+                self._copy = os.fork()
+            if self._copy == 0:
+                self._write_and_exit()
+        if self._copy is None:
+            self.lines = self._write()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._copy is None:
+            return
+        copy, self._copy = self._copy, None
+        _, status = os.waitpid(copy, 0)
+        self.lines = [f"{name}: {path}" for name, path in self.files.items()] if status == 0 else None
+
+    def _write(self) -> list[str] | None:
+        return write_outputs({name: (path, self.render(name)) for name, path in self.files.items()})
+
+    def _write_and_exit(self) -> NoReturn:
+        code = 1
+        try:
+            code = 0 if self._write() is not None else 1
+        except BaseException as error:  # noqa: BLE001 (the copy must never return into the command)
+            said = f"cannot write {', '.join(self.files)}: {error!r}"
+            print(f"wslab: {LabFailure.label}: {said}", file=sys.stderr)
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os._exit(code)
 
 
 async def run_with_progress(

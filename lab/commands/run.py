@@ -25,6 +25,7 @@ from ..topology import Topology, select_topologies
 from ..warm import LabState, WarmBackend
 from .common import (
     STDOUT,
+    FilesAside,
     app_spec,
     backend_for,
     check_backend_options,
@@ -76,12 +77,15 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
             result = until_signal(run_with_progress(backend, topologies, scenarios, options, args.progress))
     result.options.warm_lab = kept is not None
     durations.remember((durations.key(c.topology, c.scenario), c.duration) for c in result.cells)
-    # The outputs before the matrix: a closed pipe (| head) must not lose a file.
-    chosen = {name: (path, render(name, result)) for name, path in outputs.items() if path}
-    written = write_outputs(chosen)
-    # With --json - the results own standard output; the matrix goes to standard error.
-    screen = Console(file=sys.stderr, width=console.width) if STDOUT in outputs.values() else console
-    terminal.render(result, screen, verbose=args.verbose)
+    files = {name: path for name, path in outputs.items() if path and path != STDOUT}
+    # The files are written beside the matrix, and waited for: a closed pipe (| head) loses none.
+    with FilesAside(files, lambda name: render(name, result)) as aside:
+        to_stdout = {name: (STDOUT, render(name, result)) for name, path in outputs.items() if path == STDOUT}
+        on_stdout = write_outputs(to_stdout)
+        # With --json - the results own standard output; the matrix goes to standard error.
+        screen = Console(file=sys.stderr, width=console.width) if to_stdout else console
+        terminal.render(result, screen, verbose=args.verbose)
+    written = aside.lines if on_stdout is not None else None
     for line in written or []:
         screen.print(line, markup=False, highlight=False)
     if args.run_dir and args.backend == "local":
