@@ -9,6 +9,7 @@ diagnosis rules read as plain comparisons.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .records import ClientKind, Connection, RequestHead, Transcript
 
@@ -29,7 +30,7 @@ class Evidence:
         """The status the client got, or None without a response."""
         return self.transcript.status
 
-    @property
+    @cached_property
     def server(self) -> Connection | None:
         """The first connection the server saw for this cell, if any."""
         return min(self.connections, key=lambda c: c.opened_at) if self.connections else None

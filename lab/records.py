@@ -96,7 +96,8 @@ Header = tuple[str, str]
 
 def header_value(headers: list[Header], name: str) -> str | None:
     """All values of header ``name`` (any case) joined by ', ', or None if absent."""
-    values = [value for key, value in headers if key.lower() == name.lower()]
+    wanted = name.lower()
+    values = [value for key, value in headers if key.lower() == wanted]
     return ", ".join(values) if values else None
 
 
