@@ -55,24 +55,30 @@ class RelayPatience:
         unless the server answers ``cell``'s request and nothing reaches the client within the
         patience after: then NotRelayed, saying both times. ``sent_at``: UNIX time the request
         was sent."""
+        # Two tasks and no more: a run plays hundreds of raw steps on one busy event loop.
         read = asyncio.ensure_future(reading)
-        answer = asyncio.ensure_future(asyncio.wait_for(self.server_answer(cell), REPORT_WITHIN))
-        waiting = asyncio.ensure_future(self._not_relayed(answer, sent_at))
+        answer = asyncio.ensure_future(self.server_answer(cell))
         try:
-            done, _ = await asyncio.wait({read, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({read, answer}, return_when=asyncio.FIRST_COMPLETED)
+            if not read.done():
+                learned = time.monotonic()
+                while not read.done() and (waited := time.monotonic() - learned) < (patience := self.seconds):
+                    await asyncio.wait({read}, timeout=min(patience - waited, RECHECK))
+                if not read.done():
+                    raise NotRelayed(self._not_relayed(answer.result(), sent_at, patience))
+            data = read.result()
         except BaseException:
+            read.cancel()
             answer.cancel()
             raise
-        finally:
-            read.cancel()
-            waiting.cancel()
-        if read not in done or read.exception() is not None or not read.result():
+        if not data:
             answer.cancel()
-            return (read if read in done else waiting).result()
+            return data
         # A relayed response: once the server's report of it is in, a measure for the patience.
         read_at = time.time()
         answer.add_done_callback(lambda reported: self._measure(reported, read_at))
-        return read.result()
+        asyncio.get_running_loop().call_later(REPORT_WITHIN, answer.cancel)
+        return data
 
     def _measure(self, reported: asyncio.Future[Connection], read_at: float) -> None:
         if reported.cancelled() or reported.exception() is not None:
@@ -80,14 +86,10 @@ class RelayPatience:
         self.relayed += 1
         self.slowest = max(self.slowest or 0.0, read_at - reported.result().at, 0.0)
 
-    async def _not_relayed(self, answer: asyncio.Future[Connection], sent_at: float) -> bytes:
-        answered = await asyncio.shield(answer)
-        learned = time.monotonic()
-        while (waited := time.monotonic() - learned) < (patience := self.seconds):
-            await asyncio.sleep(min(patience - waited, RECHECK))
+    def _not_relayed(self, answered: Connection, sent_at: float, patience: float) -> str:
         response = answered.response
         status = f"{response.status} {response.reason}".strip() if response else "nothing"
-        raise NotRelayed(
+        return (
             f"the server answered {status} {max(0.0, answered.at - sent_at):.3f} s after the request; "
             f"nothing reached the client within {patience:.2f} s after that ({self._yardstick()})"
         )

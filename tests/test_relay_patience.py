@@ -27,7 +27,7 @@ class Server:
         return self.reports.setdefault(cell, asyncio.get_running_loop().create_future())
 
     async def answer(self, cell: str) -> Connection:
-        return await self._report(cell)
+        return await asyncio.shield(self._report(cell))  # a step that stops waiting cancels only itself
 
     def answered(self, cell: str, at: float) -> None:
         answer = {"at": at, "response": response(101, "Switching Protocols")}
