@@ -219,7 +219,7 @@ class Client:
         return self.transcript
 
     async def _step(self, action: str, argument: Any) -> str:
-        run = asyncio.wait_for(getattr(self, f"_{action}")(argument), self._timeout_for(action, argument))
+        run = _within(getattr(self, f"_{action}")(argument), self._timeout_for(action, argument))
         if action not in OPENING_STEPS or self.gate is None:
             return await run
         async with self.gate.turn() as turn:
@@ -690,6 +690,12 @@ class Client:
 
 class StepFailed(Exception):
     """A step ran but did not get what it needed."""
+
+
+async def _within(step: Awaitable[str], seconds: float) -> str:
+    """``step``'s result, or TimeoutError after ``seconds`` (as wait_for, without its task)."""
+    async with asyncio.timeout(seconds):
+        return await step
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes:

@@ -218,7 +218,8 @@ class ObservationFeed:
         if remaining <= 0:
             return False
         try:
-            await asyncio.wait_for(self._changed.wait(), remaining)
+            async with asyncio.timeout(remaining):
+                await self._changed.wait()
         except TimeoutError:
             return False
         return True

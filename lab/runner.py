@@ -162,7 +162,8 @@ async def play_cell(
     async with browser.tab_slot if browser is not None and scenario.uses_browser else nullcontext():
         started = time.time()
         try:
-            transcript = await asyncio.wait_for(client.play(scenario.steps), budget)
+            async with asyncio.timeout(budget):
+                transcript = await client.play(scenario.steps)
         except TimeoutError:
             return _lab_error(deployment, scenario, f"cell did not finish in {budget:g} s")
     played()
