@@ -37,9 +37,9 @@ pip_download() {
     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 "$@" >>"$out/pip.log" 2>&1 \
     || { tail -20 "$out/pip.log" >&2; exit 1; }
 }
-stamp="$out/wheels/.websockets-$websockets_version-5"
+stamp="$out/wheels/.websockets-$websockets_version-4"
 if [ ! -e "$stamp" ]; then
-  pip_download "websockets==$websockets_version" pyyaml jsonschema rich jinja2 docker testcontainers hpack pydantic uvloop \
+  pip_download "websockets==$websockets_version" pyyaml jsonschema rich jinja2 docker testcontainers hpack pydantic \
     "setuptools>=68" wheel
   touch "$stamp"
 fi
