@@ -231,8 +231,13 @@ def write_outputs(outputs: dict[str, tuple[str, str]]) -> list[str] | None:
     """
     order = sorted(outputs.items(), key=lambda item: item[1][0] == STDOUT)
     written = {name: write_output(name, path, text) for name, (path, text) in order}
-    said = [f"{name}: {path}" for name, (path, _) in order if written[name] and path != STDOUT]
+    said = [written_line(name, path) for name, (path, _) in order if written[name] and path != STDOUT]
     return said if all(written.values()) else None
+
+
+def written_line(name: str, path: str) -> str:
+    """What says, after the report, that output ``name`` was written to file ``path``."""
+    return f"{name}: {path}"
 
 
 class FilesAside:
@@ -270,7 +275,7 @@ class FilesAside:
             return
         copy, self._copy = self._copy, None
         _, status = os.waitpid(copy, 0)
-        self.lines = [f"{name}: {path}" for name, path in self.files.items()] if status == 0 else None
+        self.lines = [written_line(name, path) for name, path in self.files.items()] if status == 0 else None
 
     def _write(self) -> list[str] | None:
         return write_outputs({name: (path, self.render(name)) for name, path in self.files.items()})
