@@ -4,8 +4,9 @@ A warm run plays its cells in well under a second, and importing the lab (pydant
 record models, jsonschema, rich, websockets) took about as long again. So ``wslab up``
 starts, beside its topologies, a process that has imported all of it and waits on a Unix
 socket next to the state file (``python -m wslab.forkserver SOCKET``). A ``wslab run`` that
-would play against the warm lab hands it, in one message, its arguments, working folder,
-environment and the descriptors of its standard input, output and error. The server
+would play against the warm lab hands it, in one message once the server says it is ready, its
+arguments, working folder, environment and the descriptors of its standard input, output and
+error. The server
 forks; the child takes those descriptors, folder and environment as its own and runs the
 command exactly as the user's process would have (contained, the same output on the same
 terminal, the same exit status), while the user's process waits, passes SIGINT, SIGTERM,
@@ -92,11 +93,16 @@ def hand_off(argv: list[str], state_file: Path) -> int | None:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "stamp": code_stamp()}
         connection.settimeout(ANSWER_WITHIN)
         connection.connect(address)
+        reader = connection.makefile("rb")
+        # The streams go only to a server that has taken the connection: sent to one that hangs
+        # or is stopped, they would wait in its socket, and a pipe reading this command's output
+        # would never see its end.
+        if _read_line(reader).get("ready") is not True:
+            raise ValueError("the fork server is not ready")
         message = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(connection, [message], streams)
         if sent < len(message):  # not an empty send: the server may have answered and closed
             connection.sendall(message[sent:])
-        reader = connection.makefile("rb")
         started = _read_line(reader).get("started") is True
     except (OSError, ValueError):
         started = False
@@ -259,6 +265,7 @@ def _accept(
     try:
         connection.settimeout(ANSWER_WITHIN)
         uid = int.from_bytes(connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[4:8], "little")
+        connection.sendall(b'{"ready": true}\n')
         data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
         while not data.endswith(b"\n") and data and len(data) < REQUEST_MAX_BYTES:
             data += connection.recv(65536)

@@ -26,6 +26,7 @@ def serving(tmp_path: Path, answer: Callable[[socket.socket, dict], None]) -> Pa
 
     def serve() -> None:
         connection, _ = listener.accept()
+        connection.sendall(b'{"ready": true}\n')
         data, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
         while not data.endswith(b"\n"):
             data += connection.recv(1 << 20)
@@ -93,3 +94,20 @@ def test_the_process_has_its_own_signal_handlers_back_after_a_run(tmp_path: Path
     state = serving(tmp_path, lambda connection, _: connection.sendall(b'{"started": true}\n{"exit": 0}\n'))
     assert forkserver.hand_off(["run"], state) == 0
     assert {signum: signal.getsignal(signum) for signum in forkserver.PASSED_ON} == before
+
+
+def test_a_server_that_does_not_take_the_connection_is_handed_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forkserver, "ANSWER_WITHIN", 0.2)
+    address = tmp_path / "run.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(address))
+        listener.listen(1)  # and never accepts, as a stopped or hung server
+        state = tmp_path / "lab.json"
+        state.write_text(json.dumps({"forkserver": str(address)}))
+        assert forkserver.hand_off(["run"], state) is None
+        connection, _ = listener.accept()
+        with connection:
+            data, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+    assert (data, fds) == (b"", []), "no stream waits in its socket: a pipe on this output would never end"
