@@ -380,10 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     if given[:1] == ["up"] and "--detach" in given:
         # Before containment: the lab it starts is meant to outlive this command (and is
         # contained in its own right); a mistake in the arguments still exits 2 here.
-        build_parser().parse_args(given)
+        args = build_parser().parse_args(given)
         from .commands.warm_lab import detach_command
 
-        return _reported(lambda: detach_command(given))
+        return _reported(lambda: detach_command(given, args))
     # Nothing this command starts may outlive it, even after kill -9: from here on
     # this is a contained child process (lab/containment.py). Keep it first.
     containment.enter(argv)

@@ -81,10 +81,12 @@ SUBREAPER = "subreaper"
 OFF = "off"
 MODES = (PID_NAMESPACE, USER_PID_NAMESPACE, SUBREAPER, OFF)
 
-UNCONTAINED_COMMANDS = frozenset({"probe-server"})
+UNCONTAINED_COMMANDS = frozenset({"probe-server", "down"})
 """Commands left alone. ``probe-server`` starts no process, and is what a
 platform runs as its container's main process: the platform's SIGTERM and
-health checks should meet the server itself, not a waiter in front of it."""
+health checks should meet the server itself, not a waiter in front of it.
+``down`` starts no process either, and may have to signal a warm lab by its
+pid, which a process in a PID namespace of its own cannot name."""
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWPID = 0x20000000
@@ -101,11 +103,19 @@ _ALONE_AFTER = 0.5
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _mode = OFF
+_outermost: int | None = None
 
 
 def mode() -> str:
     """The containment in force for this command: one of :data:`MODES`."""
     return _mode
+
+
+def outermost_pid() -> int:
+    """The pid, as the namespace wslab was started in numbers it, of the process whose end ends
+    this command: the user's process when contained, this one when not. A signal sent to it
+    reaches the command as one from the terminal would."""
+    return _outermost if _outermost is not None else os.getpid()
 
 
 def enter(argv: Sequence[str] | None = None) -> None:
@@ -239,6 +249,7 @@ def _split(chosen: str) -> None:
     # sigwaitinfo, and in the supervisor; the command gets the original mask back.
     original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_RELAYED, signal.SIGCHLD})
     user_group = os.getpgrp()
+    user_process = os.getpid()
     relay_r, relay_w = os.pipe()
     report_r, report_w = os.pipe()
     try:
@@ -253,6 +264,8 @@ def _split(chosen: str) -> None:
         _mode = OFF
         return
     if child == 0:
+        global _outermost
+        _outermost = user_process
         os.close(relay_w)
         os.close(report_r)
         guardian = None

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import run_folders
+from . import lab_lock, run_folders
 from .app import AppSpec
 from .backends import ACCELERATED, READY, Deployment, StackOptions
 from .backends.local import dump_path, log_size, read_log
@@ -180,35 +179,25 @@ async def ask(state: LabState, request: dict[str, Any], timeout: float = REQUEST
 
 
 def running(path: Path) -> LabState | None:
-    """The lab the state file describes if its socket answers; a stale file is removed, and what
-    a lab that is gone left behind (:func:`forget`)."""
+    """The lab the state file describes if it answers on its socket. A file whose lab is gone
+    is removed, with what that lab left (:func:`forget`); the file of a lab that is alive but
+    does not answer is kept, so that ``wslab down`` still finds it."""
     state = read_state(path)
     if state is None:
         return None
     try:
         asyncio.run(ask(state, {"op": "status"}, timeout=5))
     except LabFailure:
-        if gone(state):
+        if gone(path):
             forget(path, state)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
         return None
     return state
 
 
-def gone(state: LabState) -> bool:
-    """Whether nothing listens on the lab's socket any more (no file, or refused): the lab has
-    ended, not merely been slow to answer."""
-    with socket.socket(socket.AF_UNIX) as probe:
-        probe.settimeout(2)
-        try:
-            probe.connect(state.socket)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return True
-        except OSError:
-            return False
-    return False
+def gone(path: Path) -> bool:
+    """Whether the lab of the state file ``path`` has ended (nobody holds its lock), not merely
+    been slow to answer."""
+    return lab_lock.holder(path) is None
 
 
 def forget(path: Path, state: LabState) -> None:

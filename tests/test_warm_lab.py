@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import comparable
 
-from wslab import forkserver, results, run_folders, warm
+from wslab import forkserver, lab_lock, results, run_folders, warm
 from wslab.backends import ACCELERATED, StackOptions
 from wslab.backends.local import log_size, read_log
 from wslab.cli import build_parser
@@ -215,6 +215,53 @@ def test_a_killed_lab_leaves_nothing_and_its_state_is_ignored(lab: Lab, tmp_path
     assert "warm lab" not in run.stderr + run.stdout
     assert not lab.state.exists(), "the stale state file was removed"
     assert [path for path in left if path.exists()] == [], "and what the killed lab left"
+
+
+def innermost(pid: int) -> int:
+    """The last of the chain of ``wslab up`` processes from ``pid`` down: the command itself,
+    below the user's process and its supervisor (lab/containment.py)."""
+    while children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        ups = [int(c) for c in children if "\0wslab\0up\0" in Path(f"/proc/{c}/cmdline").read_text()]
+        if not ups:
+            break
+        pid = ups[0]
+    return pid
+
+
+def test_one_lab_at_a_time_and_down_stops_one_that_does_not_answer(lab: Lab, tmp_path: Path) -> None:
+    pid = up(lab)
+    again = lab("up", "--detach", "--accelerated", *[arg for name in TOPOLOGIES for arg in ("-t", name)])
+    assert again.returncode == 0 and f"running already (pid {pid})" in again.stdout, (
+        "the same lab: left as is"
+    )
+    refused = f"a warm lab already runs (pid {pid}): `wslab down` stops it"
+    for other in (["up", "--detach", "-t", "direct"], ["up", "-t", "direct"]):
+        other_lab = lab(*other, timeout=30)
+        assert other_lab.returncode == 3 and refused in other_lab.stderr, other_lab.stderr
+    state = warm.read_state(lab.state)
+    assert state is not None
+    ports = [t.endpoint[1] for t in state.topologies.values() if t.endpoint]
+
+    command = innermost(pid)
+    assert command != pid
+    os.kill(command, signal.SIGSTOP)
+    try:
+        run = lab.run(tmp_path / "r.json", "--scenario", "websockets-echo")
+        assert f"not using the warm lab (wslab up, pid {pid}): it does not answer;" in run.stderr
+        down = subprocess.Popen(
+            [sys.executable, "-m", "wslab", "down"], env=lab.env, stdout=subprocess.PIPE, text=True
+        )
+        assert down.stdout is not None
+        assert down.stdout.readline() == f"the warm lab (pid {pid}) does not answer: stopping it by signal\n"
+    finally:
+        # Stopped, it keeps the SIGTERM pending; going on, it tears down as on Ctrl-C.
+        os.kill(command, signal.SIGCONT)
+    assert down.wait(30) == 0 and down.stdout.read() == "the warm lab stopped\n"
+    assert not alive(pid) and not alive(command)
+    listening = Path("/proc/net/tcp").read_text()
+    assert not [port for port in ports if f":{port:04X} 00000000:0000 0A" in listening]
+    assert not lab.state.exists() and not Path(state.run_dir).exists(), "it tore down, as on Ctrl-C"
+    assert lab("down").stdout == "no warm lab is running\n"
 
 
 HELD = """\
@@ -492,16 +539,14 @@ def test_a_state_file_that_is_not_one_is_no_lab(tmp_path: Path) -> None:
     assert warm.read_state(tmp_path / "absent.json") is None
 
 
-def _lab_state(cache: Path, run_dir: Path, listening: bool = False) -> tuple[Path, list[socket.socket]]:
-    """The state file of a lab whose sockets are left over (refused), or still ``listening``;
-    and the sockets, to keep open while the test runs."""
+def _lab_state(cache: Path, run_dir: Path) -> tuple[Path, list[socket.socket]]:
+    """The state file of a lab whose sockets are left over (nothing listens on them); and the
+    sockets, to keep open while the test runs."""
     cache.mkdir(exist_ok=True)
     sockets = []
     for name in ("lab-x.sock", "run-x.sock"):
         sockets.append(socket.socket(socket.AF_UNIX))
         sockets[-1].bind(str(cache / name))
-        if listening:
-            sockets[-1].listen()
     state = warm.LabState(
         started_at=0,
         control=("127.0.0.1", 1),
@@ -537,11 +582,13 @@ def test_a_lab_found_gone_is_forgotten_with_its_run_folder(tmp_path: Path, left_
 
 
 @pytest.mark.fast
-def test_a_lab_that_still_listens_is_not_forgotten(tmp_path: Path, left_run_folder: Path) -> None:
-    path, _sockets = _lab_state(tmp_path / "cache", left_run_folder, listening=True)
-    state = warm.read_state(path)
-    assert state is not None and not warm.gone(state), "slow to answer is not gone"
-    assert left_run_folder.exists() and path.exists()
+def test_a_lab_alive_but_silent_is_not_forgotten(tmp_path: Path, left_run_folder: Path) -> None:
+    path, _sockets = _lab_state(tmp_path / "cache", left_run_folder)
+    with lab_lock.hold(path):
+        assert warm.running(path) is None, "it does not answer"
+        assert not warm.gone(path), "but it holds its lock: slow to answer is not gone"
+        assert left_run_folder.exists() and path.exists(), "so `wslab down` can still find it"
+    assert warm.gone(path)
 
 
 @pytest.mark.fast

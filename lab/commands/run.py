@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .. import durations, faults, results, warm
+from .. import durations, faults, lab_lock, results, warm
 from ..backends.remote import RemoteBackend
 from ..errors import EXIT_FAILED, EXIT_LAB, EXIT_OK, UsageError
 from ..paths import state_path
@@ -101,6 +101,10 @@ def _warm_lab(args: argparse.Namespace, topologies: list[Topology]) -> LabState 
         return None
     kept = warm.running(state_path())
     if kept is None:
+        if (holder := lab_lock.holder(state_path())) is not None:
+            doing = "does not answer" if warm.read_state(state_path()) else "is still starting"
+            lab = f"the warm lab (wslab up, pid {holder.pid})"
+            print(f"wslab: not using {lab}: it {doing}; starting new topologies", file=sys.stderr)
         return None
     reason = warm.mismatch(kept, topologies, probe_options(args), app_spec(args))
     if reason is None:

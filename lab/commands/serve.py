@@ -23,9 +23,11 @@ import websockets
 from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 
+from .. import lab_lock
 from ..backends.local import LocalBackend
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from ..observations import Closing, Event, Hello, parse_event
+from ..paths import state_path
 from ..probe.server import json_object
 from ..reports.safe_text import printable
 from ..topology import Topology, select_topologies
@@ -73,7 +75,7 @@ def _event_printer(console: Console) -> Callable[[Event], None]:
 def up_command(args: argparse.Namespace, console: Console) -> int:
     topologies = select_topologies(args.topology)
     app = app_spec(args)
-    with run_folder(args) as run_dir:
+    with lab_lock.hold(state_path()), run_folder(args) as run_dir:
         backend = LocalBackend(run_dir, probe_options(args), app, fixed_ports=args.ports)
         return until_signal(_serve(args, console, backend, topologies, run_dir))
 

@@ -20,14 +20,15 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import warm
+from .. import lab_lock, warm
 from ..backends import READY
 from ..backends.local import LocalBackend
 from ..errors import EXIT_OK, LabFailure
 from ..paths import state_path
 from ..processes import ManagedProcess
 from ..reports.safe_text import printable
-from ..topology import load_topologies
+from ..topology import load_topologies, select_topologies
+from .common import app_spec, probe_options
 
 
 def print_deployment(console: Console, deployment: Any) -> None:
@@ -63,10 +64,10 @@ class KeptLab:
         self.state: warm.LabState | None = None
 
     async def start_forkserver(self) -> None:
-        """Start the fork server first: it imports the lab while the proxies start. A lab that was
-        killed before this one is forgotten, with what it left."""
+        """Start the fork server first: it imports the lab while the proxies start. A lab that
+        was killed before this one (this one holds the lock) is forgotten, with what it left."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if (earlier := warm.read_state(self.path)) is not None and warm.gone(earlier):
+        if (earlier := warm.read_state(self.path)) is not None:
             warm.forget(self.path, earlier)
         await self.forkserver.start()
 
@@ -160,12 +161,19 @@ started it knows the file is its lab's and not another's."""
 DETACH_TIMEOUT = 180.0
 
 
-def detach_command(argv: list[str]) -> int:
-    """``wslab up --detach`` (``argv`` checked already): start ``wslab up`` in the background, in a
-    session of its own (it outlives this command, contained as any wslab command is), and print
-    its URLs once it is up."""
-    token = secrets.token_hex(8)
+def detach_command(argv: list[str], args: argparse.Namespace) -> int:
+    """``wslab up --detach`` (``argv`` parsed already as ``args``): start ``wslab up`` in the
+    background, in a session of its own (it outlives this command, contained as any wslab command
+    is), and print its URLs once it is up. If a lab that runs the same already answers, say so
+    and leave it: a script may bring the lab up each time it runs."""
     path = state_path()
+    if (holder := lab_lock.holder(path)) is not None:
+        if (state := warm.running(path)) is None or not _same_lab(state, args):
+            raise LabFailure(lab_lock.held_by(holder))
+        print(f"wslab up is running already (pid {holder.pid}); its output: {path.with_name('up.log')}")
+        _print_lab(state)
+        return EXIT_OK
+    token = secrets.token_hex(8)
     path.parent.mkdir(parents=True, exist_ok=True)
     log_path = path.with_name("up.log")
     command = [sys.executable, "-m", "wslab", *[arg for arg in argv if arg != "--detach"]]
@@ -188,6 +196,19 @@ def detach_command(argv: list[str]) -> int:
             raise LabFailure(f"wslab up was not up after {DETACH_TIMEOUT:g} s; its log: {log_path}")
         time.sleep(0.1)
     print(f"wslab up is running in the background (pid {child.pid}); its output: {log_path}")
+    _print_lab(state)
+    return EXIT_OK
+
+
+def _same_lab(state: warm.LabState, args: argparse.Namespace) -> bool:
+    """Whether the lab ``state`` describes runs what ``wslab up`` with ``args`` would run."""
+    topologies = select_topologies(args.topology)
+    return set(state.topologies) == {t.name for t in topologies} and (
+        warm.mismatch(state, topologies, probe_options(args), app_spec(args)) is None
+    )
+
+
+def _print_lab(state: warm.LabState) -> None:
     for name, topology in state.topologies.items():
         where = (
             f"ws://{topology.endpoint[0]}:{topology.endpoint[1]}/" if topology.endpoint else topology.detail
@@ -197,7 +218,6 @@ def detach_command(argv: list[str]) -> int:
     print(f"{warm_use(state.options, list(state.topologies), state.app is not None)};")
     receiver = "your app" if state.app is not None else "the server"
     print(f"`wslab watch --control {host}:{port}` shows what {receiver} receives; `wslab down` stops it.")
-    return EXIT_OK
 
 
 def warm_use(options: dict[str, Any], names: list[str], app: bool = False) -> str:
@@ -209,17 +229,44 @@ def warm_use(options: dict[str, Any], names: list[str], app: bool = False) -> st
 
 
 def down_command(args: argparse.Namespace, console: Console) -> int:
-    """Stop the warm lab that `wslab up` keeps, if one runs."""
+    """Stop the warm lab that `wslab up` keeps, if one runs: asked on its socket, or, if it does
+    not answer, by signal. Returns once every process of it has stopped."""
     path = state_path()
-    state = warm.running(path)
-    if state is None:
+    holder = _holder(path)
+    if holder is None:
+        if (left := warm.read_state(path)) is not None:
+            warm.forget(path, left)
         console.print("no warm lab is running", markup=False)
         return EXIT_OK
-    asyncio.run(warm.ask(state, {"op": "stop"}, timeout=10))
-    deadline = time.monotonic() + 30
-    while path.exists() and (current := warm.read_state(path)) and current.socket == state.socket:
-        if time.monotonic() > deadline:
-            raise LabFailure(f"the warm lab did not stop within 30 s (its state: {path})")
-        time.sleep(0.1)
+    state = warm.running(path)
+    if state is not None and _asked_to_stop(state) and lab_lock.wait_ended(path, holder, STOP_WITHIN):
+        console.print("the warm lab stopped", markup=False)
+        return EXIT_OK
+    why = "does not answer" if state is None else f"did not stop within {STOP_WITHIN:g} s"
+    console.print(f"the warm lab (pid {holder.pid}) {why}: stopping it by signal", markup=False)
+    if not lab_lock.stop_by_signal(path, holder, STOP_WITHIN):
+        raise LabFailure(f"the warm lab (pid {holder.pid}) did not stop, even killed")
+    if (left := warm.read_state(path)) is not None:
+        warm.forget(path, left)
     console.print("the warm lab stopped", markup=False)
     return EXIT_OK
+
+
+def _asked_to_stop(state: warm.LabState) -> bool:
+    try:
+        asyncio.run(warm.ask(state, {"op": "stop"}, timeout=10))
+    except LabFailure:
+        return False
+    return True
+
+
+STOP_WITHIN = 30.0
+"""Seconds a warm lab gets to tear down (as on Ctrl-C) before ``wslab down`` kills it."""
+
+
+def _holder(path: Path) -> lab_lock.Holder | None:
+    """Who holds the lab's lock, once it has written itself (a lab takes its lock, then writes)."""
+    deadline = time.monotonic() + 1
+    while (holder := lab_lock.holder(path)) is not None and not holder.pid and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return holder
