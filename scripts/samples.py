@@ -52,7 +52,7 @@ BLOCK = re.compile(
     r"(<!-- sample: (?P<name>[a-z-]+) -->\n```[a-z]*\n)(?P<body>.*?)(```\n<!-- /sample -->)", re.S
 )
 VOLATILE = [
-    (re.compile(r"(\d+ scenarios · \w+ backend · )\d+\.\d s"), r"\g<1>N s"),
+    (re.compile(r"(\d+ scenarios · \w+ backend · )\d+(?:\.\d+)? s"), r"\g<1>N s"),
     (re.compile(r"measured \d+ ?s"), "measured N s"),
 ]
 """What changes from run to run, set aside when comparing."""
