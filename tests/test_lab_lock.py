@@ -3,6 +3,7 @@ the holder named, released however it dies, and stopped by signal when it does n
 
 from __future__ import annotations
 
+import argparse
 import signal
 import subprocess
 import sys
@@ -90,3 +91,22 @@ def test_killed_when_it_does_not_stop_within_the_grace(tmp_path: Path) -> None:
     assert holder is not None
     assert lab_lock.stop_by_signal(state, holder, grace=0.3)
     assert process.wait(5) == -signal.SIGKILL
+
+
+def test_down_stops_a_lab_still_starting_by_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from wslab.commands.warm_lab import down_command
+
+    state = tmp_path / "lab.json"
+    monkeypatch.setenv("WSLAB_STATE", str(state))
+    lab = holding(state)  # its lock taken, no state file written yet
+    console = Console(record=True, width=200)
+    assert down_command(argparse.Namespace(), console) == 0
+    assert console.export_text() == (
+        f"the warm lab (pid {lab.pid}) is still starting: stopping it by signal\nthe warm lab stopped\n"
+    )
+    assert lab.wait(5) == -signal.SIGTERM
+    console = Console(record=True, width=200)
+    down_command(argparse.Namespace(), console)
+    assert console.export_text() == "no warm lab is running\n"

@@ -242,7 +242,10 @@ def down_command(args: argparse.Namespace, console: Console) -> int:
     if state is not None and _asked_to_stop(state) and lab_lock.wait_ended(path, holder, STOP_WITHIN):
         console.print("the warm lab stopped", markup=False)
         return EXIT_OK
-    why = "does not answer" if state is None else f"did not stop within {STOP_WITHIN:g} s"
+    if state is not None:
+        why = f"did not stop within {STOP_WITHIN:g} s"
+    else:
+        why = "does not answer" if warm.read_state(path) is not None else "is still starting"
     console.print(f"the warm lab (pid {holder.pid}) {why}: stopping it by signal", markup=False)
     if not lab_lock.stop_by_signal(path, holder, STOP_WITHIN):
         raise LabFailure(f"the warm lab (pid {holder.pid}) did not stop, even killed")
