@@ -7,6 +7,7 @@ runs here. Only the standard library is imported before that choice.
 
 import contextlib
 import os
+import signal
 import sys
 
 
@@ -26,4 +27,9 @@ def main() -> int:
             os._exit(code)
     from .cli import main as command_line
 
-    return command_line()
+    code = command_line()
+    # The command has ended and its status is decided. The interpreter's finalization gives
+    # SIGINT its default action back, so a Ctrl-C now would kill the process instead (a shell
+    # would see death by SIGINT, and no message): too late to interrupt anything, it is ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code

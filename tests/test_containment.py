@@ -173,7 +173,9 @@ def test_fallback_survives_kill_9_of_the_whole_process_group(tmp_path: Path, nor
 
 
 def test_ctrl_c_to_the_process_group_stops_everything_and_exits_130(tmp_path: Path) -> None:
-    lab = Lab(tmp_path, "run", *MATRIX, start_new_session=True)
+    # The timeouts suite holds connections for seconds (the default matrix's run can be over
+    # within a second of its probe server's start): the Ctrl-C lands while cells are in flight.
+    lab = Lab(tmp_path, "run", *MATRIX, "--suite", "timeouts", start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while not (lab.run_dir / "probe-server.log").exists() and time.monotonic() < deadline:
@@ -265,3 +267,20 @@ def test_off_means_one_process(tmp_path: Path) -> None:
         assert len(wslabs) == 1, wslabs
     finally:
         lab.clean_up()
+
+
+@pytest.mark.fast
+def test_a_ctrl_c_once_the_command_has_ended_does_not_kill_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finalizing, the interpreter gives SIGINT its default action back: a Ctrl-C in those last
+    0.1 s killed a run whose matrix was printed (death by SIGINT, no message). The command line
+    ignores it once the command has ended, and exits with the command's status."""
+    from wslab import cli, entry
+
+    monkeypatch.setattr(sys, "argv", ["wslab", "report", "r.json"])
+    monkeypatch.setattr(cli, "main", lambda: 7)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert entry.main() == 7
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
