@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -57,6 +58,8 @@ from .scenario import ENV_PLACEHOLDER, FAULT_STEPS, OPENING_STEPS
 PEER_CLOSE_WAIT = 1.0
 """Seconds a TCP probe waits for the front end to close its side once it has sent its FIN."""
 READ_CHUNK = 65536
+RESET_QUIET = 0.25
+"""Seconds a hop is left quiet before a reset fault: beyond Linux's longest delayed ACK (200 ms)."""
 
 
 def request_record(head: wire.RequestHead) -> RequestHead:
@@ -256,6 +259,8 @@ class Client:
         try:
             if hop is None:
                 raise FaultUnavailable("this backend gives the lab no hop to put faults on")
+            if fault.kind == "reset":
+                await self._quiet_hops()
             active = await controller().apply(fault, hop)
         except FaultUnavailable as why:
             record.not_measured = str(why)
@@ -267,6 +272,16 @@ class Client:
         record.commands = [shown(command) for command in active.prepared + active.applied]
         self.faults.append((active, record))
         return f"{fault.describe()} ({hop.describe()})"
+
+    async def _quiet_hops(self) -> None:
+        """Let the ACKs still owed for what was just exchanged cross before a reset: a delayed
+        ACK (up to 40 ms on Linux) sent after the rule met the reset before the client's next
+        message did, and the connection ended a step early. This client's own is sent now."""
+        raw = self.websocket.transport.get_extra_info("socket") if self.websocket is not None else None
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        await asyncio.sleep(RESET_QUIET)
 
     async def _clear_fault(self, argument: dict[str, Any]) -> str:
         cleared = ", ".join(active.fault.describe() for active, _ in self.faults)
