@@ -14,7 +14,8 @@
   first cell result, to the whole matrix, and its ``down``; then the stack's own
   runner (``compose up runner``): to its first progress line, to its exit, and
   ``compose down``. $COMPOSE_PROJECT_NAME and $WSLAB_OFFLINE_REPO pick the project
-  and the image, as for the lab itself;
+  and the image, as for the lab itself. These come first: the local runs leave
+  thousands of sockets in TIME_WAIT, which slow Docker's teardown for a minute;
 - with --cold also a cold build of the offline images first: it REMOVES the
   images $WSLAB_OFFLINE_REPO and $WSLAB_OFFLINE_BASE name (by default the shared
   wslab-offline/lab and wslab-offline/base) and build/offline;
@@ -243,6 +244,16 @@ def compose_runner() -> tuple[float, float, float]:
     return first if first is not None else float("nan"), whole, time.perf_counter() - started
 
 
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT in this network namespace: the kernel walks them each time
+    Docker removes a container's namespace, so they slow ``compose down`` (docs/benchmark.md)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            count += sum(1 for line in lines if line.split()[3:4] == ["06"])
+    return count
+
+
 def compose_figures(cold: bool) -> None:
     if cold:
         print(f"cold offline build       {cold_offline_build():6.1f} s")
@@ -254,6 +265,7 @@ def compose_figures(cold: bool) -> None:
         f"warm compose up runner   first progress line after {first:5.1f} s, runner done {whole:5.1f} s, "
         f"down {down:5.1f} s"
     )
+    print(f"  (host sockets in TIME_WAIT at the end: {time_wait_sockets()})")
 
 
 def suite_time(suite: str, time_scale: float = 1.0) -> float:
@@ -335,15 +347,16 @@ def main() -> None:
     if args.tap_only:
         tap_figures()
         return
-    if args.compose and args.compose_only:
+    # The compose stack first: the local figures leave some 10,000 sockets in TIME_WAIT for a
+    # minute, which add about a second to the engine's teardown (docs/benchmark.md).
+    if args.compose:
         compose_figures(args.cold)
-        return
+        if args.compose_only:
+            return
     local_figures(args.repeat)
     print(f"timeouts suite, accelerated {suite_time('timeouts', ACCELERATED):6.2f} s")
     print(f"browser suite (Chromium)    {suite_time('browser'):6.2f} s")
     tap_figures()
-    if args.compose:
-        compose_figures(args.cold)
 
 
 if __name__ == "__main__":
