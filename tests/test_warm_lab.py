@@ -106,7 +106,9 @@ def test_the_run_up_prints_plays_on_its_lab(lab: Lab, tmp_path: Path) -> None:
     names is one that uses it, as typed."""
     started = lab("up", "--detach", "-t", "direct", "-t", "nginx-default")
     assert started.returncode == 0, started.stderr
-    named = re.search(r"`(wslab run[^`]*)` plays its cells", started.stdout)
+    named = re.search(
+        r"^Its cells play on these topologies \(a warm lab\) with:\n  (wslab run.*)$", started.stdout, re.M
+    )
     assert named and named[1] == "wslab run --faithful -t direct -t nginx-default", started.stdout
     played = lab(*named[1].split()[1:], "--json", str(tmp_path / "run.json"))
     assert played.returncode in (0, 1), played.stderr
@@ -120,7 +122,7 @@ def test_a_lab_with_your_app_names_no_run(lab: Lab) -> None:
     started = lab("up", "--detach", "--accelerated", "--app", app, "-t", "direct")
     assert started.returncode == 0, started.stderr
     assert "This lab runs your app: a `wslab run` starts topologies of its own" in started.stdout
-    assert "plays its cells" not in started.stdout and "what your app receives" in started.stdout
+    assert "Its cells play" not in started.stdout and "What your app receives:" in started.stdout
 
 
 def clients_of(port: int) -> int:

@@ -112,8 +112,10 @@ async def _serve(
             backend.feed.subscribers.append(_event_printer(console))
         await lab.publish()
         if not detached:
-            use = warm_use(asdict(backend.probe), [t.name for t in topologies], backend.app is not None)
-            console.print(f"{use}.", markup=False)
+            for line in warm_use(
+                asdict(backend.probe), [t.name for t in topologies], backend.app is not None
+            ):
+                console.print(line, markup=False, soft_wrap=True)
         await lab.stopped.wait()
     finally:
         await lab.withdraw()

@@ -170,8 +170,8 @@ def detach_command(argv: list[str], args: argparse.Namespace) -> int:
     if (holder := lab_lock.holder(path)) is not None:
         if (state := warm.running(path)) is None or not _same_lab(state, args):
             raise LabFailure(lab_lock.held_by(holder))
-        print(f"wslab up is running already (pid {holder.pid}); its output: {path.with_name('up.log')}")
-        _print_lab(state)
+        print(f"wslab up is running already (pid {holder.pid})")
+        _print_lab(state, path.with_name("up.log"))
         return EXIT_OK
     token = secrets.token_hex(8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,8 +195,8 @@ def detach_command(argv: list[str], args: argparse.Namespace) -> int:
             child.terminate()
             raise LabFailure(f"wslab up was not up after {DETACH_TIMEOUT:g} s; its log: {log_path}")
         time.sleep(0.1)
-    print(f"wslab up is running in the background (pid {child.pid}); its output: {log_path}")
-    _print_lab(state)
+    print(f"wslab up is running in the background (pid {child.pid})")
+    _print_lab(state, log_path)
     return EXIT_OK
 
 
@@ -208,24 +208,28 @@ def _same_lab(state: warm.LabState, args: argparse.Namespace) -> bool:
     )
 
 
-def _print_lab(state: warm.LabState) -> None:
+def _print_lab(state: warm.LabState, log_path: Path) -> None:
+    """The lab's URLs, then each command on a line of its own: nothing to copy is cut by a
+    terminal's wrap."""
     for name, topology in state.topologies.items():
         where = (
             f"ws://{topology.endpoint[0]}:{topology.endpoint[1]}/" if topology.endpoint else topology.detail
         )
         print(printable(f"  {name:18} {where}"))
     host, port = state.control
-    print(f"{warm_use(state.options, list(state.topologies), state.app is not None)};")
+    print("\n".join(warm_use(state.options, list(state.topologies), state.app is not None)))
     receiver = "your app" if state.app is not None else "the server"
-    print(f"`wslab watch --control {host}:{port}` shows what {receiver} receives; `wslab down` stops it.")
+    print(f"What {receiver} receives:  wslab watch --control {host}:{port}")
+    print("Stop it:                   wslab down")
+    print(printable(f"Its output:                {log_path}"))
 
 
-def warm_use(options: dict[str, Any], names: list[str], app: bool = False) -> str:
-    """How a run uses this lab, as a sentence without its full stop."""
+def warm_use(options: dict[str, Any], names: list[str], app: bool = False) -> list[str]:
+    """How a run uses this lab: lines to print, the command on one of its own."""
     if app:
-        return "This lab runs your app: a `wslab run` starts topologies of its own"
+        return ["This lab runs your app: a `wslab run` starts topologies of its own."]
     hint = warm.run_hint(options, names, list(load_topologies()))
-    return f"`{hint}` plays its cells on these topologies (a warm lab)"
+    return ["Its cells play on these topologies (a warm lab) with:", f"  {hint}"]
 
 
 def down_command(args: argparse.Namespace, console: Console) -> int:
