@@ -19,6 +19,8 @@ starts at the first test that needs it and stops with the session.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .records import Connection
     from .session import Lab
 
@@ -72,6 +76,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("wslab_topology", names, ids=names, scope="session")
 
 
+_terminated = False
+"""Whether a SIGTERM ended this session (its exit status is then 143, as a killed process's)."""
+
+
+def end_session_on_sigterm() -> Callable[[], None]:
+    """Make a SIGTERM (a CI job's time limit, ``timeout``, ``kill``) end the session as Ctrl-C
+    does, with every fixture's teardown: by default the interpreter dies at once, and the
+    proxies' workers (nginx's, Apache's) outlive it. The SIGTERM is handed to the SIGINT handler
+    in force, so that an ``asyncio.run`` in progress cancels its task (its ``finally`` blocks
+    stop what it started) rather than being cut wherever it was. Later SIGTERMs are ignored:
+    nothing cuts the teardown short (it is bounded). Left alone where SIGTERM already has a
+    handler, or off the main thread. Returns what undoes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        global _terminated
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _terminated = True
+        interrupt = signal.getsignal(signal.SIGINT)
+        if not callable(interrupt):
+            raise KeyboardInterrupt
+        interrupt(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _terminated:
+        session.exitstatus = 128 + signal.SIGTERM
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("wslab: SIGTERM ended the session as Ctrl-C does; its labs are stopped")
+
+
 @pytest.fixture(scope="session")
 def wslab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The session's lab: every asked topology in front of your app, stopped with the session."""
@@ -83,19 +126,23 @@ def wslab_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     config = request.config
     command = config.getoption("wslab_app") or config.getini("wslab_app") or None
     upstream = config.getoption("wslab_upstream") or config.getini("wslab_upstream") or None
+    restore_sigterm = end_session_on_sigterm()
     try:
-        app = (
-            AppSpec(command=command, upstream=parse_upstream(upstream), cwd=config.rootpath)
-            if command or upstream
-            else None
-        )
-        lab = Lab(_topologies(config), app).start()
-    except WslabError as error:
-        pytest.fail(f"wslab: {error}", pytrace=False)
-    try:
-        yield lab
+        try:
+            app = (
+                AppSpec(command=command, upstream=parse_upstream(upstream), cwd=config.rootpath)
+                if command or upstream
+                else None
+            )
+            lab = Lab(_topologies(config), app).start()
+        except WslabError as error:
+            pytest.fail(f"wslab: {error}", pytrace=False)
+        try:
+            yield lab
+        finally:
+            lab.stop()
     finally:
-        lab.stop()
+        restore_sigterm()
 
 
 @pytest.fixture

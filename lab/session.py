@@ -58,7 +58,14 @@ class Lab:
         self._thread = threading.Thread(target=self._loop.run_forever, name="wslab", daemon=True)
 
     def _call(self, coroutine: Coroutine[Any, Any, Result], timeout: float) -> Result:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            # Interrupted (Ctrl-C, the plugin's SIGTERM) or out of time: the coroutine must not go
+            # on starting processes while stop() takes the lab down.
+            future.cancel()
+            raise
 
     def start(self) -> Lab:
         """Start the app and every topology; raises UsageError (the app) or LabFailure."""

@@ -21,6 +21,7 @@ from wslab.backends.compose import TakenDown, networks_held_by_engine
 from wslab.backends.compose import compose_down as backend_compose_down
 from wslab.backends.local import LocalBackend
 from wslab.compose_file import OFFLINE_LAB_IMAGE, project, resolve
+from wslab.pytest_plugin import end_session_on_sigterm
 from wslab.records import Run
 from wslab.runner import RunOptions, run
 from wslab.scenario import load_scenarios
@@ -35,6 +36,11 @@ atexit.register(shutil.rmtree, STATE_DIR, ignore_errors=True)
 SEED_VERSION = "15.0.1"
 RESULTS_SCHEMA = json.loads(resources.files("wslab.schemas").joinpath("results.schema.json").read_text())
 """The documented results format, which every --json output must match."""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A `timeout pytest` (or a CI job's limit) stops the labs of the tests it cuts short."""
+    end_session_on_sigterm()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,7 +3,10 @@ a real app, one test per topology."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,79 @@ def test_a_session_without_wslab_fixtures_starts_nothing(pytester: pytest.Pytest
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--durations=0", timeout=60)
     result.assert_outcomes(passed=1)
     assert "wslab" not in result.stdout.str().split("plugins:", 1)[1].split("\n", 1)[1]
+
+
+WAITING_TEST = """
+import os
+import time
+from pathlib import Path
+
+
+def test_waits(wslab_url):
+    Path("lab-is-up").write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_sigterm_ends_the_session_and_stops_every_process_of_its_lab(pytester: pytest.Pytester) -> None:
+    """A CI job's time limit sends SIGTERM: the session tears its lab down as on Ctrl-C, where
+    by default Python died at once and nginx's and Apache's workers outlived it."""
+    pytester.makepyfile(test_user=WAITING_TEST)
+    marker = pytester.path / "lab-is-up"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"--wslab-app={sys.executable} {APP}",
+            "--wslab-topology=nginx-websocket",
+            "--wslab-topology=apache-websocket",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as session:
+        try:
+            deadline = time.monotonic() + 120
+            while not marker.exists() and session.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert marker.exists(), "the session's lab never came up"
+            lab = _descendants(session.pid)
+            workers = {pid for pid in lab if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+            assert workers, "nginx has workers: the processes a dying session used to leave behind"
+            session.send_signal(signal.SIGTERM)
+            output, _ = session.communicate(timeout=60)
+        finally:
+            if session.poll() is None:
+                session.kill()
+    assert session.returncode == 128 + signal.SIGTERM, output
+    assert "wslab: SIGTERM ended the session as Ctrl-C does; its labs are stopped" in output
+    deadline = time.monotonic() + 5
+    while (left := {pid for pid in lab if _alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left}
