@@ -33,8 +33,8 @@ Modes, best first (:func:`mode` tells the command which one is in force):
     ends. It cannot help if the guardian itself is killed with SIGKILL (by its
     pid, or by the OOM killer): then the command gets SIGTERM (its lab tears
     down as on Ctrl-C) if the supervisor is gone too, its direct children die
-    with it (lab/processes.py), and grandchildren such as nginx workers may
-    survive. The guardian ignores SIGINT and SIGTERM sent to it alone.
+    with it, and lab/processes.py's group keeper kills their workers. The
+    guardian ignores SIGINT and SIGTERM sent to it alone.
 ``off``
     Nothing: ``WSLAB_CONTAINMENT=off`` (for debugging with one process), an
     in-process caller of ``main(argv)``, or the ``probe-server`` command.

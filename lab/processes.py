@@ -1,12 +1,15 @@
 """Child processes that cannot outlive the lab.
 
 Each child gets its own process group, so that teardown can signal a proxy
-and every worker it forked, and a parent-death signal, so that a lab killed
-with SIGKILL takes its direct children with it. That alone leaves workers
-(grandchildren) and a fork-to-prctl window: lab/containment.py closes both.
-The parent-death signal is set only where containment has no PID namespace
-(its fallback modes): it needs Python code between fork and exec, which costs
-some 20 ms of a blocked event loop per child, and a cold run starts dozens.
+and every worker it forked. In a PID namespace (lab/containment.py) the kernel
+ends them all with the lab. Elsewhere (containment's fallbacks, and a lab in
+another program's process, such as the pytest plugin's) each child gets a
+parent-death signal, so that a lab killed with SIGKILL takes its direct
+children with it, and the :class:`GroupKeeper` kills what is left of their
+groups: the workers (grandchildren) the signal does not reach. The parent-death
+signal needs Python code between fork and exec, which costs some 20 ms of a
+blocked event loop per child, and a cold run starts dozens: the namespace,
+when there is one, spares it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +46,60 @@ def _group_options() -> dict[str, Any]:
         # The kernel ends the whole namespace with the supervisor: a new session is enough.
         return {"start_new_session": True}
     return {"preexec_fn": _die_with_parent}
+
+
+KEEPER = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    sign, group = line[:1], int(line[1:])
+    (groups.add if sign == "+" else groups.discard)(group)
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+"""The keeper's program: it learns the groups from its standard input, and once every copy of the
+lab's end of that pipe is closed (the lab has exited, however it died), kills those not taken
+off again."""
+
+
+class GroupKeeper:
+    """A process that SIGKILLs the process groups the lab leaves alive when it dies.
+
+    The lab adds each child's group when it starts one and takes it off once :meth:`ManagedProcess.stop`
+    has killed it: a lab that tears down leaves the keeper nothing to do, and a group id is never
+    killed after the lab saw it end (the id could belong to someone else by then). The keeper is
+    in a session of its own, so a Ctrl-C or a kill of the lab's process group spares it.
+    """
+
+    _keeper: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def add(cls, group: int) -> None:
+        cls._send(f"+{group}\n")
+
+    @classmethod
+    def remove(cls, group: int) -> None:
+        cls._send(f"-{group}\n")
+
+    @classmethod
+    def _send(cls, line: str) -> None:
+        if cls._keeper is None:
+            cls._keeper = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", KEEPER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+            )
+        assert cls._keeper.stdin is not None
+        # Lines shorter than PIPE_BUF are written whole, by forked copies of the lab too.
+        with contextlib.suppress(OSError, ValueError):
+            cls._keeper.stdin.write(line)
+            cls._keeper.stdin.flush()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -134,6 +193,8 @@ class ManagedProcess:
                 cwd=self.cwd,
                 **_group_options(),
             )
+        if containment.mode() not in NAMESPACED:
+            GroupKeeper.add(self.process.pid)
 
     @property
     def running(self) -> bool:
@@ -169,6 +230,8 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             break
+        if containment.mode() not in NAMESPACED:
+            GroupKeeper.remove(self.process.pid)
 
 
 FORWARDED_SETTLE = 0.25
